@@ -1,0 +1,3 @@
+from screenpilot.cli.main import main
+
+raise SystemExit(main())

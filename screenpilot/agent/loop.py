@@ -1,0 +1,379 @@
+"""The observe -> decide -> act loop, as a generator of typed steps.
+
+``run_episode`` returns an :class:`Episode`; iterating it runs the episode one step at a time, and its
+``result`` is set once iteration ends. Recording, progress display and the like consume the steps; limits,
+policies and settle-waiting are passed in, not baked into a class.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from screenpilot.actions.types import Answer, Terminate, action_to_dict
+from screenpilot.agent.agent import Agent, Decision
+from screenpilot.agent.policy import ApproveAll, Policy
+from screenpilot.envs.base import Environment, Observation
+from screenpilot.envs.settle import screen_digest
+from screenpilot.errors import DeviceError, ModelOutputError
+from screenpilot.model.base import ModelBackendError, Usage
+from screenpilot.model.dialect import PastStep
+
+EndReason = Literal[
+    "terminated",
+    "answered",
+    "max_steps",
+    "time_budget",
+    "too_many_errors",
+    "stuck",
+    "device_error",
+    "model_error",
+    "aborted",
+    "interrupted",
+    "crashed",
+]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budgets that end an episode.
+
+    ``max_failed_steps`` counts consecutive steps whose answer stayed unusable after retries (or whose action
+    the environment refused). ``warn_repeats`` identical actions on an unchanged screen earn the model a
+    warning; ``stop_repeats`` end the episode as stuck.
+    """
+
+    max_steps: int = 30
+    max_seconds: float | None = None
+    max_failed_steps: int = 3
+    warn_repeats: int = 3
+    stop_repeats: int = 5
+    stop_on_answer: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+        if self.max_failed_steps < 1:
+            raise ValueError("max_failed_steps must be at least 1")
+        if not 1 < self.warn_repeats <= self.stop_repeats:
+            raise ValueError("need 1 < warn_repeats <= stop_repeats")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Timings(_Record):
+    observe_s: float = 0.0
+    model_s: float = 0.0
+    parse_s: float = 0.0
+    execute_s: float = 0.0
+    settle_s: float = 0.0
+
+    def __add__(self, other: Timings) -> Timings:
+        return Timings(**{k: getattr(self, k) + getattr(other, k) for k in Timings.model_fields})
+
+
+class ActionRecord(_Record):
+    """One action of a step, in both frames, and what happened to it."""
+
+    model: dict[str, Any]
+    device: dict[str, Any]
+    call: str
+    verdict: Literal["approve", "skip", "refuse", "abort", "final"] = "approve"
+    executed: bool = False
+    error: str | None = None
+
+
+class StepRecord(_Record):
+    """Everything known about one step; one line of ``trajectory.jsonl``."""
+
+    index: int
+    started: float
+    screen: tuple[int, int]
+    model_screen: tuple[int, int]
+    screen_digest: str
+    outputs: list[str] = Field(description="Raw model output of every attempt, in order")
+    errors: list[str] = Field(default_factory=list, description="What went wrong, in order")
+    actions: list[ActionRecord] = Field(default_factory=list)
+    summary: str | None = None
+    feedback: str | None = Field(default=None, description="Extra text the model was shown at this step")
+    failed: bool = False
+    timings: Timings = Field(default_factory=Timings)
+    usage: list[Usage] = Field(default_factory=list)
+    screenshot: str | None = Field(default=None, description="Screenshot file, relative to the run folder")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step as it happens: the record plus the screenshot it acted on."""
+
+    record: StepRecord
+    screenshot: Image.Image
+
+
+class EpisodeResult(_Record):
+    goal: str
+    status: Literal["success", "failure"]
+    reason: EndReason
+    steps: int
+    answer: str | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+    timings: Timings = Field(default_factory=Timings)
+
+
+@dataclass
+class Episode:
+    """Iterate to run; ``result`` is set when iteration stops (also after an exception)."""
+
+    _steps: Iterator[Step]
+    result: EpisodeResult | None = None
+    steps: int = field(default=0)
+
+    def __iter__(self) -> Iterator[Step]:
+        return self._steps
+
+
+Settle = Callable[[Environment], None]
+
+
+def run_episode(
+    env: Environment,
+    agent: Agent,
+    goal: str,
+    *,
+    limits: Limits | None = None,
+    policy: Policy | None = None,
+    settle: Settle | None = None,
+    keep_screenshots: bool = False,
+) -> Episode:
+    """Run ``goal`` on ``env`` with ``agent``. ``keep_screenshots`` passes past screenshots to the dialect."""
+    episode = Episode(iter(()))
+    episode._steps = _steps(
+        episode, env, agent, goal, limits or Limits(), policy or ApproveAll(), settle, keep_screenshots
+    )
+    return episode
+
+
+def _steps(
+    episode: Episode,
+    env: Environment,
+    agent: Agent,
+    goal: str,
+    limits: Limits,
+    policy: Policy,
+    settle: Settle | None,
+    keep_screenshots: bool,
+) -> Iterator[Step]:
+    start = time.monotonic()
+    totals = Timings()
+    history: list[PastStep] = []
+    state: dict[str, Any] = {"answer": None}
+
+    def finish(status: Literal["success", "failure"], reason: EndReason, error: str | None = None) -> None:
+        episode.result = EpisodeResult(
+            goal=goal,
+            status=status,
+            reason=reason,
+            steps=episode.steps,
+            answer=state["answer"],
+            error=error,
+            duration_s=time.monotonic() - start,
+            timings=totals,
+        )
+
+    finish("failure", "crashed", "the episode did not finish")
+    try:
+        t0 = time.perf_counter()
+        try:
+            observation: Observation = env.reset()
+        except DeviceError as exc:
+            finish("failure", "device_error", str(exc))
+            return
+        reset_s = time.perf_counter() - t0
+
+        failed_streak = 0
+        feedback: str | None = None
+        last_key: tuple[str, str] | None = None
+        repeats = 0
+        for index in range(1, limits.max_steps + 1):
+            if limits.max_seconds is not None and time.monotonic() - start >= limits.max_seconds:
+                finish("failure", "time_budget", f"time budget of {limits.max_seconds:g} s used up")
+                return
+            started = time.time()
+            t0 = time.perf_counter()
+            if index > 1:
+                try:
+                    observation = env.observe()
+                except DeviceError as exc:
+                    finish("failure", "device_error", str(exc))
+                    return
+                observe_s = time.perf_counter() - t0
+            else:
+                observe_s = reset_s
+            digest = screen_digest(observation.screenshot)
+            try:
+                decision = agent.decide(goal, observation, history, feedback=feedback)
+            except ModelBackendError as exc:
+                finish("failure", "model_error", str(exc))
+                return
+            shown_feedback, feedback = feedback, None
+
+            outcome = _act(decision, env, policy, index, settle)
+            timings = Timings(
+                observe_s=observe_s,
+                model_s=decision.model_s,
+                parse_s=decision.parse_s,
+                execute_s=outcome.execute_s,
+                settle_s=outcome.settle_s,
+            )
+            totals = totals + timings
+            errors = [a.error for a in decision.attempts if a.error] + outcome.errors
+            record = StepRecord(
+                index=index,
+                started=started,
+                screen=tuple(observation.size),  # type: ignore[arg-type]
+                model_screen=tuple(decision.space.model),  # type: ignore[arg-type]
+                screen_digest=digest,
+                outputs=[a.output for a in decision.attempts],
+                errors=errors,
+                actions=outcome.records,
+                summary=decision.summary,
+                feedback=shown_feedback,
+                failed=outcome.failed,
+                timings=timings,
+                usage=[a.usage for a in decision.attempts],
+            )
+            episode.steps = index
+            yield Step(record, observation.screenshot)
+
+            kept = observation.screenshot if keep_screenshots else None
+            if decision.actions:
+                for i, parsed in enumerate(decision.actions):
+                    history.append(PastStep(parsed.call, decision.summary, kept if i == 0 else None))
+            else:
+                history.append(PastStep(None, None, kept))
+
+            if outcome.end is not None:
+                status, reason, error = outcome.end
+                if outcome.answer is not None:
+                    state["answer"] = outcome.answer
+                finish(status, reason, error)
+                return
+            if outcome.answer is not None:
+                state["answer"] = outcome.answer
+
+            if outcome.failed:
+                failed_streak += 1
+                feedback = outcome.feedback
+                if failed_streak >= limits.max_failed_steps:
+                    finish("failure", "too_many_errors", errors[-1] if errors else "too many failed steps")
+                    return
+                last_key, repeats = None, 0
+                continue
+            failed_streak = 0
+            feedback = outcome.feedback
+
+            key = (digest, json.dumps([r.device for r in outcome.records], sort_keys=True))
+            repeats = repeats + 1 if key == last_key else 1
+            last_key = key
+            if repeats >= limits.stop_repeats:
+                finish("failure", "stuck", f"the same action was repeated {repeats} times on an unchanged screen")
+                return
+            if repeats >= limits.warn_repeats:
+                calls = "; ".join(p.call for p in decision.actions)
+                feedback = (
+                    f"You have done {calls} {repeats} times in a row and the screen did not change. "
+                    "Do something different."
+                )
+        finish("failure", "max_steps", f"no result within {limits.max_steps} steps")
+    except KeyboardInterrupt:
+        finish("failure", "interrupted", "interrupted by the user")
+        raise
+    except Exception as exc:
+        finish("failure", "crashed", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@dataclass
+class _Outcome:
+    records: list[ActionRecord] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    failed: bool = False
+    feedback: str | None = None
+    answer: str | None = None
+    end: tuple[Literal["success", "failure"], EndReason, str | None] | None = None
+    execute_s: float = 0.0
+    settle_s: float = 0.0
+
+
+def _act(decision: Decision, env: Environment, policy: Policy, index: int, settle: Settle | None) -> _Outcome:
+    out = _Outcome()
+    if not decision.ok:
+        out.failed = True
+        out.feedback = f"Your previous answer could not be used: {decision.error}"
+        return out
+    executed_any = False
+    for parsed in decision.actions:
+        model_dict, device_dict = action_to_dict(parsed.model), action_to_dict(parsed.device)
+        action = parsed.device
+        if isinstance(action, Terminate):
+            out.records.append(ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final"))
+            ok = action.status == "success"
+            out.end = ("success" if ok else "failure", "terminated", None if ok else "the agent reported failure")
+            break
+        if isinstance(action, Answer):
+            out.records.append(ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final"))
+            out.answer = action.text
+            out.end = ("success", "answered", None)
+            break
+        verdict = policy.review(action, step=index)
+        edited = action_to_dict(verdict.action)
+        if verdict.kind == "abort":
+            out.records.append(
+                ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="abort", error=verdict.reason)
+            )
+            out.end = ("failure", "aborted", verdict.reason)
+            break
+        if verdict.kind == "refuse":
+            out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="refuse"))
+            out.feedback = f"The action {parsed.call} was refused: {verdict.reason}. Choose another action."
+            break
+        if verdict.kind == "skip":
+            out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="skip"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            env.execute(verdict.action)
+        except ModelOutputError as exc:  # e.g. an action this environment cannot do: the model's mistake
+            out.execute_s += time.perf_counter() - t0
+            out.records.append(
+                ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=False, error=str(exc))
+            )
+            out.errors.append(str(exc))
+            out.failed = True
+            out.feedback = f"The action {parsed.call} could not be done: {exc}"
+            break
+        except DeviceError as exc:
+            out.execute_s += time.perf_counter() - t0
+            out.records.append(
+                ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=False, error=str(exc))
+            )
+            out.errors.append(str(exc))
+            out.end = ("failure", "device_error", str(exc))
+            break
+        out.execute_s += time.perf_counter() - t0
+        executed_any = True
+        out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=True))
+    if executed_any and settle is not None and out.end is None:
+        t0 = time.perf_counter()
+        settle(env)
+        out.settle_s = time.perf_counter() - t0
+    return out

@@ -1,0 +1,125 @@
+"""Run folders: every step is written the moment it happens, so a crash or Ctrl-C loses nothing recorded.
+
+Layout of a run folder::
+
+    run.json            what was run (goal, environment, model, dialect, prompt hash, versions)
+    trajectory.jsonl    one StepRecord per line, appended and fsynced step by step
+    screens/step-NNNN.png
+    result.json         the EpisodeResult, written last (absent if the process died mid-episode)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from screenpilot.agent.loop import Episode, EpisodeResult, Step, StepRecord
+from screenpilot.errors import SetupError
+
+TRAJECTORY = "trajectory.jsonl"
+RESULT = "result.json"
+META = "run.json"
+SCREENS = "screens"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class RunRecorder:
+    """Writes one episode into ``folder`` as it runs."""
+
+    def __init__(self, folder: str | Path, meta: dict[str, Any] | None = None, *, overwrite: bool = False) -> None:
+        self.folder = Path(folder)
+        if (self.folder / TRAJECTORY).exists() and not overwrite:
+            raise SetupError(f"{self.folder} already holds a recorded run; choose another --out folder")
+        (self.folder / SCREENS).mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for name in (TRAJECTORY, RESULT):
+                (self.folder / name).unlink(missing_ok=True)
+        write_json_atomic(self.folder / META, meta or {})
+        self._fh = open(self.folder / TRAJECTORY, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
+
+    def record(self, step: Step) -> StepRecord:
+        name = f"{SCREENS}/step-{step.record.index:04d}.png"
+        step.screenshot.save(self.folder / name, compress_level=1)
+        record = step.record.model_copy(update={"screenshot": name})
+        self._fh.write(record.model_dump_json() + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        return record
+
+    def finish(self, result: EpisodeResult | None) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        if result is not None:
+            write_json_atomic(self.folder / RESULT, result.model_dump(mode="json"))
+
+    def __enter__(self) -> RunRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+def record_episode(
+    episode: Episode,
+    recorder: RunRecorder,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> EpisodeResult:
+    """Drive ``episode`` to the end, recording each step; the result is written even on error or Ctrl-C."""
+    try:
+        for step in episode:
+            record = recorder.record(step)
+            if on_step is not None:
+                on_step(record)
+    finally:
+        recorder.finish(episode.result)
+    assert episode.result is not None
+    return episode.result
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    folder: Path
+    meta: dict[str, Any]
+    steps: list[StepRecord]
+    result: EpisodeResult | None
+
+
+def read_trajectory(path: Path) -> Iterable[StepRecord]:
+    """Steps of a trajectory file; a torn last line (the process died while writing it) is skipped."""
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield StepRecord.model_validate_json(line)
+        except ValueError as exc:
+            if number >= len(lines) - 1:  # the last written line may be incomplete
+                return
+            raise SetupError(f"{path}:{number}: not a step record: {exc}") from exc
+
+
+def load_run(folder: str | Path) -> RecordedRun:
+    folder = Path(folder)
+    trajectory = folder / TRAJECTORY
+    if not trajectory.exists():
+        raise SetupError(f"{folder} is not a run folder (no {TRAJECTORY})")
+    meta_path, result_path = folder / META, folder / RESULT
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    result = EpisodeResult.model_validate_json(result_path.read_text(encoding="utf-8")) if result_path.exists() else None
+    return RecordedRun(folder, meta, list(read_trajectory(trajectory)), result)

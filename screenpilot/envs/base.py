@@ -1,0 +1,111 @@
+"""The environment contract: ``reset / observe / execute / close``, in device pixels.
+
+Subclasses implement the underscored hooks; the public methods enforce the life cycle (reset before use,
+nothing after close, close safe twice) so every environment behaves the same at its edges.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar, Literal
+
+from PIL import Image
+
+from screenpilot.actions.coords import Size
+from screenpilot.actions.types import Action
+from screenpilot.errors import ScreenpilotError
+
+Platform = Literal["mobile", "desktop"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the agent sees: a screenshot in device pixels, plus facts the environment knows about the screen."""
+
+    screenshot: Image.Image
+    time: float = field(default_factory=time.time)
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> Size:
+        return Size(*self.screenshot.size)
+
+
+class EnvironmentStateError(ScreenpilotError, RuntimeError):
+    """The environment was used out of order (before ``reset`` or after ``close``)."""
+
+
+class Environment(ABC):
+    """A screen the agent can look at and act on."""
+
+    #: Which tool family the model should be given for this environment.
+    platform: ClassVar[Platform]
+    #: Short name used in records (``android``, ``desktop``, ``sandbox``, ``fake``).
+    name: ClassVar[str]
+
+    _ready: bool = False
+    _closed: bool = False
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+    def reset(self) -> Observation:
+        """Prepare the environment for an episode and return the first observation."""
+        self._check_open()
+        self._reset()
+        self._ready = True
+        return self.observe()
+
+    def observe(self) -> Observation:
+        self._check_ready()
+        return self._observe()
+
+    def execute(self, action: Action) -> None:
+        """Perform ``action`` (device pixels). Raises
+        :class:`~screenpilot.errors.UnsupportedActionError` for actions this environment cannot do."""
+        self._check_ready()
+        self._execute(action)
+
+    def close(self) -> None:
+        """Release the device or display. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ready = False
+        self._close()
+
+    def describe(self) -> dict[str, Any]:
+        """Device properties for run manifests."""
+        return {"env": self.name}
+
+    def __enter__(self) -> Environment:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EnvironmentStateError(f"the {self.name} environment is closed")
+
+    def _check_ready(self) -> None:
+        self._check_open()
+        if not self._ready:
+            raise EnvironmentStateError(f"call reset() on the {self.name} environment before using it")
+
+    # -- hooks ------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def _reset(self) -> None: ...
+
+    @abstractmethod
+    def _observe(self) -> Observation: ...
+
+    @abstractmethod
+    def _execute(self, action: Action) -> None: ...
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        pass

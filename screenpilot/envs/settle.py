@@ -1,0 +1,59 @@
+"""Waiting for the screen to stop changing after an action, instead of a fixed sleep."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+
+def screen_digest(image: Image.Image, size: tuple[int, int] = (64, 64)) -> str:
+    """A short digest of a screenshot, coarse enough that a blinking cursor pixel rarely matters."""
+    small = image.convert("L").resize(size, Image.Resampling.BILINEAR)
+    quantised = bytes(v >> 3 for v in small.tobytes())
+    return hashlib.blake2b(quantised, digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    stable: bool
+    waited_s: float
+    frames: int
+    last: Image.Image | None
+
+
+def wait_until_stable(
+    grab: Callable[[], Image.Image],
+    *,
+    timeout_s: float = 3.0,
+    interval_s: float = 0.1,
+    stable_frames: int = 2,
+    min_wait_s: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SettleResult:
+    """Poll ``grab`` until ``stable_frames`` consecutive frames have the same digest, or the timeout passes.
+
+    Bounded: returns after ``timeout_s`` at the latest, with ``stable=False``.
+    """
+    start = clock()
+    if min_wait_s > 0:
+        sleep(min_wait_s)
+    last_digest: str | None = None
+    same = 0
+    frames = 0
+    image: Image.Image | None = None
+    while True:
+        image = grab()
+        frames += 1
+        digest = screen_digest(image)
+        same = same + 1 if digest == last_digest else 0
+        last_digest = digest
+        if same >= stable_frames - 1 and frames >= stable_frames:
+            return SettleResult(True, clock() - start, frames, image)
+        if clock() - start >= timeout_s:
+            return SettleResult(False, clock() - start, frames, image)
+        sleep(interval_s)
