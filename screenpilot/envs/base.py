@@ -11,7 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -109,3 +110,35 @@ class Environment(ABC):
 
     def _close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+# -- optional capabilities, used by task setup and success checks --------------------------------------------
+
+
+class ShellResult(NamedTuple):
+    output: str
+    exit_code: int | None
+    """None where the transport cannot report it."""
+
+
+@runtime_checkable
+class SupportsShell(Protocol):
+    """Runs a shell command where the environment lives (on the phone for Android, locally for desktops)."""
+
+    def shell(self, command: str, *, timeout: float = 30.0) -> ShellResult: ...
+
+
+@runtime_checkable
+class SupportsFiles(Protocol):
+    """Moves files to and from the environment's file system."""
+
+    def push_file(self, local: Path, remote: str) -> None: ...
+
+    def read_file(self, remote: str) -> bytes: ...
+
+
+@runtime_checkable
+class SupportsScreenText(Protocol):
+    """The text visible on screen, read from the real UI (e.g. Android's UI hierarchy dump)."""
+
+    def screen_text(self) -> str: ...
