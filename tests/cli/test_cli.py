@@ -1,0 +1,109 @@
+"""The command line as users call it: exit codes, output forms, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from screenpilot.agent.record import load_run
+from tests.agent.replies import call
+
+
+def sp(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "screenpilot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_prompt_prints_the_exact_system_text():
+    out = sp("prompt", "--tool", "mobile_use", "--screen", "1080x2400")
+    assert out.returncode == 0
+    assert hashlib.sha256(out.stdout.encode()).hexdigest() == (
+        "08758deb1261464319e7c8e0ad8413c64285da66736b560d809f3754271a15e2"
+    )
+    out = sp("prompt", "--tool", "computer_use", "--screen", "2560x1440")
+    assert hashlib.sha256(out.stdout.encode()).hexdigest() == (
+        "1ba53409c1dbd11419024a9ee6fbcb564eb3c67c93d2a75c50a3923a82bea15c"
+    )
+
+
+def test_parse_prints_device_pixel_json_lines(tmp_path):
+    text = call("swipe", coordinate=[546, 1800], coordinate2=[546, 600]) + "\n" + call("click", coordinate=[935, 406])
+    out = sp("parse", "--tool", "mobile_use", "--screen", "1080x2400", stdin=text)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines == [
+        {"action": "swipe", "x": 540, "y": 1794, "x2": 540, "y2": 598, "seconds": 0.3},
+        {"action": "click", "x": 925, "y": 405, "button": "left", "count": 1},
+    ]
+    f = tmp_path / "out.txt"
+    f.write_text(call("click", coordinate=[935, 406]), encoding="utf-8")
+    assert json.loads(sp("parse", "--tool", "mobile_use", "--screen", "1080x2400", str(f)).stdout)["x"] == 925
+
+
+def test_parse_failure_is_one_line_and_exit_1():
+    out = sp("parse", "--tool", "mobile_use", "--screen", "1080x2400", stdin="I cannot see a button")
+    assert out.returncode == 1 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "No function call found" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["parse", "--tool", "mobile_use", "--screen", "10x9000"], "aspect ratio"),
+        (["parse", "--tool", "mobile_use", "--screen", "1080x2400", "/nonexistent/file"], "cannot read"),
+        (["run", "t", "--env", "fake", "--model", "replay:/nonexistent.jsonl"], "does not exist"),
+        (["run", "t", "--env", "fake", "--model", "replay:x", "--max-steps", "0"], "at least 1"),
+        (["parse", "--tool", "mobile_use", "--screen", "big"], "expected a size"),
+    ],
+)
+def test_usage_and_setup_errors_exit_2_without_traceback(args, message):
+    out = sp(*args, stdin="")
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def _replay(tmp_path: Path, *outputs: str) -> str:
+    f = tmp_path / "replay.jsonl"
+    f.write_text("\n".join(json.dumps({"output": o}) for o in outputs), encoding="utf-8")
+    return f"replay:{f}"
+
+
+def test_run_success_exit_0_and_run_folder(tmp_path):
+    model = _replay(tmp_path, call("click", coordinate=[935, 406]), call("terminate", status="success"))
+    out = sp("run", "Tap it", "--env", "fake", "--model", model, "--out", str(tmp_path / "run"), "--no-settle")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("success: terminated after 2 steps")
+    assert "step 1: click x=925 y=405" in out.stderr
+    run = load_run(tmp_path / "run")
+    assert run.meta["goal"] == "Tap it" and run.meta["dialect"]["tool"] == "mobile_use"
+    assert run.result is not None and run.result.status == "success"
+
+
+def test_run_failure_exit_1(tmp_path):
+    model = _replay(tmp_path, call("terminate", status="failure"))
+    out = sp("run", "x", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"))
+    assert out.returncode == 1 and out.stdout.startswith("failure: terminated")
+
+
+def test_run_confirm_reads_the_terminal(tmp_path):
+    model = _replay(tmp_path, call("click", coordinate=[10, 10]), call("terminate", status="success"))
+    out = sp("run", "x", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"), "--confirm", stdin="q\n")
+    assert out.returncode == 1 and "aborted" in out.stdout and "execute? [y]es" in out.stderr
+
+
+def test_run_dry_run_records_skipped_actions(tmp_path):
+    model = _replay(tmp_path, call("click", coordinate=[10, 10]), call("terminate", status="success"))
+    out = sp("run", "x", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"), "--dry-run")
+    assert out.returncode == 0
+    assert load_run(tmp_path / "r").steps[0].actions[0].verdict == "skip"
