@@ -45,8 +45,6 @@ class MissingExtraError(SetupError):
     """An optional dependency group is not installed."""
 
     def __init__(self, extra: str, package: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the '{package}' package: pip install 'screenpilot[{extra}]'"
-        )
+        super().__init__(f"{purpose} needs the '{package}' package: pip install 'screenpilot[{extra}]'")
         self.extra = extra
         self.package = package

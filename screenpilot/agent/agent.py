@@ -100,5 +100,7 @@ class Agent:
                 continue
             t2 = time.perf_counter()
             attempts.append(Attempt(completion.text, completion.usage, t1 - t0, t2 - t1))
-            return Decision(space, tuple(actions), tuple(attempts), summary=self.dialect.summary(completion.text))
+            return Decision(
+                space, tuple(actions), tuple(attempts), summary=self.dialect.summary(completion.text)
+            )
         raise AssertionError("unreachable")

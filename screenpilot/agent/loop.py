@@ -285,7 +285,9 @@ def _steps(
             repeats = repeats + 1 if key == last_key else 1
             last_key = key
             if repeats >= limits.stop_repeats:
-                finish("failure", "stuck", f"the same action was repeated {repeats} times on an unchanged screen")
+                finish(
+                    "failure", "stuck", f"the same action was repeated {repeats} times on an unchanged screen"
+                )
                 return
             if repeats >= limits.warn_repeats:
                 calls = "; ".join(p.call for p in decision.actions)
@@ -325,12 +327,20 @@ def _act(decision: Decision, env: Environment, policy: Policy, index: int, settl
         model_dict, device_dict = action_to_dict(parsed.model), action_to_dict(parsed.device)
         action = parsed.device
         if isinstance(action, Terminate):
-            out.records.append(ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final"))
+            out.records.append(
+                ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final")
+            )
             ok = action.status == "success"
-            out.end = ("success" if ok else "failure", "terminated", None if ok else "the agent reported failure")
+            out.end = (
+                "success" if ok else "failure",
+                "terminated",
+                None if ok else "the agent reported failure",
+            )
             break
         if isinstance(action, Answer):
-            out.records.append(ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final"))
+            out.records.append(
+                ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final")
+            )
             out.answer = action.text
             out.end = ("success", "answered", None)
             break
@@ -338,16 +348,22 @@ def _act(decision: Decision, env: Environment, policy: Policy, index: int, settl
         edited = action_to_dict(verdict.action)
         if verdict.kind == "abort":
             out.records.append(
-                ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="abort", error=verdict.reason)
+                ActionRecord(
+                    model=model_dict, device=edited, call=parsed.call, verdict="abort", error=verdict.reason
+                )
             )
             out.end = ("failure", "aborted", verdict.reason)
             break
         if verdict.kind == "refuse":
-            out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="refuse"))
+            out.records.append(
+                ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="refuse")
+            )
             out.feedback = f"The action {parsed.call} was refused: {verdict.reason}. Choose another action."
             break
         if verdict.kind == "skip":
-            out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="skip"))
+            out.records.append(
+                ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="skip")
+            )
             continue
         t0 = time.perf_counter()
         try:
@@ -355,7 +371,9 @@ def _act(decision: Decision, env: Environment, policy: Policy, index: int, settl
         except ModelOutputError as exc:  # e.g. an action this environment cannot do: the model's mistake
             out.execute_s += time.perf_counter() - t0
             out.records.append(
-                ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=False, error=str(exc))
+                ActionRecord(
+                    model=model_dict, device=edited, call=parsed.call, executed=False, error=str(exc)
+                )
             )
             out.errors.append(str(exc))
             out.failed = True
@@ -364,7 +382,9 @@ def _act(decision: Decision, env: Environment, policy: Policy, index: int, settl
         except DeviceError as exc:
             out.execute_s += time.perf_counter() - t0
             out.records.append(
-                ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=False, error=str(exc))
+                ActionRecord(
+                    model=model_dict, device=edited, call=parsed.call, executed=False, error=str(exc)
+                )
             )
             out.errors.append(str(exc))
             out.end = ("failure", "device_error", str(exc))

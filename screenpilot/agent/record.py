@@ -40,7 +40,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
 class RunRecorder:
     """Writes one episode into ``folder`` as it runs."""
 
-    def __init__(self, folder: str | Path, meta: dict[str, Any] | None = None, *, overwrite: bool = False) -> None:
+    def __init__(
+        self, folder: str | Path, meta: dict[str, Any] | None = None, *, overwrite: bool = False
+    ) -> None:
         self.folder = Path(folder)
         if (self.folder / TRAJECTORY).exists() and not overwrite:
             raise SetupError(f"{self.folder} already holds a recorded run; choose another --out folder")
@@ -121,5 +123,9 @@ def load_run(folder: str | Path) -> RecordedRun:
         raise SetupError(f"{folder} is not a run folder (no {TRAJECTORY})")
     meta_path, result_path = folder / META, folder / RESULT
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    result = EpisodeResult.model_validate_json(result_path.read_text(encoding="utf-8")) if result_path.exists() else None
+    result = (
+        EpisodeResult.model_validate_json(result_path.read_text(encoding="utf-8"))
+        if result_path.exists()
+        else None
+    )
     return RecordedRun(folder, meta, list(read_trajectory(trajectory)), result)

@@ -50,10 +50,18 @@ def model_options() -> argparse.ArgumentParser:
         "replay:FILE|RUN_DIR (default: %(default)s)",
     )
     g.add_argument("--served-model", help="model name on the server (default: the first it lists)")
-    g.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="server API key ($OPENAI_API_KEY)")
-    g.add_argument("--device", default=None, help="torch device for a local model (default: cuda if available)")
-    g.add_argument("--dtype", default=None, help="torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)")
-    g.add_argument("--max-new-tokens", type=_positive_int, default=256, help="generation limit (default: 256)")
+    g.add_argument(
+        "--api-key", default=os.environ.get("OPENAI_API_KEY"), help="server API key ($OPENAI_API_KEY)"
+    )
+    g.add_argument(
+        "--device", default=None, help="torch device for a local model (default: cuda if available)"
+    )
+    g.add_argument(
+        "--dtype", default=None, help="torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)"
+    )
+    g.add_argument(
+        "--max-new-tokens", type=_positive_int, default=256, help="generation limit (default: 256)"
+    )
     g.add_argument("--min-pixels", type=_positive_int, default=QWEN_MIN_PIXELS, help="image pixel floor")
     g.add_argument(
         "--max-pixels",
@@ -61,8 +69,12 @@ def model_options() -> argparse.ArgumentParser:
         default=QWEN_MAX_PIXELS,
         help="image pixel cap; lower it (e.g. 1003520 = 1280*28*28) to trade grounding for speed",
     )
-    g.add_argument("--answer-action", action="store_true", help="offer the `answer` action (AndroidWorld variant)")
-    g.add_argument("--reasoning", action="store_true", help="ask for <thinking>/<conclusion> around each call")
+    g.add_argument(
+        "--answer-action", action="store_true", help="offer the `answer` action (AndroidWorld variant)"
+    )
+    g.add_argument(
+        "--reasoning", action="store_true", help="ask for <thinking>/<conclusion> around each call"
+    )
     g.add_argument("--keep-images", type=int, default=0, metavar="N", help="also show the last N screenshots")
     g.add_argument("--max-retries", type=int, default=2, help="re-asks per step after an unusable answer")
     return p
@@ -72,12 +84,20 @@ def env_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("environment")
     g.add_argument("--env", choices=wiring.ENV_NAMES, required=True, help="where to act")
-    g.add_argument("--serial", action="append", help="Android device serial (default: $ANDROID_SERIAL or the only one)")
+    g.add_argument(
+        "--serial", action="append", help="Android device serial (default: $ANDROID_SERIAL or the only one)"
+    )
     g.add_argument("--monitor", type=int, default=1, help="desktop monitor number, 1 = primary (default: 1)")
-    g.add_argument("--screen-size", help="sandbox/fake screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)")
+    g.add_argument(
+        "--screen-size", help="sandbox/fake screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)"
+    )
     g.add_argument("--app", help="sandbox: command to launch on the virtual display, e.g. 'xterm'")
-    g.add_argument("--no-settle", action="store_true", help="do not wait for the screen to settle after actions")
-    g.add_argument("--settle-timeout", type=float, default=3.0, help="longest settle wait in seconds (default: 3)")
+    g.add_argument(
+        "--no-settle", action="store_true", help="do not wait for the screen to settle after actions"
+    )
+    g.add_argument(
+        "--settle-timeout", type=float, default=3.0, help="longest settle wait in seconds (default: 3)"
+    )
     return p
 
 
@@ -86,26 +106,36 @@ def loop_options() -> argparse.ArgumentParser:
     g = p.add_argument_group("episode")
     g.add_argument("--max-steps", type=_positive_int, default=30, help="step budget (default: 30)")
     g.add_argument("--max-seconds", type=float, default=None, help="time budget per episode")
-    g.add_argument("--max-failed-steps", type=_positive_int, default=3, help="consecutive failed steps allowed")
+    g.add_argument(
+        "--max-failed-steps", type=_positive_int, default=3, help="consecutive failed steps allowed"
+    )
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="screenpilot", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="screenpilot", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--version", action="version", version=f"screenpilot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     tool_parent = argparse.ArgumentParser(add_help=False)
     tool_parent.add_argument("--tool", choices=("mobile_use", "computer_use"), required=True)
-    tool_parent.add_argument("--screen", type=_size, required=True, help="device screen size WxH, e.g. 1080x2400")
+    tool_parent.add_argument(
+        "--screen", type=_size, required=True, help="device screen size WxH, e.g. 1080x2400"
+    )
     tool_parent.add_argument("--min-pixels", type=_positive_int, default=QWEN_MIN_PIXELS)
     tool_parent.add_argument("--max-pixels", type=_positive_int, default=QWEN_MAX_PIXELS)
-    tool_parent.add_argument("--answer-action", action="store_true", help="AndroidWorld variant with `answer`")
+    tool_parent.add_argument(
+        "--answer-action", action="store_true", help="AndroidWorld variant with `answer`"
+    )
 
     p = sub.add_parser("prompt", parents=[tool_parent], help="print the system message the model is given")
     p.set_defaults(func=cmd_prompt)
 
-    p = sub.add_parser("parse", parents=[tool_parent], help="parse raw model output into device-pixel actions")
+    p = sub.add_parser(
+        "parse", parents=[tool_parent], help="parse raw model output into device-pixel actions"
+    )
     p.add_argument("file", nargs="?", default="-", help="file with the model's raw output, or - for stdin")
     p.set_defaults(func=cmd_parse)
 
@@ -120,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print only the result")
     p.set_defaults(func=cmd_run)
 
-    suite_commands.register(sub, model_options=model_options, env_options=env_options, loop_options=loop_options)
+    suite_commands.register(
+        sub, model_options=model_options, env_options=env_options, loop_options=loop_options
+    )
     return parser
 
 
@@ -211,7 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from screenpilot.model.qwen25vl import Qwen25VLDialect
 
     try:
-        limits = Limits(max_steps=args.max_steps, max_seconds=args.max_seconds, max_failed_steps=args.max_failed_steps)
+        limits = Limits(
+            max_steps=args.max_steps, max_seconds=args.max_seconds, max_failed_steps=args.max_failed_steps
+        )
         if args.keep_images < 0 or args.max_retries < 0:
             raise ValueError("--keep-images and --max-retries must be >= 0")
     except ValueError as exc:
@@ -272,7 +306,11 @@ def _print_step(record: Any) -> None:
     parts = []
     for a in record.actions:
         fields = " ".join(f"{k}={v}" for k, v in a.device.items() if k != "action")
-        flag = "" if a.executed or a.verdict == "final" else f" [{a.verdict if a.verdict != 'approve' else 'failed'}]"
+        flag = (
+            ""
+            if a.executed or a.verdict == "final"
+            else f" [{a.verdict if a.verdict != 'approve' else 'failed'}]"
+        )
         parts.append(f"{a.device['action']} {fields}".strip() + flag)
     if not parts:
         parts.append("no action: " + (record.errors[-1] if record.errors else "unknown"))

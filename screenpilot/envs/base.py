@@ -10,8 +10,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from pathlib import Path
+from types import TracebackType
 from typing import Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkable
 
 from PIL import Image

@@ -23,7 +23,9 @@ def check_environment(
     """
     env = factory()
     try:
-        assert env.platform in ("mobile", "desktop"), f"platform must be mobile or desktop, not {env.platform!r}"
+        assert env.platform in ("mobile", "desktop"), (
+            f"platform must be mobile or desktop, not {env.platform!r}"
+        )
         assert isinstance(env.name, str) and env.name, "an environment needs a name"
         for use in (env.observe, lambda: env.execute(Wait(seconds=0))):
             try:
@@ -44,7 +46,9 @@ def check_environment(
         for action in safe_actions:
             env.execute(action)
         again = env.observe()
-        assert again.size == first.size, f"the screen size changed from {first.size} to {again.size} by itself"
+        assert again.size == first.size, (
+            f"the screen size changed from {first.size} to {again.size} by itself"
+        )
         info = env.describe()
         assert isinstance(info, dict) and "env" in info, "describe() must return a dict with an 'env' key"
 

@@ -17,6 +17,8 @@ from screenpilot.actions.types import Action
 from screenpilot.envs.base import Environment, Observation, Platform
 from screenpilot.errors import UnsupportedActionError
 
+_DEFAULT_SIZE = Size(1080, 2400)
+
 
 class FakeEnv(Environment):
     name: ClassVar[str] = "fake"
@@ -24,7 +26,7 @@ class FakeEnv(Environment):
 
     def __init__(
         self,
-        size: Size = Size(1080, 2400),
+        size: Size = _DEFAULT_SIZE,
         *,
         platform: Platform = "mobile",
         static: bool = False,

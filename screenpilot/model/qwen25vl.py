@@ -51,9 +51,7 @@ ToolName = Literal["mobile_use", "computer_use"]
 
 SYSTEM_PREAMBLE = "You are a helpful assistant."
 
-_POINT_DESCRIPTION = (
-    "(x, y): The x (pixels from the left edge) and y (pixels from the top edge) coordinates to move the mouse to."
-)
+_POINT_DESCRIPTION = "(x, y): The x (pixels from the left edge) and y (pixels from the top edge) coordinates to move the mouse to."
 _CLICK_CENTER = (
     "* Make sure to click any buttons, links, icons, etc with the cursor tip in the center of the element. "
     "Don't click boxes on their edges unless asked."
@@ -213,7 +211,10 @@ def computer_use_tool(screen: Size) -> dict[str, Any]:
                     "scroll down. Required only by `action=scroll`.",
                     "type": "number",
                 },
-                "time": {"description": "The seconds to wait. Required only by `action=wait`.", "type": "number"},
+                "time": {
+                    "description": "The seconds to wait. Required only by `action=wait`.",
+                    "type": "number",
+                },
                 "status": _STATUS,
             },
             "required": ["action"],
@@ -332,7 +333,9 @@ class Qwen25VLDialect:
         query = f"The user query:  {goal}\n"
         if self.reasoning:
             query += REASONING_INSTRUCTIONS + "\n"
-        return query + f"Task progress (You have done the following operation on the current device): {progress}"
+        return (
+            query + f"Task progress (You have done the following operation on the current device): {progress}"
+        )
 
     def messages(
         self,
@@ -360,8 +363,9 @@ class Qwen25VLDialect:
     def prepare_image(screenshot: Image.Image, space: CoordinateSpace) -> Image.Image:
         """Resize to the model frame (bicubic, as the processor does), RGB."""
         image = screenshot.convert("RGB") if screenshot.mode != "RGB" else screenshot
-        if image.size != tuple(space.model):
-            image = image.resize(tuple(space.model), Image.Resampling.BICUBIC)
+        target = (space.model.width, space.model.height)
+        if image.size != target:
+            image = image.resize(target, Image.Resampling.BICUBIC)
         return image
 
     # -- answers ----------------------------------------------------------------------------------------------
@@ -375,7 +379,9 @@ class Qwen25VLDialect:
         for call in calls:
             action = self.call_to_action(call, space)
             named = call if call.name is not None else ToolCall(self.tool, call.arguments)
-            parsed.append(ParsedAction(model=action, device=space.action_to_device(action), call=named.as_json()))
+            parsed.append(
+                ParsedAction(model=action, device=space.action_to_device(action), call=named.as_json())
+            )
         return parsed
 
     def call_to_action(self, call: ToolCall, space: CoordinateSpace) -> Action:
@@ -390,7 +396,7 @@ class Qwen25VLDialect:
                 f"Unknown action {json.dumps(kind)} for {self.tool}; use one of: {', '.join(sorted(allowed))}."
             )
         point = _PointReader(args, kind, space)
-        builder = (_mobile_action if self.tool == "mobile_use" else _desktop_action)
+        builder = _mobile_action if self.tool == "mobile_use" else _desktop_action
         try:
             return builder(kind, args, point)
         except ToolCallParseError:
@@ -488,7 +494,9 @@ def _desktop_action(kind: str, args: dict[str, Any], point: Callable[..., Any]) 
     if kind in _DESKTOP_CLICKS:
         button, count = _DESKTOP_CLICKS[kind]
         at = point("coordinate", required=False)
-        return Click(x=at[0], y=at[1], button=button, count=count) if at else Click(button=button, count=count)
+        return (
+            Click(x=at[0], y=at[1], button=button, count=count) if at else Click(button=button, count=count)
+        )
     match kind:
         case "mouse_move":
             x, y = point("coordinate")
@@ -501,7 +509,9 @@ def _desktop_action(kind: str, args: dict[str, Any], point: Callable[..., Any]) 
             return Drag(x2=x2, y2=y2)
         case "scroll":
             if args.get("pixels") is None:
-                raise ToolCallParseError("action=scroll requires `pixels` (positive scrolls up, negative down).")
+                raise ToolCallParseError(
+                    "action=scroll requires `pixels` (positive scrolls up, negative down)."
+                )
             at = point("coordinate", required=False)
             pixels = round(parse_number(args["pixels"], "pixels"))
             return Scroll(pixels=pixels, x=at[0], y=at[1]) if at else Scroll(pixels=pixels)
@@ -510,7 +520,9 @@ def _desktop_action(kind: str, args: dict[str, Any], point: Callable[..., Any]) 
             if isinstance(keys, str):
                 keys = [k for k in re.split(r"\s*\+\s*", keys.strip()) if k] or [keys]
             if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
-                raise ToolCallParseError('action=key requires `keys` as a list of key names, e.g. ["ctrl", "c"].')
+                raise ToolCallParseError(
+                    'action=key requires `keys` as a list of key names, e.g. ["ctrl", "c"].'
+                )
             return Key(keys=tuple(keys))
         case "type":
             return TypeText(text=_text(args, kind))

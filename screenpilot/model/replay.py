@@ -40,7 +40,9 @@ class ReplayModel:
             from screenpilot.agent.record import load_run
 
             run = load_run(path)
-            answers: list[tuple[str | None, str]] = [(None, out) for step in run.steps for out in step.outputs]
+            answers: list[tuple[str | None, str]] = [
+                (None, out) for step in run.steps for out in step.outputs
+            ]
             return cls(answers, name=f"replay:{path}")
         if not path.exists():
             raise SetupError(f"replay file {path} does not exist")

@@ -17,7 +17,11 @@ def test_actions_are_frozen_and_strict():
 
 
 def test_round_trip_through_dicts():
-    for action in (Click(x=1, y=2, button="right", count=2), TypeText(text="héllo 世界"), Key(keys=("ctrl", "v"))):
+    for action in (
+        Click(x=1, y=2, button="right", count=2),
+        TypeText(text="héllo 世界"),
+        Key(keys=("ctrl", "v")),
+    ):
         assert action_from_dict(action_to_dict(action)) == action
     assert action_to_dict(Click()) == {"action": "click", "button": "left", "count": 1}
     with pytest.raises(ValidationError):

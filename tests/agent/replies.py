@@ -7,4 +7,8 @@ import json
 
 def call(action: str, **args: object) -> str:
     """A well-formed mobile_use answer."""
-    return "<tool_call>\n" + json.dumps({"name": "mobile_use", "arguments": {"action": action, **args}}) + "\n</tool_call>"
+    return (
+        "<tool_call>\n"
+        + json.dumps({"name": "mobile_use", "arguments": {"action": action, **args}})
+        + "\n</tool_call>"
+    )

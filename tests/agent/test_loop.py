@@ -3,7 +3,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from tests.agent.replies import call
 
 from screenpilot.actions.coords import Size
 from screenpilot.actions.types import Click, LongPress, OpenApp, Swipe, TypeText
@@ -12,6 +11,7 @@ from screenpilot.agent.policy import Confirm, DryRun
 from screenpilot.envs.fake import FakeEnv
 from screenpilot.errors import DeviceError
 from screenpilot.model.base import TextPart
+from tests.agent.replies import call
 
 
 def run(env, agent, goal="do it", **kwargs):
@@ -41,16 +41,28 @@ def test_actions_reach_the_device_in_device_pixels(make_agent):
     assert (result.status, result.reason, result.steps) == ("success", "terminated", 6)
     first = steps[0].record
     assert first.actions[0].model == {"action": "click", "x": 935, "y": 406, "button": "left", "count": 1}
-    assert first.actions[0].device["x"] == 925 and first.screen == (1080, 2400) and first.model_screen == (1092, 2408)
+    assert (
+        first.actions[0].device["x"] == 925
+        and first.screen == (1080, 2400)
+        and first.model_screen == (1092, 2408)
+    )
     # history reaches the prompt in the cookbook text form
     last_user = model.calls[-1][1].content[0]
     assert isinstance(last_user, TextPart)
-    assert 'Step 1: {"name": "mobile_use", "arguments": {"action": "click", "coordinate": [935, 406]}}; ' in last_user.text
+    assert (
+        'Step 1: {"name": "mobile_use", "arguments": {"action": "click", "coordinate": [935, 406]}}; '
+        in last_user.text
+    )
     assert last_user.text.count("; Step") == 4
 
 
 def test_unusable_answer_is_sent_back_then_recovered(make_agent):
-    agent, model = make_agent("I would tap it", call("click", coordinate=[10, 10]), call("terminate", status="success"), max_retries=1)
+    agent, model = make_agent(
+        "I would tap it",
+        call("click", coordinate=[10, 10]),
+        call("terminate", status="success"),
+        max_retries=1,
+    )
     env = FakeEnv()
     steps, result = run(env, agent)
     assert result.status == "success"
@@ -69,11 +81,13 @@ def test_too_many_failed_steps_end_the_episode(make_agent):
     assert all(s.record.failed for s in steps)
     assert "No function call found" in result.error
     # the failure of step 1 was fed back to the model at step 2
-    assert "could not be used" in "".join(p.text for p in model.calls[1][1].content if isinstance(p, TextPart))
+    assert "could not be used" in "".join(
+        p.text for p in model.calls[1][1].content if isinstance(p, TextPart)
+    )
 
 
 def test_repeated_action_on_unchanged_screen_is_flagged_then_stops(make_agent):
-    agent, model = make_agent(*[call("click", coordinate=[50, 50])] * 10)
+    agent, _ = make_agent(*[call("click", coordinate=[50, 50])] * 10)
     steps, result = run(FakeEnv(static=True), agent, limits=Limits(warn_repeats=3, stop_repeats=5))
     assert (result.reason, result.steps) == ("stuck", 5)
     assert steps[3].record.feedback and "3 times in a row" in steps[3].record.feedback
@@ -95,7 +109,11 @@ def test_dry_run_never_executes(make_agent):
 
 
 def test_confirm_asks_and_obeys(make_agent):
-    agent, model = make_agent(call("click", coordinate=[50, 50]), call("click", coordinate=[60, 60]), call("click", coordinate=[70, 70]))
+    agent, _ = make_agent(
+        call("click", coordinate=[50, 50]),
+        call("click", coordinate=[60, 60]),
+        call("click", coordinate=[70, 70]),
+    )
     env = FakeEnv()
     out = io.StringIO()
     steps, result = run(env, agent, policy=Confirm(io.StringIO("n\ny\nq\n"), out))
@@ -113,7 +131,7 @@ def test_answer_ends_the_episode(make_agent):
 
 
 def test_unsupported_action_goes_back_to_the_model(make_agent):
-    agent, model = make_agent(call("open", text="Settings"), call("terminate", status="failure"))
+    agent, _ = make_agent(call("open", text="Settings"), call("terminate", status="failure"))
     steps, result = run(FakeEnv(unsupported={"open_app"}), agent)
     assert steps[0].record.failed and "cannot do action=open_app" in steps[0].record.errors[0]
     assert (result.status, result.reason) == ("failure", "terminated")
@@ -154,12 +172,14 @@ def test_time_budget(make_agent):
 def test_settle_hook_runs_after_executed_actions(make_agent):
     agent, _ = make_agent(call("click", coordinate=[10, 10]), call("terminate", status="success"))
     seen = []
-    steps, _ = run(FakeEnv(), agent, settle=lambda env: seen.append(len(env.executed)))
+    run(FakeEnv(), agent, settle=lambda env: seen.append(len(env.executed)))
     assert seen == [1]
 
 
 def test_keep_screenshots_passes_images(make_agent):
-    agent, model = make_agent(call("click", coordinate=[10, 10]), call("terminate", status="success"), keep_images=2)
+    agent, model = make_agent(
+        call("click", coordinate=[10, 10]), call("terminate", status="success"), keep_images=2
+    )
     run(FakeEnv(Size(720, 1280)), agent, keep_screenshots=True)
     assert len(model.calls[1][1].images) == 2
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.agent.replies import call
 
 from screenpilot.agent.agent import Agent
 from screenpilot.agent.loop import run_episode
@@ -12,10 +11,13 @@ from screenpilot.envs.fake import FakeEnv
 from screenpilot.errors import SetupError
 from screenpilot.model.qwen25vl import Qwen25VLDialect
 from screenpilot.model.replay import ReplayModel
+from tests.agent.replies import call
 
 
 def test_run_folder_holds_everything(tmp_path, make_agent):
-    agent, _ = make_agent(call("click", coordinate=[935, 406]), "garbage", call("terminate", status="success"))
+    agent, _ = make_agent(
+        call("click", coordinate=[935, 406]), "garbage", call("terminate", status="success")
+    )
     rec = RunRecorder(tmp_path / "run", {"goal": "g"})
     result = record_episode(run_episode(FakeEnv(), agent, "g"), rec)
     run = load_run(tmp_path / "run")
@@ -64,7 +66,9 @@ def test_recorder_refuses_to_overwrite_a_run(tmp_path, make_agent):
 
 
 def test_replaying_a_recorded_run_reproduces_its_actions(tmp_path, make_agent):
-    agent, _ = make_agent(call("click", coordinate=[935, 406]), call("type", text="x"), call("terminate", status="success"))
+    agent, _ = make_agent(
+        call("click", coordinate=[935, 406]), call("type", text="x"), call("terminate", status="success")
+    )
     env1 = FakeEnv()
     record_episode(run_episode(env1, agent, "g"), RunRecorder(tmp_path / "a"))
     replay = ReplayModel.from_path(tmp_path / "a")
@@ -78,7 +82,10 @@ def test_replaying_a_recorded_run_reproduces_its_actions(tmp_path, make_agent):
 def test_replay_file_by_task(tmp_path):
     f = tmp_path / "r.jsonl"
     f.write_text(
-        "\n".join(json.dumps(o) for o in [{"output": "A", "task": "t1"}, {"output": "S"}, {"output": "B", "task": "t2"}]),
+        "\n".join(
+            json.dumps(o)
+            for o in [{"output": "A", "task": "t1"}, {"output": "S"}, {"output": "B", "task": "t2"}]
+        ),
         encoding="utf-8",
     )
     model = ReplayModel.from_path(f)
@@ -89,7 +96,10 @@ def test_replay_file_by_task(tmp_path):
     assert model.complete([]).text == "A"
 
 
-@pytest.mark.parametrize(("content", "message"), [("{bad", "not JSON"), ('{"text": "x"}', '"output" string'), ('{"output": "x", "task": 3}', '"task"')])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{bad", "not JSON"), ('{"text": "x"}', '"output" string'), ('{"output": "x", "task": 3}', '"task"')],
+)
 def test_replay_file_errors_name_the_line(tmp_path, content, message):
     f = tmp_path / "r.jsonl"
     f.write_text('{"output": "ok"}\n' + content, encoding="utf-8")

@@ -38,7 +38,11 @@ def test_prompt_prints_the_exact_system_text():
 
 
 def test_parse_prints_device_pixel_json_lines(tmp_path):
-    text = call("swipe", coordinate=[546, 1800], coordinate2=[546, 600]) + "\n" + call("click", coordinate=[935, 406])
+    text = (
+        call("swipe", coordinate=[546, 1800], coordinate2=[546, 600])
+        + "\n"
+        + call("click", coordinate=[935, 406])
+    )
     out = sp("parse", "--tool", "mobile_use", "--screen", "1080x2400", stdin=text)
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
@@ -81,7 +85,9 @@ def _replay(tmp_path: Path, *outputs: str) -> str:
 
 def test_run_success_exit_0_and_run_folder(tmp_path):
     model = _replay(tmp_path, call("click", coordinate=[935, 406]), call("terminate", status="success"))
-    out = sp("run", "Tap it", "--env", "fake", "--model", model, "--out", str(tmp_path / "run"), "--no-settle")
+    out = sp(
+        "run", "Tap it", "--env", "fake", "--model", model, "--out", str(tmp_path / "run"), "--no-settle"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("success: terminated after 2 steps")
     assert "step 1: click x=925 y=405" in out.stderr
@@ -98,7 +104,9 @@ def test_run_failure_exit_1(tmp_path):
 
 def test_run_confirm_reads_the_terminal(tmp_path):
     model = _replay(tmp_path, call("click", coordinate=[10, 10]), call("terminate", status="success"))
-    out = sp("run", "x", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"), "--confirm", stdin="q\n")
+    out = sp(
+        "run", "x", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"), "--confirm", stdin="q\n"
+    )
     assert out.returncode == 1 and "aborted" in out.stdout and "execute? [y]es" in out.stderr
 
 

@@ -48,7 +48,11 @@ def test_computer_system_text_and_tool_line():
 def test_full_rendered_prompt_with_history():
     dialect = Qwen25VLDialect("mobile_use")
     space = dialect.coordinate_space(Size(1080, 2400))
-    history = [PastStep(call=json.dumps({"name": "mobile_use", "arguments": {"action": "open", "text": "File Manager"}}))]
+    history = [
+        PastStep(
+            call=json.dumps({"name": "mobile_use", "arguments": {"action": "open", "text": "File Manager"}})
+        )
+    ]
     messages = dialect.messages(
         "Open the file manager app and view the au_uu_SzH3yR2.mp3 file in MUSIC Folder",
         Image.new("RGB", (1080, 2400), "white"),
@@ -69,8 +73,9 @@ def test_answer_variant_adds_the_action():
     schema = dialect.tool_schema(space)
     action = schema["parameters"]["properties"]["action"]
     assert action["enum"][4:7] == ["type", "answer", "system_button"]
-    assert "* `type`: Input the specified text into the activated input box.\n* `answer`: Output the answer.\n" in (
-        action["description"]
+    assert (
+        "* `type`: Input the specified text into the activated input box.\n* `answer`: Output the answer.\n"
+        in (action["description"])
     )
     assert schema["parameters"]["properties"]["text"]["description"] == (
         "Required only by `action=key`, `action=type`, `action=answer`, and `action=open`."
@@ -94,7 +99,10 @@ def test_reasoning_variant_and_summaries_in_history():
 def test_kept_images_are_added_before_the_current_one():
     dialect = Qwen25VLDialect("mobile_use", keep_images=1)
     space = dialect.coordinate_space(Size(720, 1280))
-    old = [PastStep("a", screenshot=Image.new("RGB", (720, 1280))), PastStep("b", screenshot=Image.new("RGB", (720, 1280)))]
+    old = [
+        PastStep("a", screenshot=Image.new("RGB", (720, 1280))),
+        PastStep("b", screenshot=Image.new("RGB", (720, 1280))),
+    ]
     user = dialect.messages("g", Image.new("RGB", (720, 1280)), space, old)[1]
     assert len(user.images) == 2
     texts = [p.text for p in user.content if isinstance(p, TextPart)]
