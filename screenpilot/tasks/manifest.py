@@ -1,0 +1,104 @@
+"""The run manifest: what is needed to reproduce a benchmark run, and the guard against mixing runs.
+
+``fingerprint`` holds the settings results depend on (suite bytes, model, dialect, limits, seed). Resuming a
+run folder whose fingerprint differs would silently blend two experiments, so it is refused unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from screenpilot import __version__
+from screenpilot.agent.record import write_json_atomic
+from screenpilot.errors import SetupError
+
+MANIFEST = "manifest.json"
+
+
+class ManifestMismatch(SetupError):
+    """The run folder was made with other settings; resuming would mix two experiments."""
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted paths of the settings that differ."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            out.append(path)
+
+    walk(old, new, "")
+    return out
+
+
+class Manifest:
+    """``DIR/manifest.json``, updated as devices join the run (thread-safe)."""
+
+    def __init__(self, folder: Path, data: dict[str, Any]) -> None:
+        self.path = folder / MANIFEST
+        self.data = data
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls, folder: Path, fingerprint: dict[str, Any], extra: dict[str, Any], *, force: bool
+    ) -> Manifest:
+        """Create the manifest, or check and extend the existing one when resuming."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / MANIFEST
+        now = time.time()
+        if path.exists():
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SetupError(f"{path} is unreadable ({exc}); use another --out folder") from exc
+            diff = fingerprint_diff(old.get("fingerprint", {}), fingerprint)
+            if diff and not force:
+                raise ManifestMismatch(
+                    f"{folder} holds a run with other settings ({', '.join(diff)} changed); "
+                    "use a new --out folder, or --force to continue it anyway"
+                )
+            data = old
+            data.setdefault("resumed", []).append({"at": now, "changed": diff, "forced": bool(diff)})
+            data["fingerprint"] = fingerprint
+            data.update({k: v for k, v in extra.items() if k not in ("created", "devices")})
+        else:
+            data = {
+                "screenpilot": __version__,
+                "python": platform.python_version(),
+                "created": now,
+                "fingerprint": fingerprint,
+                **extra,
+                "devices": [],
+            }
+        manifest = cls(folder, data)
+        manifest.save()
+        return manifest
+
+    def add_device(self, device: dict[str, Any]) -> None:
+        """Record a device (env.describe(), screen size, prompt hash) once."""
+        with self._lock:
+            devices: list[dict[str, Any]] = self.data.setdefault("devices", [])
+            if device not in devices:
+                devices.append(device)
+                self._save_locked()
+
+    def save(self) -> None:
+        with self._lock:
+            self._save_locked()
+
+    def _save_locked(self) -> None:
+        write_json_atomic(self.path, self.data)
