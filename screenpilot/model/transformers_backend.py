@@ -1,0 +1,421 @@
+"""Qwen2.5-VL (and Qwen2-VL) run in-process with transformers.
+
+The prompt is rendered by :func:`~screenpilot.model.base.render_chatml` (bytes we test), not by the
+processor's chat template; the processor only tokenizes and expands ``<|image_pad|>``. Images arrive already
+resized by the dialect, and the processor is given the same pixel limits, so its resize is a no-op: this is
+checked on every call, because a silent second resize would shift every coordinate the model answers in.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from screenpilot.actions.coords import QWEN_FACTOR, smart_resize
+from screenpilot.errors import MissingExtraError, SetupError
+from screenpilot.model.base import Completion, Message, ModelBackendError, Usage, render_chatml
+
+DEFAULT_MODEL_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+#: config.model_type -> the transformers class that runs it.
+ARCHITECTURES = {
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "qwen2_vl": "Qwen2VLForConditionalGeneration",
+}
+
+_DTYPES = {
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+}
+
+_OPTIONS = frozenset({"revision", "attn_implementation", "cache_implementation", "repetition_penalty"})
+
+
+class _FirstTokenTimer:
+    """A ``generate`` streamer that only notes when the first new token arrives.
+
+    ``generate`` pushes the prompt first, then each new token, so the second ``put`` is the first token.
+    """
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first_token_at: float | None = None
+        self._puts = 0
+
+    def put(self, value: Any) -> None:
+        self._puts += 1
+        if self._puts == 2:
+            self.first_token_at = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.start
+
+
+def _import_stack() -> tuple[Any, Any]:
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingExtraError("local", "torch", "a local transformers model") from exc
+    try:
+        import transformers
+    except ImportError as exc:
+        raise MissingExtraError("local", "transformers", "a local transformers model") from exc
+    return torch, transformers
+
+
+def _looks_like_path(model_id: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else with a separator is meant as a directory."""
+    return (
+        model_id.startswith(("/", ".", "~"))
+        or model_id.count("/") > 1
+        or (os.sep != "/" and os.sep in model_id)
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _local_commit(folder: Path) -> str | None:
+    """The hub commit a local copy came from, where the download left a trace of it."""
+    if folder.parent.name == "snapshots":  # inside the hub cache: .../snapshots/<commit>
+        return folder.name
+    # `huggingface-cli download --local-dir` writes one metadata file per file, its commit on the first line.
+    metadata = folder / ".cache" / "huggingface" / "download" / "config.json.metadata"
+    try:
+        first = metadata.read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, IndexError):
+        return None
+    return first or None
+
+
+def load_error(exc: BaseException, model_id: str, *, device: str, dtype: str) -> SetupError:
+    """Turn an exception raised while loading ``model_id`` into a SetupError that says what to do."""
+    if _is_out_of_memory(exc):
+        return SetupError(
+            f"not enough memory to load {model_id} on {device} in {dtype} ({_first_line(exc)}). "
+            "Use a smaller model, a GPU with more memory, --dtype bfloat16, or serve the model elsewhere "
+            "and pass --model http://HOST:PORT/v1."
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    hint = (
+        f" Download it where the hub is reachable (`huggingface-cli download {model_id} --local-dir DIR`, "
+        "or `hf download` with newer huggingface_hub) and pass --model DIR."
+    )
+    where = (
+        "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
+        if offline
+        else ("it is not in the local cache and could not be fetched from the hub")
+    )
+    return SetupError(f"could not load {model_id}: {where} ({_first_line(exc)}).{hint}")
+
+
+class TransformersBackend:
+    """A Qwen2.5-VL or Qwen2-VL checkpoint, from a local directory or a hub id, decoded greedily.
+
+    Decoding ignores the checkpoint's sampling settings (pure greedy, ``repetition_penalty`` 1.0 unless
+    given), so the same screen gives the same answer. Options: ``revision``, ``attn_implementation``
+    (default ``sdpa``), ``cache_implementation`` (e.g. ``static``), ``repetition_penalty``.
+    """
+
+    def __init__(
+        self,
+        model_id: str = DEFAULT_MODEL_ID,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        min_pixels: int,
+        max_pixels: int,
+        max_new_tokens: int = 256,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise SetupError(
+                f"unknown transformers backend option(s): {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(_OPTIONS))}"
+            )
+        if max_new_tokens < 1:
+            raise SetupError("max_new_tokens must be at least 1")
+        if not 0 < min_pixels <= max_pixels:
+            raise SetupError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} and {max_pixels}")
+        torch, transformers = _import_stack()
+        self._torch = torch
+        self.name = model_id
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.max_new_tokens = max_new_tokens
+        self.revision: str | None = options.get("revision")
+        self.attn_implementation: str = options.get("attn_implementation") or "sdpa"
+        self.cache_implementation: str | None = options.get("cache_implementation")
+        self.repetition_penalty = float(options.get("repetition_penalty", 1.0))
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = self._pick_dtype(dtype)
+        self.local_dir = self._local_dir(model_id)
+        hub_kwargs: dict[str, Any] = {"revision": self.revision} if self.revision else {}
+        source = str(self.local_dir) if self.local_dir is not None else model_id
+
+        config = self._load_config(transformers, source, hub_kwargs)
+        self.model_type: str = config.model_type
+        self.commit: str | None = getattr(config, "_commit_hash", None) or (
+            _local_commit(self.local_dir) if self.local_dir is not None else None
+        )
+        self.processor, self.image_only_processor = self._load_processor(transformers, source, hub_kwargs)
+        self._model = self._load_model(transformers, source, config, hub_kwargs)
+        self._setup_tokens()
+        self._generation_config = transformers.GenerationConfig(
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=max_new_tokens,
+            repetition_penalty=self.repetition_penalty,
+            eos_token_id=self._stop_ids,
+            pad_token_id=self._pad_id,
+            cache_implementation=self.cache_implementation,
+        )
+
+    # -- loading ----------------------------------------------------------------------------------------------
+    def _pick_dtype(self, dtype: str | None) -> str:
+        if dtype is None or dtype == "auto":
+            if self.device.startswith("cuda"):
+                return "bfloat16" if self._torch.cuda.is_bf16_supported() else "float16"
+            return "float32"
+        name = _DTYPES.get(dtype.lower().removeprefix("torch."))
+        if name is None:
+            raise SetupError(f"unknown dtype {dtype!r}; use bfloat16, float16 or float32")
+        return name
+
+    @staticmethod
+    def _local_dir(model_id: str) -> Path | None:
+        path = Path(model_id).expanduser()
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise SetupError(f"{path} has no config.json: it is not a transformers model directory")
+            return path.resolve()
+        if path.exists():
+            raise SetupError(f"--model {model_id} is a file; pass the model's directory")
+        if _looks_like_path(model_id):
+            raise SetupError(
+                f"model directory {path} does not exist. Download the weights there "
+                f"(`huggingface-cli download {DEFAULT_MODEL_ID} --local-dir {path}`) or pass a hub id."
+            )
+        return None
+
+    def _load_config(self, transformers: Any, source: str, hub_kwargs: dict[str, Any]) -> Any:
+        try:
+            config = transformers.AutoConfig.from_pretrained(source, **hub_kwargs)
+        except (OSError, ValueError) as exc:
+            if self.local_dir is not None:  # a local config that transformers cannot read
+                raise SetupError(
+                    f"{self.local_dir}/config.json is not a model config transformers "
+                    f"{transformers.__version__} understands ({_first_line(exc)}); "
+                    "a newer transformers may be needed"
+                ) from exc
+            raise load_error(exc, self.name, device=self.device, dtype=self.dtype) from exc
+        if config.model_type not in ARCHITECTURES:
+            raise SetupError(
+                f"{self.name} is a {config.model_type!r} model; the local backend runs Qwen2.5-VL "
+                f"(qwen2_5_vl) and Qwen2-VL (qwen2_vl) checkpoints"
+            )
+        return config
+
+    def _load_processor(self, transformers: Any, source: str, hub_kwargs: dict[str, Any]) -> tuple[Any, bool]:
+        """The stock processor where torchvision is installed, the image-only one otherwise."""
+        limits = {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
+        try:
+            if transformers.utils.is_torchvision_available():
+                return transformers.AutoProcessor.from_pretrained(source, **limits, **hub_kwargs), False
+            from screenpilot.model.processor import load_image_only_processor
+
+            return load_image_only_processor(source, **limits, **hub_kwargs), True
+        except (OSError, ValueError) as exc:
+            raise SetupError(f"could not load the processor of {self.name}: {_first_line(exc)}") from exc
+
+    def _load_model(self, transformers: Any, source: str, config: Any, hub_kwargs: dict[str, Any]) -> Any:
+        cls = getattr(transformers, ARCHITECTURES[config.model_type])
+        torch_dtype = getattr(self._torch, self.dtype)
+        try:
+            model = cls.from_pretrained(
+                source,
+                config=config,
+                dtype=torch_dtype,
+                attn_implementation=self.attn_implementation,
+                **hub_kwargs,
+            )
+            model.to(self.device)
+        except (OSError, RuntimeError, MemoryError) as exc:
+            if self.local_dir is not None and not _is_out_of_memory(exc):
+                raise SetupError(
+                    f"could not load the weights in {self.local_dir} ({_first_line(exc)}); "
+                    "is the download complete (*.safetensors present)?"
+                ) from exc
+            raise load_error(exc, self.name, device=self.device, dtype=self.dtype) from exc
+        except (ValueError, ImportError) as exc:  # e.g. an attention implementation that is not installed
+            raise SetupError(f"could not set up {self.name}: {_first_line(exc)}") from exc
+        model.eval()
+        return model
+
+    def _setup_tokens(self) -> None:
+        tokenizer = self.processor.tokenizer
+        ids = {
+            t: tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>", "<|image_pad|>")
+        }
+        unknown = tokenizer.unk_token_id
+        missing = [t for t, i in ids.items() if i is None or (i == unknown and t != tokenizer.unk_token)]
+        if missing:
+            raise SetupError(
+                f"the tokenizer of {self.name} lacks Qwen's tokens {missing}: not a Qwen-VL tokenizer"
+            )
+        self._stop_ids = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids["<|endoftext|>"]
+        self.image_token_id: int = self.processor.image_token_id
+        config_image_id = getattr(self._model.config, "image_token_id", None)
+        if config_image_id is not None and config_image_id != self.image_token_id:
+            raise SetupError(
+                f"{self.name}: the model's image_token_id ({config_image_id}) is not the tokenizer's "
+                f"<|image_pad|> ({self.image_token_id})"
+            )
+        image_processor = self.processor.image_processor
+        self.patch_size: int = int(image_processor.patch_size)
+        self.merge_size: int = int(image_processor.merge_size)
+
+    # -- the ModelBackend protocol -----------------------------------------------------------------------------
+    def begin_episode(self, task_id: str | None) -> None:
+        pass
+
+    def complete(self, messages: Sequence[Message]) -> Completion:
+        torch = self._torch
+        t0 = time.perf_counter()
+        prompt = render_chatml(messages)
+        images = [image for message in messages for image in message.images]
+        for image in images:
+            self._check_image_size(image)
+        inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        self._check_grid(inputs, images)
+        input_ids = inputs["input_ids"]
+        prompt_tokens = int(input_ids.shape[1])
+        image_tokens = int((input_ids == self.image_token_id).sum())
+        inputs = inputs.to(self.device)
+        timer = _FirstTokenTimer()
+        try:
+            with torch.inference_mode():
+                output = self._model.generate(
+                    **inputs, generation_config=self._generation_config, streamer=timer
+                )
+        except (RuntimeError, MemoryError) as exc:
+            if _is_out_of_memory(exc):
+                self._free_cache()
+                raise ModelBackendError(
+                    f"out of memory generating on {self.device} ({prompt_tokens} prompt tokens, "
+                    f"{image_tokens} image tokens): lower --max-pixels or --keep-images"
+                ) from exc
+            raise
+        new_tokens = output[0, prompt_tokens:].tolist()
+        text = self.decode(new_tokens)
+        return Completion(
+            text,
+            Usage(
+                prompt_tokens=prompt_tokens,
+                image_tokens=image_tokens,
+                output_tokens=len(new_tokens),
+                time_to_first_token_s=timer.time_to_first_token,
+                total_s=time.perf_counter() - t0,
+            ),
+        )
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of generated ids: special tokens dropped, the (non-special) ``<tool_call>`` tags kept."""
+        return str(self.processor.tokenizer.decode(list(token_ids), skip_special_tokens=True))
+
+    def describe(self) -> dict[str, object]:
+        import transformers
+
+        return {
+            "backend": "transformers",
+            "model": self.name,
+            "path": str(self.local_dir) if self.local_dir is not None else None,
+            "revision": self.revision,
+            "commit": self.commit,
+            "model_type": self.model_type,
+            "architecture": ARCHITECTURES[self.model_type],
+            "dtype": self.dtype,
+            "device": self.device,
+            "attn_implementation": self.attn_implementation,
+            "processor": "image-only" if self.image_only_processor else type(self.processor).__name__,
+            "decoding": {
+                "do_sample": False,
+                "max_new_tokens": self.max_new_tokens,
+                "repetition_penalty": self.repetition_penalty,
+                "cache_implementation": self.cache_implementation,
+                "stop": ["<|im_end|>", "<|endoftext|>"],
+            },
+            "min_pixels": self.min_pixels,
+            "max_pixels": self.max_pixels,
+            "transformers": transformers.__version__,
+            "torch": self._torch.__version__,
+        }
+
+    def close(self) -> None:
+        if getattr(self, "_model", None) is None:
+            return
+        self._model = None
+        gc.collect()
+        self._free_cache()
+
+    # -- checks -----------------------------------------------------------------------------------------------
+    def _check_image_size(self, image: Image.Image) -> None:
+        width, height = image.size
+        expected = smart_resize(height, width, QWEN_FACTOR, self.min_pixels, self.max_pixels)
+        if expected != (height, width):
+            raise ModelBackendError(
+                f"image {width}x{height} is not at the model's size for min_pixels={self.min_pixels}, "
+                f"max_pixels={self.max_pixels} (the processor would resize it to {expected[1]}x{expected[0]} and "
+                "the coordinates would no longer match the prompt); the dialect and the backend need the same "
+                "pixel limits"
+            )
+
+    def _check_grid(self, inputs: Any, images: Sequence[Image.Image]) -> None:
+        if not images:
+            return
+        grids = inputs["image_grid_thw"].tolist()
+        for image, grid in zip(images, grids, strict=True):
+            width, height = image.size
+            want = [1, height // self.patch_size, width // self.patch_size]
+            if list(grid) != want:
+                raise ModelBackendError(
+                    f"the processor resized a {width}x{height} image to a {grid[2]}x{grid[1]} patch grid "
+                    f"(expected {want[2]}x{want[1]}): its pixel limits differ from the dialect's"
+                )
+
+    def _free_cache(self) -> None:
+        if self._torch.cuda.is_available():
+            self._torch.cuda.empty_cache()
