@@ -407,17 +407,21 @@ def _is_number(text: str) -> bool:
 
 
 def decode_input_text(arg: str) -> str:
-    """What Android's ``input text`` types for ``arg``: ``%s`` becomes a space, everything else is literal."""
-    out: list[str] = []
+    """What Android's ``input text`` types for ``arg``, ported from its ``sendText``: ``%s`` is a space."""
+    text = list(arg)
+    escape = False
     i = 0
-    while i < len(arg):
-        if arg[i] == "%" and i + 1 < len(arg) and arg[i + 1] == "s":
-            out.append(" ")
-            i += 2
-            continue
-        out.append(arg[i])
+    while i < len(text):
+        if escape:
+            escape = False
+            if text[i] == "s":
+                text[i] = " "
+                i -= 1
+                del text[i]
+        if text[i] == "%":
+            escape = True
         i += 1
-    return "".join(out)
+    return "".join(text)
 
 
 def encode_raw_screencap(image: Image.Image, pixel_format: int = 1, header: int = 16) -> bytes:
@@ -430,7 +434,11 @@ def encode_raw_screencap(image: Image.Image, pixel_format: int = 1, header: int 
         case 3:
             pixels = rgb.tobytes()
         case 4:
-            pixels = rgb.tobytes("raw", "BGR;16")
+            data = rgb.tobytes()
+            pixels = b"".join(
+                struct.pack("<H", (data[i] >> 3) << 11 | (data[i + 1] >> 2) << 5 | data[i + 2] >> 3)
+                for i in range(0, len(data), 3)
+            )
         case 5:
             pixels = rgb.convert("RGBA").tobytes("raw", "BGRA")
         case _:

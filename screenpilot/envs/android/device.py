@@ -1,0 +1,297 @@
+"""A thin adapter over adbutils: one device, argument lists in, bytes or value objects out.
+
+Every call has a socket timeout. Transient failures (server unreachable, device gone or offline, a read
+that timed out) are retried with exponential backoff, a bounded number of times, then raised as
+:class:`~screenpilot.errors.DeviceError` naming the serial and the command. A command that may have reached
+the device already (the shell accepted it) is retried only when it is idempotent, so a tap is never doubled.
+
+Shell commands go over one connection (``host:transport:<serial>`` then ``shell:``) and are read into a
+growing buffer; adbutils' own ``shell()`` opens a second connection for the server version and reads in
+4 KiB pieces by concatenation, which is quadratic for a 10 MB raw screenshot.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from screenpilot.envs.base import ShellResult
+from screenpilot.errors import DeviceError, MissingExtraError, SetupError
+
+if TYPE_CHECKING:
+    import adbutils
+
+#: Marks the exit status appended to a command's output (``cmd\necho MARK$?``).
+EXIT_MARK = "__screenpilot_exit__:"
+
+Command = str | Sequence[str]
+
+
+def command_line(command: Command) -> str:
+    """The shell line for an argument list (each argument quoted for the device's ``sh``), or a line as is."""
+    return command if isinstance(command, str) else shlex.join(command)
+
+
+def _adbutils() -> Any:
+    try:
+        import adbutils
+    except ImportError as exc:
+        raise MissingExtraError("android", "adbutils", "The Android environment") from exc
+    return adbutils
+
+
+@dataclass(frozen=True)
+class DeviceListing:
+    """One line of ``adb devices -l``."""
+
+    serial: str
+    state: str
+    model: str | None = None
+
+    def __str__(self) -> str:
+        model = f" ({self.model})" if self.model else ""
+        return f"{self.serial} [{self.state}]{model}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a transient failure is retried."""
+
+    attempts: int = 3
+    first_wait_s: float = 0.25
+    max_wait_s: float = 2.0
+
+
+class _Transient(Exception):
+    """A failure worth retrying; carries the reason for the final DeviceError."""
+
+    def __init__(self, reason: str, *, accepted: bool) -> None:
+        super().__init__(reason)
+        self.accepted = accepted
+
+
+def server_address(host: str | None = None, port: int | None = None) -> tuple[str, int]:
+    """The ADB server address: explicit values, else ``ANDROID_ADB_SERVER_HOST``/``_PORT``, else 127.0.0.1:5037."""
+    host = host or os.environ.get("ANDROID_ADB_SERVER_HOST") or "127.0.0.1"
+    if port is None:
+        text = os.environ.get("ANDROID_ADB_SERVER_PORT") or "5037"
+        try:
+            port = int(text)
+        except ValueError:
+            raise SetupError(f"ANDROID_ADB_SERVER_PORT must be a port number, got {text!r}") from None
+    return host, port
+
+
+def list_devices(
+    host: str | None = None, port: int | None = None, *, timeout_s: float = 10.0
+) -> list[DeviceListing]:
+    """Devices the ADB server knows, in every state. SetupError when the server cannot be reached."""
+    adb = _adbutils()
+    host, port = server_address(host, port)
+    client = adb.AdbClient(host=host, port=port, socket_timeout=timeout_s)
+    try:
+        infos = client.list(extended=True)
+    except adb.AdbError as exc:
+        raise SetupError(
+            f"cannot reach the ADB server at {host}:{port} ({exc}); is `adb start-server` running?"
+        ) from exc
+    return [DeviceListing(i.serial, i.state, i.tags.get("model")) for i in infos]
+
+
+def choose_serial(listings: Sequence[DeviceListing], serial: str | None = None) -> str:
+    """Pick the device: ``serial``, else ``ANDROID_SERIAL``, else the only ready one; SetupError otherwise."""
+    serial = serial or os.environ.get("ANDROID_SERIAL") or None
+    shown = ", ".join(map(str, listings)) or "none"
+    if serial is not None:
+        match = next((d for d in listings if d.serial == serial), None)
+        if match is None:
+            raise SetupError(f"Android device {serial!r} is not connected; connected devices: {shown}")
+        if match.state != "device":
+            hint = " (accept the debugging prompt on the phone)" if match.state == "unauthorized" else ""
+            raise SetupError(f"Android device {serial!r} is {match.state}{hint}")
+        return serial
+    ready = [d for d in listings if d.state == "device"]
+    if not ready:
+        raise SetupError(
+            f"no Android device is ready (adb devices: {shown}); connect one or start an emulator"
+        )
+    if len(ready) > 1:
+        raise SetupError(
+            f"{len(ready)} Android devices are connected ({shown}); choose one with --serial or ANDROID_SERIAL"
+        )
+    return ready[0].serial
+
+
+class AndroidDevice:
+    """One device behind an ADB server."""
+
+    def __init__(
+        self,
+        serial: str,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        timeout_s: float = 20.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        adb = _adbutils()
+        self.serial = serial
+        self.host, self.port = server_address(host, port)
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self._adb = adb
+        self._client: adbutils.AdbClient = adb.AdbClient(
+            host=self.host, port=self.port, socket_timeout=timeout_s
+        )
+        self._device: adbutils.AdbDevice = adb.AdbDevice(self._client, serial=serial)
+
+    @classmethod
+    def connect(
+        cls,
+        serial: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        timeout_s: float = 20.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> AndroidDevice:
+        """Select a device as ``adb`` would (see :func:`choose_serial`) and return its adapter."""
+        chosen = choose_serial(list_devices(host, port, timeout_s=min(timeout_s, 10.0)), serial)
+        return cls(chosen, host=host, port=port, timeout_s=timeout_s, retry=retry)
+
+    def __repr__(self) -> str:
+        return f"AndroidDevice({self.serial!r} via {self.host}:{self.port})"
+
+    # -- retries ---------------------------------------------------------------------------------------------
+    def _retrying(self, what: str, idempotent: bool, call: Any) -> Any:
+        def retry_it(exc: BaseException) -> bool:
+            return isinstance(exc, _Transient) and (idempotent or not exc.accepted)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self.retry.attempts)),
+            wait=wait_exponential(multiplier=self.retry.first_wait_s, max=self.retry.max_wait_s),
+            retry=retry_if_exception(retry_it),
+            reraise=True,
+        )
+        try:
+            return retrying(call)
+        except _Transient as exc:
+            raise DeviceError(f"the Android device failed: {exc}", device=self.serial, command=what) from exc
+
+    # -- shell -----------------------------------------------------------------------------------------------
+    def _open(self, service: str, timeout_s: float) -> socket.socket:
+        """A connection switched to this device with ``service`` accepted, or _Transient."""
+        adb = self._adb
+        try:
+            connection = self._client.make_connection(timeout=timeout_s)
+        except adb.AdbError as exc:
+            raise _Transient(
+                f"cannot reach the ADB server at {self.host}:{self.port}: {exc}", accepted=False
+            ) from exc
+        sock: socket.socket = connection.conn
+        try:
+            connection.send_command(f"host:transport:{self.serial}")
+            connection.check_okay()
+            connection.send_command(service)
+            connection.check_okay()
+        except (adb.AdbError, OSError) as exc:
+            sock.close()
+            raise _Transient(str(exc) or type(exc).__name__, accepted=False) from exc
+        return sock
+
+    def _read_all(self, sock: socket.socket) -> bytes:
+        buffer = bytearray()
+        chunk = memoryview(bytearray(1 << 20))
+        try:
+            while True:
+                n = sock.recv_into(chunk)
+                if n == 0:
+                    return bytes(buffer)
+                buffer += chunk[:n]
+        except TimeoutError as exc:
+            raise _Transient("timed out waiting for the command's output", accepted=True) from exc
+        except OSError as exc:
+            raise _Transient(f"connection lost: {exc}", accepted=True) from exc
+        finally:
+            sock.close()
+
+    def raw(self, command: Command, *, timeout_s: float | None = None, idempotent: bool = True) -> bytes:
+        """Run a shell command and return its output bytes (stdout and stderr together, as ``shell:`` gives)."""
+        line = command_line(command)
+        timeout = timeout_s or self.timeout_s
+
+        def once() -> bytes:
+            return self._read_all(self._open("shell:" + line, timeout))
+
+        result: bytes = self._retrying(line, idempotent, once)
+        return result
+
+    def run(
+        self, command: Command, *, timeout_s: float | None = None, idempotent: bool = False
+    ) -> ShellResult:
+        """Run a shell command; text output and its exit status (read from a marker the shell echoes)."""
+        line = command_line(command)
+        data = self.raw(f"{line}\necho {EXIT_MARK}$?", timeout_s=timeout_s, idempotent=idempotent)
+        at = data.rfind(EXIT_MARK.encode())
+        code: int | None = None
+        if at >= 0:
+            tail = data[at + len(EXIT_MARK) :].strip()
+            code = int(tail) if tail.isdigit() else None
+            data = data[:at]
+        return ShellResult(data.decode("utf-8", errors="replace"), code)
+
+    def text(self, command: Command, *, timeout_s: float | None = None) -> str:
+        """Output of a read-only command, as text."""
+        return self.raw(command, timeout_s=timeout_s, idempotent=True).decode("utf-8", errors="replace")
+
+    # -- files -----------------------------------------------------------------------------------------------
+    def push(self, data: bytes | Path, remote: str, *, mode: int = 0o644) -> int:
+        payload = data.read_bytes() if isinstance(data, Path) else data
+
+        def once() -> int:
+            try:
+                return int(self._device.sync.push(payload, remote, mode=mode))
+            except (self._adb.AdbError, OSError) as exc:
+                raise _Transient(str(exc) or type(exc).__name__, accepted=False) from exc
+
+        pushed: int = self._retrying(f"push {remote}", True, once)
+        return pushed
+
+    def pull(self, remote: str) -> bytes:
+        """A file's bytes; FileNotFoundError when the device has no such file."""
+        missing: list[str] = []
+
+        def once() -> bytes:
+            try:
+                return bytes(self._device.sync.read_bytes(remote))
+            except self._adb.AdbError as exc:
+                if "No such file" in str(exc):
+                    missing.append(str(exc))
+                    return b""
+                raise _Transient(str(exc) or type(exc).__name__, accepted=False) from exc
+            except OSError as exc:
+                raise _Transient(str(exc) or type(exc).__name__, accepted=False) from exc
+
+        data: bytes = self._retrying(f"pull {remote}", True, once)
+        if missing:
+            raise FileNotFoundError(f"{remote} on {self.serial}: {missing[0]}")
+        return data
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Wait until the device answers a trivial command (e.g. after a reboot)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.raw("true", timeout_s=min(self.timeout_s, timeout_s))
+                return
+            except DeviceError:
+                if time.monotonic() >= deadline:
+                    raise
