@@ -1,0 +1,515 @@
+"""The desktop environment: screenshots with mss, mouse and keyboard with pyautogui.
+
+Device pixels are the screenshot's pixels. pyautogui works in the desktop's logical coordinates (points on
+a HiDPI Mac, offset by the monitor's position on a multi-monitor desktop), so every point is converted with
+the monitor's origin and the ratio between its logical size and the screenshot's size.
+
+**Binding pyautogui to a display.** On X11 pyautogui connects to ``$DISPLAY`` once, at import, and keeps the
+connection in its platform module. Instead of making the whole process follow one display, each environment
+loads its *own copy* of that platform module, bound to its display, and points ``pyautogui.platformModule``
+at it (under a lock) for the duration of each action. So a sandbox never sends input to the caller's
+screen, several sandboxes can live in one process, and the import-time ``$DISPLAY`` is set only for the
+instant of the import (then put back).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from screenpilot.actions.coords import Size
+from screenpilot.actions.types import (
+    Action,
+    Answer,
+    Click,
+    Drag,
+    Key,
+    LongPress,
+    MouseMove,
+    OpenApp,
+    Scroll,
+    Swipe,
+    SystemButton,
+    Terminate,
+    TypeText,
+    Wait,
+)
+from screenpilot.envs.base import Environment, Observation, Platform, ShellResult
+from screenpilot.envs.desktop.clipboard import Clipboard, PyperclipClipboard, XClipboard
+from screenpilot.envs.desktop.keys import UnknownKeyError, normalize_combo
+from screenpilot.envs.desktop.processes import run_shell
+from screenpilot.envs.settle import SettleResult, wait_until_stable
+from screenpilot.errors import (
+    DeviceError,
+    MissingExtraError,
+    ModelOutputError,
+    SetupError,
+    UnsupportedActionError,
+)
+
+try:
+    from typing import assert_never
+except ImportError:  # Python 3.10
+    from typing_extensions import assert_never
+
+#: Serialises every use of pyautogui: its platform module and fail-safe switch are process-wide.
+_PYAUTOGUI_LOCK = threading.RLock()
+_X11 = sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd"))
+
+
+class PointOutsideScreenError(ModelOutputError, ValueError):
+    """A point lies outside the screen the model was shown."""
+
+
+class FailSafeError(DeviceError):
+    """pyautogui's fail-safe fired: someone moved the mouse into a screen corner to stop the agent."""
+
+
+@contextmanager
+def _display_variable(display: str | None) -> Iterator[None]:
+    """``$DISPLAY`` set to ``display`` for the duration of an import that reads it, then put back."""
+    if display is None:
+        yield
+        return
+    missing = object()
+    before: Any = os.environ.get("DISPLAY", missing)
+    os.environ["DISPLAY"] = display
+    try:
+        yield
+    finally:
+        if before is missing:
+            del os.environ["DISPLAY"]
+        else:
+            os.environ["DISPLAY"] = before
+
+
+def _import_pyautogui(display: str | None) -> Any:
+    with _PYAUTOGUI_LOCK, _display_variable(display if "pyautogui" not in sys.modules else None):
+        try:
+            module: Any = importlib.import_module("pyautogui")
+        except ImportError as exc:
+            raise MissingExtraError(
+                "desktop", getattr(exc, "name", None) or "pyautogui", "the desktop"
+            ) from exc
+        except Exception as exc:  # pyautogui connects to the display while importing
+            raise DeviceError(f"cannot start pyautogui: {type(exc).__name__}: {exc}", device=display) from exc
+    module.PAUSE = 0
+    return module
+
+
+def _x11_platform_module(pyautogui: Any, display: str) -> ModuleType:
+    """A private copy of pyautogui's X11 platform module, connected to ``display``."""
+    origin = sys.modules["pyautogui._pyautogui_x11"].__file__
+    spec = importlib.util.spec_from_file_location(f"screenpilot._pyautogui_x11_{display}", origin)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with _PYAUTOGUI_LOCK, _display_variable(display):
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise DeviceError(
+                f"cannot connect to the X display: {type(exc).__name__}: {exc}", device=display
+            ) from exc
+    return module
+
+
+def _is_typable(text: str) -> bool:
+    """Whether pyautogui can type ``text`` key by key: printable ASCII, newlines and tabs only."""
+    return all((" " <= c <= "~") or c in "\n\t" for c in text)
+
+
+class DesktopBase(Environment):
+    """What the real desktop and the sandbox share: capture, input and local capabilities."""
+
+    platform: ClassVar[Platform] = "desktop"
+    #: One wheel click for this many model pixels of scrolling.
+    scroll_step_px: ClassVar[int] = 100
+
+    def __init__(
+        self,
+        *,
+        monitor: int = 1,
+        failsafe: bool = True,
+        settle_timeout_s: float = 3.0,
+        paste_keys: tuple[str, ...] | None = None,
+        paste_wait_s: float = 1.0,
+    ) -> None:
+        self.monitor = monitor
+        self.failsafe = failsafe
+        self.settle_timeout_s = settle_timeout_s
+        self.paste_keys = paste_keys or (("command", "v") if sys.platform == "darwin" else ("ctrl", "v"))
+        self.paste_wait_s = paste_wait_s
+        self._display: str | None = None
+        self._pyautogui: Any = None
+        self._platform_module: ModuleType | None = None
+        self._mss: Any = None
+        self._region: dict[str, int] = {}
+        self._device = Size(0, 0)
+        self._logical = Size(0, 0)
+        self._scale = (1.0, 1.0)
+        self._clipboard: Clipboard | None = None
+
+    # -- connection -------------------------------------------------------------------------------------------
+    def _display_name(self) -> str | None:
+        """The X display to use (``None`` off X11)."""
+        raise NotImplementedError
+
+    def _connect(self) -> None:
+        if self._mss is not None:
+            return
+        display = self._display_name()
+        pyautogui = _import_pyautogui(display)
+        if display is not None:
+            self._platform_module = _x11_platform_module(pyautogui, display)
+        self._pyautogui = pyautogui
+        self._display = display
+        with _PYAUTOGUI_LOCK:
+            if self._platform_module is not None:
+                pyautogui.platformModule = self._platform_module
+            self._logical = Size(*pyautogui.size())
+        try:
+            import mss
+        except ImportError as exc:
+            raise MissingExtraError("desktop", "mss", "desktop screenshots") from exc
+        factory = getattr(mss, "MSS", None) or mss.mss
+        kwargs = {"display": display} if display is not None else {}
+        try:
+            self._mss = factory(**kwargs)
+            monitors = self._mss.monitors
+        except Exception as exc:
+            self._mss = None
+            raise DeviceError(
+                f"cannot capture the screen: {type(exc).__name__}: {exc}", device=display
+            ) from exc
+        if not 0 <= self.monitor < len(monitors):
+            self._disconnect()
+            raise SetupError(
+                f"monitor {self.monitor} does not exist; this desktop has monitors 1..{len(monitors) - 1} "
+                "(0 is all of them together)"
+            )
+        mon = monitors[self.monitor]
+        self._region = {k: int(mon[k]) for k in ("left", "top", "width", "height")}
+        first = self._grab()
+        self._device = Size(*first.size)
+        self._scale = (self._region["width"] / first.width, self._region["height"] / first.height)
+
+    def _disconnect(self) -> None:
+        if self._clipboard is not None:
+            self._clipboard.close(stop_daemons=self._owns_display())
+            self._clipboard = None
+        if self._mss is not None:
+            with suppress(Exception):
+                self._mss.close()
+            self._mss = None
+        module, self._platform_module = self._platform_module, None
+        if module is not None:
+            with suppress(Exception):
+                module._display.close()
+
+    def _owns_display(self) -> bool:
+        """Whether this environment's display (and so every clipboard daemon on it) is private."""
+        return False
+
+    # -- capture ----------------------------------------------------------------------------------------------
+    def _grab(self) -> Image.Image:
+        try:
+            shot = self._mss.grab(self._region)
+        except Exception as exc:
+            raise DeviceError(
+                f"screenshot failed: {type(exc).__name__}: {exc}", device=self._display
+            ) from exc
+        # mss gives BGRA bytes; PIL's raw BGRX decoder turns them into RGB in one C pass.
+        return Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
+
+    def _observe(self) -> Observation:
+        image = self._grab()
+        return Observation(
+            image,
+            info={
+                "display": self._display,
+                "monitor": self.monitor,
+                "origin": (self._region["left"], self._region["top"]),
+                "scale": self._scale,
+            },
+        )
+
+    def settle(self, timeout_s: float | None = None) -> SettleResult:
+        """Wait until the screen stops changing (bounded); the loop's settle hook can call this."""
+        self._check_ready()
+        return wait_until_stable(
+            self._grab, timeout_s=self.settle_timeout_s if timeout_s is None else timeout_s
+        )
+
+    # -- input ------------------------------------------------------------------------------------------------
+    @contextmanager
+    def _input(self) -> Iterator[Any]:
+        """pyautogui, pointed at this environment's display, with this environment's fail-safe setting."""
+        pg = self._pyautogui
+        assert pg is not None
+        with _PYAUTOGUI_LOCK:
+            if self._platform_module is not None:
+                pg.platformModule = self._platform_module
+            pg.PAUSE = 0
+            pg.FAILSAFE = self.failsafe
+            if self.failsafe:
+                pg.FAILSAFE_POINTS = self._corners()
+            try:
+                yield pg
+            except pg.FailSafeException:
+                raise FailSafeError(
+                    "pyautogui's fail-safe stopped the agent: the mouse pointer is in a corner of the screen. "
+                    "Move it away from the corners to let the agent act again.",
+                    device=self._display,
+                ) from None
+            except (ModelOutputError, DeviceError):
+                raise
+            except Exception as exc:  # the X connection died, the OS refused the input, ...
+                raise DeviceError(f"input failed: {type(exc).__name__}: {exc}", device=self._display) from exc
+
+    def _point(self, x: int, y: int) -> tuple[int, int]:
+        """Device pixel -> logical desktop point, refusing points off this monitor."""
+        w, h = self._device
+        if not (0 <= x < w and 0 <= y < h):
+            raise PointOutsideScreenError(f"The point ({x}, {y}) is outside the screen ({w}x{h}).")
+        lx = self._region["left"] + round(x * self._scale[0])
+        ly = self._region["top"] + round(y * self._scale[1])
+        if self.failsafe and (lx, ly) in self._corners():
+            # An action must not trip the user's emergency stop: stay one pixel off the corner.
+            sw, sh = self._logical
+            lx = 1 if lx == 0 else sw - 2 if lx == sw - 1 else lx
+            ly = 1 if ly == 0 else sh - 2 if ly == sh - 1 else ly
+        return lx, ly
+
+    def _corners(self) -> list[tuple[int, int]]:
+        """pyautogui's fail-safe points: the corners of the primary screen, in logical points."""
+        w, h = self._logical
+        return [(0, 0), (0, h - 1), (w - 1, 0), (w - 1, h - 1)]
+
+    def _check_keys(self, pg: Any, combo: tuple[str, ...]) -> None:
+        for key in combo:
+            if self._platform_module is not None:
+                ok = bool(self._platform_module.keyboardMapping.get(key))
+            else:
+                ok = bool(pg.isValidKey(key))
+            if not ok:
+                raise UnknownKeyError(f"The key {key!r} is not available on this desktop's keyboard.")
+
+    def _execute(self, action: Action) -> None:
+        match action:
+            case Click():
+                at = (
+                    self._point(action.x, action.y) if action.x is not None and action.y is not None else None
+                )
+                with self._input() as pg:
+                    if at is None:
+                        pg.click(button=action.button, clicks=action.count, interval=0.0, _pause=False)
+                    else:
+                        pg.click(
+                            at[0],
+                            at[1],
+                            button=action.button,
+                            clicks=action.count,
+                            interval=0.0,
+                            _pause=False,
+                        )
+            case MouseMove():
+                lx, ly = self._point(action.x, action.y)
+                with self._input() as pg:
+                    pg.moveTo(lx, ly, _pause=False)
+            case Drag():
+                start = (
+                    self._point(action.x, action.y) if action.x is not None and action.y is not None else None
+                )
+                end = self._point(action.x2, action.y2)
+                self._drag(start, end, action.seconds)
+            case LongPress():
+                lx, ly = self._point(action.x, action.y)
+                with self._input() as pg:
+                    pg.moveTo(lx, ly, _pause=False)
+                    pg.mouseDown(button="left", _pause=False)
+                    try:
+                        time.sleep(action.seconds)
+                    finally:
+                        pg.mouseUp(button="left", _pause=False)
+            case Scroll():
+                at = (
+                    self._point(action.x, action.y) if action.x is not None and action.y is not None else None
+                )
+                clicks = self.wheel_clicks(action.pixels)
+                if clicks:
+                    with self._input() as pg:
+                        if at is None:
+                            pg.scroll(clicks, _pause=False)
+                        else:
+                            pg.scroll(clicks, x=at[0], y=at[1], _pause=False)
+            case Key():
+                combo = normalize_combo(action.keys)
+                self._press(combo)
+            case TypeText():
+                self._type(action.text)
+            case SystemButton():
+                if action.button != "enter":
+                    raise UnsupportedActionError(
+                        f"system_button {action.button} is a phone button; on a desktop use action=key "
+                        '(e.g. ["alt", "left"] to go back) or click on screen.'
+                    )
+                self._press(("enter",))
+            case Wait():
+                time.sleep(action.seconds)
+            case OpenApp():
+                raise UnsupportedActionError(
+                    "open is not available on a desktop: click the app's icon or launcher instead."
+                )
+            case Swipe():
+                raise UnsupportedActionError(
+                    "swipe is a touch gesture; on a desktop use left_click_drag to drag or scroll to scroll."
+                )
+            case Answer() | Terminate():
+                raise UnsupportedActionError(
+                    f"{action.action} ends the episode; it is not done on the screen."
+                )
+            case _:
+                assert_never(action)
+
+    @classmethod
+    def wheel_clicks(cls, pixels: int) -> int:
+        """Model pixels -> wheel clicks: one per ``scroll_step_px``, at least one, sign kept (positive = up)."""
+        if pixels == 0:
+            return 0
+        clicks = max(1, round(abs(pixels) / cls.scroll_step_px))
+        return clicks if pixels > 0 else -clicks
+
+    def _drag(self, start: tuple[int, int] | None, end: tuple[int, int], seconds: float) -> None:
+        with self._input() as pg:
+            if start is not None:
+                pg.moveTo(start[0], start[1], _pause=False)
+            x0, y0 = pg.position()
+            steps = max(2, min(100, int(seconds / 0.02)))
+            pg.mouseDown(button="left", _pause=False)
+            try:
+                for i in range(1, steps + 1):
+                    pg.moveTo(
+                        round(x0 + (end[0] - x0) * i / steps),
+                        round(y0 + (end[1] - y0) * i / steps),
+                        _pause=False,
+                    )
+                    time.sleep(seconds / steps)
+            finally:
+                pg.mouseUp(button="left", _pause=False)
+
+    def _press(self, combo: tuple[str, ...]) -> None:
+        """Press keys in order, release in reverse; whatever happens, nothing is left held down."""
+        with self._input() as pg:
+            self._check_keys(pg, combo)
+            pressed: list[str] = []
+            try:
+                for key in combo:
+                    pg.keyDown(key, _pause=False)
+                    pressed.append(key)
+            finally:
+                for key in reversed(pressed):
+                    pg.keyUp(key, _pause=False)
+
+    def _type(self, text: str) -> None:
+        if not text:
+            return
+        if _is_typable(text):
+            with self._input() as pg:
+                pg.write(text, interval=0.0, _pause=False)
+            return
+        self._paste(text)
+
+    def clipboard(self) -> Clipboard:
+        """The clipboard of this environment's display."""
+        if self._clipboard is None:
+            self._clipboard = XClipboard(self._display) if self._display is not None else PyperclipClipboard()
+        return self._clipboard
+
+    def _paste(self, text: str) -> None:
+        """Type any Unicode by pasting it, then put the previous clipboard back.
+
+        The target app fetches the text from the clipboard owner asynchronously after the paste key, so the
+        old content is restored only once the screen has settled (bounded by ``paste_wait_s``).
+        """
+        clip = self.clipboard()
+        saved = clip.save()
+        clip.set_text(text)
+        try:
+            self._press(self.paste_keys)
+            wait_until_stable(self._grab, timeout_s=self.paste_wait_s, interval_s=0.03, min_wait_s=0.05)
+        finally:
+            clip.restore(saved)
+
+    # -- capabilities -----------------------------------------------------------------------------------------
+    def _shell_environ(self) -> dict[str, str] | None:
+        return None
+
+    def shell(self, command: str, *, timeout: float = 30.0) -> ShellResult:
+        """Run a command on this machine (output and exit status), e.g. to set up or check a task."""
+        return run_shell(
+            command, timeout=timeout, env=self._shell_environ(), device=self._display or self.name
+        )
+
+    def push_file(self, local: Path, remote: str) -> None:
+        target = Path(remote).expanduser()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, target)
+        except OSError as exc:
+            raise DeviceError(f"cannot copy {local} to {remote}: {exc.strerror}", device=self.name) from exc
+
+    def read_file(self, remote: str) -> bytes:
+        try:
+            return Path(remote).expanduser().read_bytes()
+        except OSError as exc:
+            raise DeviceError(f"cannot read {remote}: {exc.strerror}", device=self.name) from exc
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._connect()
+
+    def _close(self) -> None:
+        self._disconnect()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "env": self.name,
+            "platform": self.platform,
+            "display": self._display,
+            "monitor": self.monitor,
+            "size": str(self._device) if self._device.width else None,
+            "scale": list(self._scale),
+        }
+
+
+class DesktopEnv(DesktopBase):
+    """The user's own desktop (monitor 1 = primary). pyautogui's fail-safe stays on: moving the mouse into a
+    screen corner stops the agent with :class:`FailSafeError`."""
+
+    name: ClassVar[str] = "desktop"
+
+    def __init__(self, monitor: int = 1, **options: Any) -> None:
+        super().__init__(monitor=monitor, failsafe=options.pop("failsafe", True), **options)
+
+    def _display_name(self) -> str | None:
+        if not _X11:
+            return None
+        display = os.environ.get("DISPLAY")
+        if not display:
+            raise SetupError(
+                "the desktop environment needs an X11 session but DISPLAY is not set "
+                "(use --env sandbox for a private virtual screen)"
+            )
+        return display

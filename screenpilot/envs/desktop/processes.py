@@ -1,0 +1,114 @@
+"""Child processes that must not outlive their owner: each in its own process group, stopped as a group.
+
+A GUI app started by a sandbox forks helpers of its own (browsers do, ``xclip`` does); killing just the pid
+we started would leave those behind, so everything is started as the leader of a new process group and
+stopped with ``killpg``. A new group (not a new session) also keeps the terminal's Ctrl-C away from
+children, so the owner can shut them down in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from screenpilot.envs.base import ShellResult
+from screenpilot.errors import DeviceError
+
+
+def new_group_kwargs() -> dict[str, Any]:
+    """Popen keyword arguments that make the child the leader of a new process group."""
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"preexec_fn": os.setpgrp}  # pragma: no cover - Python 3.10
+
+
+def group_alive(pgid: int) -> bool:
+    if sys.platform == "win32":
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(pgid: int, proc: subprocess.Popen[Any] | None = None, *, grace_s: float = 2.0) -> None:
+    """SIGTERM the whole group, then SIGKILL what is left after ``grace_s``. Reaps ``proc`` if given."""
+    if sys.platform == "win32":  # pragma: no cover - no process groups to signal
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if proc is not None:
+            proc.poll()
+        if not group_alive(pgid):
+            break
+        time.sleep(0.01)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+
+
+def run_shell(
+    command: str,
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    device: str,
+) -> ShellResult:
+    """Run ``command`` with ``/bin/sh -c`` (``cmd /c`` on Windows); stdout and stderr together.
+
+    On timeout the whole process group is killed (a command that started a GUI app in the background
+    leaves nothing behind) and :class:`DeviceError` says so.
+    """
+    argv: Sequence[str] = ["cmd", "/c", command] if sys.platform == "win32" else ["/bin/sh", "-c", command]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env) if env is not None else None,
+        **new_group_kwargs(),
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_group(proc.pid, proc, grace_s=0.5)
+        raise DeviceError(
+            f"shell command timed out after {timeout:g} s", device=device, command=command
+        ) from None
+    except BaseException:
+        stop_group(proc.pid, proc, grace_s=0.5)
+        raise
+    return ShellResult(out.decode("utf-8", errors="replace"), proc.returncode)
+
+
+def tail(path: str | None, limit: int = 2000) -> str:
+    """The last ``limit`` characters of a log file, for error messages."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            return f.read().decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
