@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import json
+import sys
+from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any
 
+from screenpilot.actions.coords import Size
+from screenpilot.envs.base import Environment
+from screenpilot.errors import SetupError
+
 ParentFactory = Callable[[], argparse.ArgumentParser]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def register(
@@ -17,3 +34,254 @@ def register(
     loop_options: ParentFactory,
 ) -> None:
     """Add the suite subcommands to the ``screenpilot`` parser."""
+    p = sub.add_parser(
+        "bench",
+        parents=[model_options(), env_options(), loop_options()],
+        help="run a task suite (K trials per task, N devices at a time) into a resumable run folder",
+    )
+    p.add_argument("suite", type=Path, help="suite file (YAML)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="run folder; the same folder again resumes the run"
+    )
+    p.add_argument(
+        "--jobs", type=_positive_int, default=None, help="episodes at a time (default: one per --serial)"
+    )
+    p.add_argument("--trials", type=_positive_int, default=1, help="trials per task (default: 1)")
+    p.add_argument("--task", action="append", metavar="ID", help="run only this task (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="base seed, recorded in the manifest (default: 0)")
+    p.add_argument("--force", action="store_true", help="resume even if the suite or model settings changed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("validate", help="check a suite file and list its tasks")
+    p.add_argument("suite", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("report", help="write report.html for a bench folder or a single run folder")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--output", type=Path, help="where to write (default: FOLDER/report.html)")
+    p.add_argument("--thumb", type=_positive_int, default=480, help="longest thumbnail side in pixels")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("eval", help="offline evaluation on recorded screens (no device)")
+    evals = p.add_subparsers(dest="eval_kind", required=True)
+    g = evals.add_parser(
+        "grounding",
+        parents=[model_options()],
+        help="ScreenSpot-style: does the click land in the target box?",
+    )
+    g.add_argument(
+        "data", type=Path, help="JSON Lines: image, instruction, bbox [x1,y1,x2,y2], optional group"
+    )
+    g.add_argument(
+        "--tool",
+        choices=("mobile_use", "computer_use"),
+        help="tool format (default: per line platform, else mobile)",
+    )
+    g.add_argument("--out", type=Path, help="write the results as JSON here")
+    g.add_argument("--limit", type=_positive_int, help="evaluate only the first N lines")
+    g.set_defaults(func=cmd_eval_grounding)
+    s = evals.add_parser(
+        "steps", parents=[model_options()], help="AndroidControl-style: is the next action the recorded one?"
+    )
+    s.add_argument(
+        "data", type=Path, help="JSON Lines: screenshot, goal, optional instruction, history, action"
+    )
+    s.add_argument(
+        "--level",
+        choices=("high", "low"),
+        default="high",
+        help="high: the goal only; low: the goal plus the step's instruction",
+    )
+    s.add_argument("--out", type=Path, help="write the results as JSON here")
+    s.add_argument("--limit", type=_positive_int, help="evaluate only the first N lines")
+    s.set_defaults(func=cmd_eval_steps)
+
+
+# -- bench ----------------------------------------------------------------------------------------------------
+
+
+class CliEnvSource:
+    """Environments for bench workers from the command line: worker i drives ``--serial`` number i, or its
+    own sandbox display."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def key(self, task: Any) -> Hashable:
+        if self.args.env == "sandbox":
+            return ("sandbox", task.app or self.args.app)
+        return self.args.env
+
+    def build(self, task: Any, worker: int) -> Environment:
+        return build_task_env(self.args, task, worker)
+
+
+def build_task_env(args: argparse.Namespace, task: Any, worker: int) -> Environment:
+    """The environment worker ``worker`` uses for ``task``."""
+    name = args.env
+    if name == "android":
+        from screenpilot.cli.wiring import _missing
+
+        try:
+            from screenpilot.envs.android import AndroidEnv
+        except ImportError as exc:
+            raise _missing(exc, "android", "--env android") from exc
+        serials = args.serial or []
+        return AndroidEnv(serial=serials[worker] if serials else None)
+    if name == "sandbox":
+        from screenpilot.cli.wiring import _missing
+
+        try:
+            from screenpilot.envs.desktop import SandboxEnv
+        except ImportError as exc:
+            raise _missing(exc, "desktop", "--env sandbox") from exc
+        size = Size.parse(args.screen_size) if args.screen_size else Size(1280, 800)
+        return SandboxEnv(size=size, app=task.app or args.app)
+    from screenpilot.cli import wiring
+
+    return wiring.build_env(args)
+
+
+def _check_env(args: argparse.Namespace, suite: Any) -> int:
+    """Tasks must be for ``--env`` (the fake environment accepts all); returns the number of workers."""
+    if args.env != "fake":
+        wrong = [t.id for t in suite.tasks if t.env != args.env]
+        if wrong:
+            raise SetupError(
+                f"tasks {', '.join(wrong)} are for another environment than --env {args.env}; "
+                "run them separately (--task ID) or with their own --env"
+            )
+    serials = args.serial or []
+    jobs = args.jobs or max(1, len(serials))
+    if args.env == "android" and jobs > 1 and len(serials) < jobs:
+        raise SetupError(f"--jobs {jobs} on Android needs {jobs} devices: give --serial once per device")
+    if args.env == "desktop" and jobs > 1:
+        raise SetupError("the desktop has one screen: use --jobs 1, or --env sandbox for parallel displays")
+    return int(jobs)
+
+
+def build_model_source(args: argparse.Namespace) -> Any:
+    """Replay models are stateful, so each episode gets its own; a server is shared as is; a local model is
+    shared behind a lock (one GPU)."""
+    from screenpilot.cli import wiring
+    from screenpilot.tasks.runner import ModelPerEpisode, SharedModel
+
+    spec: str = args.model
+    if spec.startswith("replay:"):
+        return ModelPerEpisode(lambda: wiring.build_model(args))
+    model = wiring.build_model(args)
+    return SharedModel(model, serialize=not spec.startswith(("http://", "https://")))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from screenpilot.agent.loop import Limits
+    from screenpilot.cli import wiring
+    from screenpilot.cli.main import make_settle
+    from screenpilot.tasks.runner import BenchSettings, run_suite
+    from screenpilot.tasks.suite import load_suite
+
+    suite = load_suite(args.suite).select(args.task)
+    jobs = _check_env(args, suite)
+    try:
+        limits = Limits(
+            max_steps=args.max_steps, max_seconds=args.max_seconds, max_failed_steps=args.max_failed_steps
+        )
+    except ValueError as exc:
+        raise SetupError(str(exc)) from exc
+    settings = BenchSettings(
+        trials=args.trials,
+        jobs=jobs,
+        limits=limits,
+        max_retries=args.max_retries,
+        dialect_options=wiring.dialect_options(args),
+        seed=args.seed,
+        force=args.force,
+        progress=not args.no_progress,
+    )
+    models = build_model_source(args)
+    try:
+        outcome = run_suite(suite, args.out, CliEnvSource(args), models, settings, settle=make_settle(args))
+    finally:
+        models.close()
+    print(outcome.table)
+    if not args.no_report:
+        from screenpilot.tasks.report import write_report
+
+        path = write_report(args.out)
+        print(f"report: {path}", file=sys.stderr)
+    print(
+        f"run folder: {args.out} ({outcome.ran} episodes run, {outcome.skipped} already done)",
+        file=sys.stderr,
+    )
+    return 130 if outcome.interrupted else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from screenpilot.tasks.suite import load_suite
+
+    suite = load_suite(args.suite)
+    print(f"{suite.name}: {len(suite.tasks)} tasks (sha256 {suite.sha256[:12]})")
+    for task in suite.tasks:
+        print(f"  {task.id:<24} {task.env:<8} {task.goal}")
+    return 0
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from screenpilot.tasks.report import write_report
+
+    path = write_report(args.folder, output=args.output, thumb=args.thumb)
+    print(path)
+    return 0
+
+
+# -- eval -----------------------------------------------------------------------------------------------------
+
+
+def _eval_model(args: argparse.Namespace) -> Any:
+    from screenpilot.cli import wiring
+
+    return wiring.build_model(args)
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"results: {path}", file=sys.stderr)
+
+
+def cmd_eval_grounding(args: argparse.Namespace) -> int:
+    from screenpilot.cli import wiring
+    from screenpilot.tasks.evaluate import evaluate_grounding, format_grounding
+
+    model = _eval_model(args)
+    try:
+        report = evaluate_grounding(
+            args.data, model, tool=args.tool, dialect_options=wiring.dialect_options(args), limit=args.limit
+        )
+    finally:
+        model.close()
+    print(format_grounding(report))
+    _write_json(args.out, report)
+    return 0
+
+
+def cmd_eval_steps(args: argparse.Namespace) -> int:
+    from screenpilot.cli import wiring
+    from screenpilot.tasks.evaluate import evaluate_steps, format_steps
+
+    model = _eval_model(args)
+    try:
+        report = evaluate_steps(
+            args.data, model, level=args.level, dialect_options=wiring.dialect_options(args), limit=args.limit
+        )
+    finally:
+        model.close()
+    print(format_steps(report))
+    _write_json(args.out, report)
+    return 0
