@@ -70,6 +70,9 @@ class RetryPolicy:
     max_wait_s: float = 2.0
 
 
+DEFAULT_RETRY = RetryPolicy()
+
+
 class _Transient(Exception):
     """A failure worth retrying; carries the reason for the final DeviceError."""
 
@@ -140,7 +143,7 @@ class AndroidDevice:
         host: str | None = None,
         port: int | None = None,
         timeout_s: float = 20.0,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         adb = _adbutils()
         self.serial = serial
@@ -161,7 +164,7 @@ class AndroidDevice:
         host: str | None = None,
         port: int | None = None,
         timeout_s: float = 20.0,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> AndroidDevice:
         """Select a device as ``adb`` would (see :func:`choose_serial`) and return its adapter."""
         chosen = choose_serial(list_devices(host, port, timeout_s=min(timeout_s, 10.0)), serial)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import shlex
 import socket
 import socketserver
@@ -430,7 +431,7 @@ def encode_raw_screencap(image: Image.Image, pixel_format: int = 1, header: int 
     rgb = image.convert("RGB")
     match pixel_format:
         case 1 | 2:
-            pixels = rgb.convert("RGBA").tobytes()
+            pixels = rgb.tobytes("raw", "RGBX")
         case 3:
             pixels = rgb.tobytes()
         case 4:
@@ -440,7 +441,7 @@ def encode_raw_screencap(image: Image.Image, pixel_format: int = 1, header: int 
                 for i in range(0, len(data), 3)
             )
         case 5:
-            pixels = rgb.convert("RGBA").tobytes("raw", "BGRA")
+            pixels = rgb.tobytes("raw", "BGRX")
         case _:
             raise ValueError(f"unknown pixel format {pixel_format}")
     head = struct.pack("<III", width, height, pixel_format)
@@ -451,6 +452,7 @@ def encode_raw_screencap(image: Image.Image, pixel_format: int = 1, header: int 
 
 def _split_commands(line: str) -> Iterator[tuple[list[str], str]]:
     """Yield (argv, joiner-after) for a shell line, joiners being ``;``, newline, ``&&`` or ``||``."""
+    line = re.sub(r"(?<=\s)[12]?>&[12]\b", " ", line)  # fd duplication does not change what is recorded
     lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|\n")
     lexer.whitespace = " \t\r"
     lexer.whitespace_split = True

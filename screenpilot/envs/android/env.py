@@ -1,0 +1,450 @@
+"""The Android environment: screenshots and touch, key and text input over ADB.
+
+Actions arrive in device pixels, i.e. the coordinates ``input tap`` takes: the natural screen size (with
+any ``wm size`` override) turned by the current rotation. Screenshots are brought to that same frame, so
+a point the model picks on the screenshot is the point that gets touched.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from PIL import Image
+
+from screenpilot.actions.types import (
+    Action,
+    Answer,
+    Click,
+    Drag,
+    Key,
+    LongPress,
+    MouseMove,
+    OpenApp,
+    Scroll,
+    Swipe,
+    SystemButton,
+    Terminate,
+    TypeText,
+    Wait,
+)
+from screenpilot.envs.android import apps as app_index
+from screenpilot.envs.android import text as typing_
+from screenpilot.envs.android.device import DEFAULT_RETRY, AndroidDevice, Command, RetryPolicy
+from screenpilot.envs.android.keys import keycode, keycode_name
+from screenpilot.envs.android.screen import (
+    Display,
+    ScreenDecodeError,
+    decode_png,
+    decode_raw,
+    parse_rotation,
+    parse_wm_size,
+)
+from screenpilot.envs.base import Environment, Observation, Platform, ShellResult
+from screenpilot.envs.settle import SettleResult, wait_until_stable
+from screenpilot.errors import DeviceError, UnsupportedActionError
+
+try:
+    from typing import assert_never
+except ImportError:  # Python 3.10
+    from typing_extensions import assert_never
+
+CaptureMode = Literal["auto", "raw", "png"]
+TextRoute = Literal["auto", "input", "ime", "clipboard"]
+
+_SYSTEM_BUTTONS = {
+    "back": "KEYCODE_BACK",
+    "home": "KEYCODE_HOME",
+    "menu": "KEYCODE_MENU",
+    "enter": "KEYCODE_ENTER",
+}
+UI_DUMP_PATH = "/data/local/tmp/screenpilot-ui.xml"
+
+
+class AndroidEnv(Environment):
+    """An Android phone or emulator reached through an ADB server.
+
+    ``serial`` picks the device (else ``ANDROID_SERIAL``, else the only one connected); ``host``/``port``
+    override ``ANDROID_ADB_SERVER_HOST``/``ANDROID_ADB_SERVER_PORT``. ``capture`` chooses raw ``screencap``
+    (fast), PNG, or raw with PNG as the fallback. ``text_route`` chooses how non-ASCII text is typed.
+    """
+
+    name: ClassVar[str] = "android"
+    platform: ClassVar[Platform] = "mobile"
+
+    def __init__(
+        self,
+        serial: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        device: AndroidDevice | None = None,
+        timeout_s: float = 20.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        capture: CaptureMode = "auto",
+        text_route: TextRoute = "auto",
+        restore_ime: bool = True,
+        ime_switch_wait_s: float = 0.3,
+        app_aliases: Mapping[str, Sequence[str]] | None = None,
+        settle_timeout_s: float = 3.0,
+        settle_interval_s: float = 0.05,
+        scroll_step: float = 0.1,
+    ) -> None:
+        self.device = device or AndroidDevice.connect(
+            serial, host=host, port=port, timeout_s=timeout_s, retry=retry
+        )
+        self.serial = self.device.serial
+        self.capture: CaptureMode = capture
+        self.text_route: TextRoute = text_route
+        self.restore_ime = restore_ime
+        self.ime_switch_wait_s = ime_switch_wait_s
+        self.aliases: dict[str, tuple[str, ...]] = dict(app_index.DEFAULT_ALIASES)
+        for alias, packages in (app_aliases or {}).items():
+            self.aliases[alias.casefold()] = tuple(packages)
+        self.settle_timeout_s = settle_timeout_s
+        self.settle_interval_s = settle_interval_s
+        self.scroll_step = scroll_step
+        self.display: Display | None = None
+        self.props: dict[str, str] = {}
+        self._capture_used: Literal["raw", "png"] = "png" if capture == "png" else "raw"
+        self._apps: list[app_index.App] | None = None
+        self._input_usage: str | None = None
+        self._ime_installed: bool | None = None
+        self._clipboard_help: str | None = None
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        facts = self.device.text(
+            "getprop ro.build.version.sdk; getprop ro.build.version.release; getprop ro.product.model"
+        ).splitlines()
+        facts += [""] * (3 - len(facts))
+        self.props = {"sdk": facts[0].strip(), "release": facts[1].strip(), "model": facts[2].strip()}
+        self.display = self._query_display()
+        self._apps = None
+
+    def _observe(self) -> Observation:
+        image = self._screenshot()
+        display = self._display_for(image.size)
+        capture_size = image.size
+        if image.size != display.size:
+            image = image.resize(display.size, Image.Resampling.BILINEAR)
+        info: dict[str, Any] = {
+            "serial": self.serial,
+            **display.info(),
+            "capture": self._capture_used,
+            "capture_size": f"{capture_size[0]}x{capture_size[1]}",
+        }
+        return Observation(image, info=info)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"env": self.name, "serial": self.serial, **self.props}
+        if self.display is not None:
+            info.update(self.display.info())
+        info["capture"] = self.capture
+        return info
+
+    # -- screen -----------------------------------------------------------------------------------------------
+    def _query_display(self) -> Display:
+        text = self.device.text("wm size")
+        try:
+            physical, override = parse_wm_size(text)
+        except ScreenDecodeError as exc:
+            raise DeviceError(str(exc), device=self.serial, command="wm size") from exc
+        return Display(physical, override, self._query_rotation())
+
+    def _query_rotation(self) -> int:
+        rotation = parse_rotation(self.device.text("dumpsys input"))
+        if rotation is None:
+            rotation = parse_rotation(self.device.text("dumpsys window displays"))
+        return rotation or 0
+
+    def _display_for(self, captured: tuple[int, int]) -> Display:
+        """The display matching a capture; a capture whose orientation disagrees means the screen turned."""
+        display = self.display or self._query_display()
+        landscape = captured[0] > captured[1]
+        if landscape != (display.size.width > display.size.height) and captured[0] != captured[1]:
+            display = display.with_rotation(self._query_rotation())
+        self.display = display
+        return display
+
+    def _screenshot(self) -> Image.Image:
+        """One screenshot in capture pixels: raw screencap, PNG as the fallback; never a blank stand-in."""
+        if self._capture_used == "raw":
+            data = self.device.raw(["screencap"])
+            try:
+                return decode_raw(data)
+            except ScreenDecodeError as exc:
+                if self.capture == "raw":
+                    raise DeviceError(
+                        f"unreadable screenshot: {exc}", device=self.serial, command="screencap"
+                    ) from exc
+                self._capture_used = "png"
+        data = self.device.raw(["screencap", "-p"])
+        try:
+            return decode_png(data)
+        except ScreenDecodeError as exc:
+            raise DeviceError(
+                f"unreadable screenshot: {exc}", device=self.serial, command="screencap -p"
+            ) from exc
+
+    def screenshot(self) -> Image.Image:
+        """The current screen in device pixels (what ``observe`` returns, without the bookkeeping)."""
+        self._check_ready()
+        return self._observe().screenshot
+
+    def settle(self, timeout_s: float | None = None, interval_s: float | None = None) -> SettleResult:
+        """Wait until two consecutive screenshots match (bounded by ``timeout_s``): use after an action
+        instead of a fixed sleep, e.g. ``run_episode(..., settle=lambda env: env.settle())``."""
+        self._check_ready()
+        return wait_until_stable(
+            self._screenshot,
+            timeout_s=self.settle_timeout_s if timeout_s is None else timeout_s,
+            interval_s=self.settle_interval_s if interval_s is None else interval_s,
+        )
+
+    # -- actions ----------------------------------------------------------------------------------------------
+    def _execute(self, action: Action) -> None:
+        match action:
+            case Click(button="left", x=x, y=y, count=count):
+                if x is None or y is None:
+                    raise UnsupportedActionError("A phone has no cursor: click needs a coordinate.")
+                tap = ["input", "tap", str(x), str(y)]
+                self._input(tap if count == 1 else f"{_line(tap)}; {_line(tap)}")
+            case Click(button=button):
+                raise UnsupportedActionError(
+                    f"A phone has no {button} mouse button; use click or long_press."
+                )
+            case LongPress(x=x, y=y, seconds=seconds):
+                self._input(["input", "swipe", str(x), str(y), str(x), str(y), _ms(seconds)])
+            case Swipe(x=x, y=y, x2=x2, y2=y2, seconds=seconds):
+                self._input(["input", "swipe", str(x), str(y), str(x2), str(y2), _ms(seconds)])
+            case Drag(x=x, y=y, x2=x2, y2=y2, seconds=seconds):
+                if x is None or y is None:
+                    raise UnsupportedActionError("A phone has no cursor: drag needs a start coordinate.")
+                verb = "draganddrop" if "draganddrop" in self._input_help() else "swipe"
+                self._input(["input", verb, str(x), str(y), str(x2), str(y2), _ms(max(seconds, 1.0))])
+            case Scroll():
+                self._scroll(action)
+            case MouseMove():
+                raise UnsupportedActionError("A phone has no mouse pointer to move; use swipe or click.")
+            case TypeText(text=text):
+                self.type_text(text)
+            case Key(keys=keys):
+                self._key(keys)
+            case SystemButton(button=button):
+                self._input(["input", "keyevent", _SYSTEM_BUTTONS[button]])
+            case OpenApp(app=name):
+                self.open_app(name)
+            case Wait(seconds=seconds):
+                time.sleep(seconds)
+            case Answer() | Terminate():
+                pass  # the loop ends the episode; nothing happens on the device
+            case _:
+                assert_never(action)
+
+    def _input(self, command: Command) -> None:
+        """Run an ``input`` command; a refusal (non-zero exit or an error line) is a DeviceError."""
+        result = self.device.run(command)
+        output = result.output.strip()
+        if (
+            result.exit_code not in (0, None)
+            or output.startswith(("Error", "Exception"))
+            or "Exception" in output
+        ):
+            raise DeviceError(
+                f"the device refused the input command: {output[:300] or f'exit {result.exit_code}'}",
+                device=self.serial,
+                command=_line(command),
+            )
+
+    def _input_help(self) -> str:
+        if self._input_usage is None:
+            self._input_usage = self.device.text("input 2>&1")
+        return self._input_usage
+
+    def _scroll(self, action: Scroll) -> None:
+        """A wheel scroll as a swipe: positive amounts reveal content above, so the finger moves down.
+
+        Small amounts (|pixels| <= 20) count as wheel notches of ``scroll_step`` of the screen height;
+        larger ones as pixels of finger travel. The gesture stays on the screen.
+        """
+        display = self.display or self._query_display()
+        width, height = display.size
+        x = action.x if action.x is not None else width // 2
+        y = action.y if action.y is not None else height // 2
+        amount = abs(action.pixels)
+        if amount == 0:
+            return
+        travel = round(amount * self.scroll_step * height) if amount <= 20 else amount
+        travel = min(travel, height - 2)
+        direction = 1 if action.pixels > 0 else -1
+        start = min(max(y - direction * travel // 2, 1), height - 2)
+        end = min(max(start + direction * travel, 1), height - 2)
+        self._input(["input", "swipe", str(x), str(start), str(x), str(end), "300"])
+
+    def _key(self, keys: Sequence[str]) -> None:
+        codes = [keycode(k) for k in keys]
+        if len(codes) == 1:
+            self._input(["input", "keyevent", keycode_name(codes[0])])
+            return
+        if "keycombination" not in self._input_help():
+            raise UnsupportedActionError(
+                f"This phone cannot press keys together ({'+'.join(keys)}); press one key at a time."
+            )
+        self._input(["input", "keycombination", *(keycode_name(c) for c in codes)])
+
+    # -- text -------------------------------------------------------------------------------------------------
+    def type_text(self, text: str) -> None:
+        """Type ``text`` into the focused field, by the first route that can type all of it."""
+        if not text:
+            return
+        route = self.text_route
+        if route in ("auto", "input") and typing_.typable_by_input(text):
+            for command in typing_.input_text_commands(text):
+                self._input(command)
+            return
+        if route == "input":
+            raise typing_.TextInputError(
+                "This device types through `input text`, which cannot type non-ASCII characters such as "
+                f"{_non_ascii(text)!r}. Type ASCII text only."
+            )
+        if route in ("auto", "ime") and self._has_adb_keyboard():
+            self._type_with_ime(text)
+            return
+        if route in ("auto", "clipboard"):
+            setter = typing_.clipboard_setter(self._clipboard_usage())
+            if setter is not None:
+                self._type_with_clipboard(text, setter)
+                return
+        raise typing_.TextInputError(
+            f"This device cannot type {_non_ascii(text)!r}: `input text` takes ASCII only, ADBKeyboard "
+            "(com.android.adbkeyboard) is not installed and there is no clipboard shell command. "
+            "Type ASCII text instead."
+        )
+
+    def _has_adb_keyboard(self) -> bool:
+        if self._ime_installed is None:
+            self._ime_installed = typing_.ADB_KEYBOARD in self.device.text("ime list -s").split()
+        return self._ime_installed
+
+    def _type_with_ime(self, text: str) -> None:
+        previous = self.device.text(["settings", "get", "secure", "default_input_method"]).strip()
+        switched = previous != typing_.ADB_KEYBOARD
+        if switched:
+            self.device.run(["ime", "enable", typing_.ADB_KEYBOARD])
+            self.device.run(["ime", "set", typing_.ADB_KEYBOARD])
+            time.sleep(self.ime_switch_wait_s)
+        try:
+            result = self.device.run(typing_.ime_broadcast(text))
+            if result.exit_code not in (0, None) or "Broadcast completed" not in result.output:
+                raise DeviceError(
+                    f"ADBKeyboard did not take the text: {result.output.strip()[:200]}",
+                    device=self.serial,
+                    command="am broadcast -a ADB_INPUT_B64",
+                )
+        finally:
+            if switched and self.restore_ime and previous and previous != "null":
+                self.device.run(["ime", "set", previous])
+
+    def _clipboard_usage(self) -> str:
+        if self._clipboard_help is None:
+            self._clipboard_help = self.device.run(["cmd", "clipboard", "help"], idempotent=True).output
+        return self._clipboard_help
+
+    def _type_with_clipboard(self, text: str, setter: str) -> None:
+        self.device.run(["cmd", "clipboard", setter, text])
+        getter = typing_.clipboard_getter(self._clipboard_usage())
+        if getter is not None:
+            held = self.device.run(["cmd", "clipboard", getter], idempotent=True).output
+            if held.rstrip("\n") != text.rstrip("\n"):
+                raise DeviceError(
+                    "the clipboard did not keep the text to paste",
+                    device=self.serial,
+                    command=f"cmd clipboard {setter}",
+                )
+        self._input(["input", "keyevent", "KEYCODE_PASTE"])
+
+    # -- apps -------------------------------------------------------------------------------------------------
+    def installed_apps(self, *, refresh: bool = False) -> list[app_index.App]:
+        """Launchable apps (with labels where the device reports them); cached until the next reset."""
+        if self._apps is None or refresh:
+            result = self.device.run(app_index.LAUNCHER_QUERY, idempotent=True)
+            apps = app_index.parse_launcher_activities(result.output) if result.exit_code == 0 else []
+            if not apps:
+                apps = app_index.parse_package_list(self.device.text(["pm", "list", "packages"]))
+            self._apps = apps
+        return self._apps
+
+    def open_app(self, name: str) -> app_index.App:
+        """Launch the app the model called ``name``; AppNotFoundError (model-facing) names close matches."""
+        try:
+            app = app_index.resolve_app(name, self.installed_apps(), self.aliases)
+        except app_index.AppNotFoundError:
+            app = app_index.resolve_app(name, self.installed_apps(refresh=True), self.aliases)
+        if app.component is not None:
+            command: list[str] = ["am", "start", "-n", app.component]
+        else:
+            command = ["monkey", "-p", app.package, "-c", "android.intent.category.LAUNCHER", "1"]
+        result = self.device.run(command)
+        output = result.output
+        if result.exit_code != 0 or "Error" in output or "aborted" in output or "No activities" in output:
+            raise DeviceError(
+                f"could not launch {app.package}: {output.strip()[:300]}",
+                device=self.serial,
+                command=_line(command),
+            )
+        return app
+
+    # -- capabilities for task setup and checks ----------------------------------------------------------------
+    def shell(self, command: str, *, timeout: float = 30.0) -> ShellResult:
+        """Run ``command`` with the device's ``sh``; the exit status comes back too."""
+        return self.device.run(command, timeout_s=timeout)
+
+    def push_file(self, local: Path, remote: str) -> None:
+        self.device.push(Path(local), remote)
+
+    def read_file(self, remote: str) -> bytes:
+        """A file's bytes from the device; FileNotFoundError when it does not exist."""
+        return self.device.pull(remote)
+
+    def screen_text(self) -> str:
+        """Visible text and content descriptions from ``uiautomator dump``, one per line, top to bottom."""
+        line = f"uiautomator dump {UI_DUMP_PATH} >/dev/null && cat {UI_DUMP_PATH}"
+        data = self.device.text(line, timeout_s=max(self.device.timeout_s, 30.0))
+        start = data.find("<?xml")
+        if start < 0:
+            start = data.find("<hierarchy")
+        if start < 0:
+            raise DeviceError(
+                f"uiautomator dump failed: {data.strip()[:300]}", device=self.serial, command=line
+            )
+        try:
+            root = ET.fromstring(data[start:].strip())
+        except ET.ParseError as exc:
+            raise DeviceError(
+                f"uiautomator dump is not XML: {exc}", device=self.serial, command=line
+            ) from exc
+        texts: list[str] = []
+        for node in root.iter("node"):
+            for attribute in ("text", "content-desc"):
+                value = (node.get(attribute) or "").strip()
+                if value:
+                    texts.append(value)
+        return "\n".join(texts)
+
+
+def _line(command: Command) -> str:
+    from screenpilot.envs.android.device import command_line
+
+    return command_line(command)
+
+
+def _ms(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
+
+
+def _non_ascii(text: str) -> str:
+    return "".join(dict.fromkeys(ch for ch in text if not typing_.typable_by_input(ch)))[:20]
