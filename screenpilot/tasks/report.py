@@ -7,6 +7,7 @@ Model output is untrusted text: the template autoescapes everything.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import math
@@ -107,7 +108,7 @@ def draw_action(image: Image.Image, action: Action) -> Image.Image:
                 where = (min(action.x + 6 * scale, out.width * 0.6), max(action.y - 16 * scale, 0))
             else:
                 where = corner
-            name = action.action
+            name: str = action.action
             if isinstance(action, Click) and (action.button != "left" or action.count == 2):
                 name = f"{'double ' if action.count == 2 else ''}{action.button} click"
             _label(draw, where, name, scale, _MARK)
@@ -168,10 +169,9 @@ def episode_view(
             with Image.open(run.folder / record.screenshot) as screen:
                 drawn = screen.convert("RGB")
                 for action in record.actions:
-                    try:
+                    # An action that no longer validates is still listed as text below.
+                    with contextlib.suppress(ValueError):
                         drawn = draw_action(drawn, action_from_dict(action.device))
-                    except ValueError:
-                        pass  # an action that no longer validates is still listed as text below
                 image_url = thumbnail_url(drawn, thumb)
         steps.append(
             {
