@@ -495,7 +495,7 @@ def load_suite(path: str | Path, *, resolve_python: bool = True) -> Suite:
                 try:
                     resolve_function(check.python, path.parent)
                 except SetupError as exc:
-                    problems_extra.append(f"{path}:{_line_of(doc, loc)[0]}: {exc}")
+                    problems_extra.append(f"{path}:{doc.value_lines.get(loc, 1)}: {exc}")
         for phase in ("setup", "teardown"):
             for j, step in enumerate(getattr(task, phase)):
                 if isinstance(step, PushStep) and not (path.parent / step.push.local).is_file():

@@ -1,0 +1,201 @@
+"""Suite files: valid ones load with defaults applied; every kind of mistake is reported with its line."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from screenpilot.errors import SetupError
+from screenpilot.tasks.suite import (
+    AllCheck,
+    AnswerCheck,
+    FileCheck,
+    LaunchStep,
+    NotCheck,
+    PushStep,
+    ShellCheck,
+    ShellStep,
+    SleepStep,
+    SuiteError,
+    load_suite,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "suites"
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(SuiteError) as info:
+        load_suite(write(tmp_path, text))
+    return info.value.problems
+
+
+def test_valid_suite_loads_with_defaults_and_hash(tmp_path: Path) -> None:
+    (tmp_path / "note.txt").write_text("hi")
+    path = write(
+        tmp_path,
+        """
+        name: basics
+        defaults: {env: android, max_steps: 7}
+        tasks:
+          - id: wifi-off
+            goal: Turn Wi-Fi off
+            app: com.android.settings
+            setup:
+              - shell: svc wifi enable
+              - launch: com.android.settings
+              - push: {local: note.txt, remote: /sdcard/note.txt}
+              - sleep: 0.5
+            success:
+              all:
+                - shell: settings get global wifi_on
+                  equals: "0"
+                - not: {file: /sdcard/gone.txt, exists: true}
+            teardown:
+              - shell: svc wifi enable
+          - id: answer
+            goal: How many?
+            env: sandbox
+            max_steps: 3
+            success: {answer: {normalized: "42"}}
+        """,
+    )
+    suite = load_suite(path)
+    assert suite.name == "basics"
+    assert suite.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    wifi, answer = suite.tasks
+    assert (wifi.env, wifi.max_steps, answer.env, answer.max_steps) == ("android", 7, "sandbox", 3)
+    assert [type(s) for s in wifi.setup] == [ShellStep, LaunchStep, PushStep, SleepStep]
+    assert isinstance(wifi.success, AllCheck)
+    shell, negated = wifi.success.all
+    assert isinstance(shell, ShellCheck) and shell.equals == "0"
+    assert isinstance(negated, NotCheck) and isinstance(negated.not_, FileCheck)
+    assert isinstance(answer.success, AnswerCheck)
+    assert suite.select(["answer"]).tasks == (answer,)
+    with pytest.raises(SetupError, match="no task 'nope'"):
+        suite.select(["nope"])
+
+
+def test_unknown_key_and_missing_field_point_at_their_lines(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        tasks:
+          - id: one
+            env: android
+            success:
+              shell: echo 1
+              equals: "1"
+              colour: blue
+          - id: two
+            env: android
+            success: {answer: {exact: x}}
+        """,
+    )
+    suite_file = tmp_path / "suite.yaml"
+    assert found == [
+        f"{suite_file}:2: tasks[0] (id 'one').goal: missing required field 'goal'",
+        f"{suite_file}:7: tasks[0] (id 'one').success.colour: unknown key 'colour'",
+        f"{suite_file}:8: tasks[1] (id 'two').goal: missing required field 'goal'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("success: {answer: {regex: '(open'}}", "bad regex '(open'"),
+        ("success: {shell: x, regex: '[a-'}", "bad regex"),
+        (
+            "success: {frobnicate: 1}",
+            "unknown kind; expected a mapping with one of: shell, file, screen_text",
+        ),
+        ("success: {any: [{answer: {exact: a}}, {bogus: 1}]}", "success.any[1]: unknown kind"),
+        ("success: {file: /x, equals: a, contains: b}", "give only one of equals / contains / regex"),
+        ("success: {answer: {}}", "give exactly one of exact / normalized / regex"),
+        ("success: {screen_text: {}}", "give one of equals / contains / regex"),
+        ("success: {python: 'not a path'}", "expected module:function"),
+        ("setup: [{reboot: now}]\n    success: {answer: {exact: a}}", "one of: shell, launch, push, sleep"),
+        ("max_steps: 0\n    success: {answer: {exact: a}}", "greater than or equal to 1"),
+    ],
+)
+def test_invalid_values_are_reported_with_line(tmp_path: Path, body: str, fragment: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("tasks:\n  - id: t\n    goal: g\n    env: android\n    " + body + "\n")
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith(f"{path}:5: tasks[0] (id 't')")
+    assert fragment in info.value.problems[0]
+
+
+def test_duplicate_ids_duplicate_keys_and_yaml_errors(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        tasks:
+          - {id: a, goal: g, env: android, success: {answer: {exact: x}}}
+          - {id: a, goal: g, env: android, success: {answer: {exact: x}}}
+        """,
+    )
+    assert found == [f"{tmp_path / 'suite.yaml'}:3: duplicate task id 'a' (first at line 2)"]
+
+    found = problems(tmp_path, "tasks:\n  - id: a\n    id: b\n")
+    assert found == [f"{tmp_path / 'suite.yaml'}:3: duplicate key 'id'"]
+
+    found = problems(tmp_path, "tasks:\n  - id: a\n   goal: [unclosed\n")
+    assert (
+        len(found) == 1
+        and found[0].startswith(f"{tmp_path / 'suite.yaml'}:")
+        and "not valid YAML" in found[0]
+    )
+
+    assert problems(tmp_path, "") == [f"{tmp_path / 'suite.yaml'}:1: the file is empty"]
+    assert "expected a mapping" in problems(tmp_path, "- a\n- b\n")[0]
+
+
+def test_python_checks_are_imported_and_push_files_must_exist(tmp_path: Path) -> None:
+    (tmp_path / "suitechecks_ok.py").write_text("def done(ctx):\n    return True\n")
+    suite = load_suite(
+        write(
+            tmp_path, "tasks:\n  - {id: a, goal: g, env: android, success: {python: 'suitechecks_ok:done'}}\n"
+        )
+    )
+    assert suite.tasks[0].id == "a"
+
+    found = problems(
+        tmp_path,
+        """
+        tasks:
+          - id: a
+            goal: g
+            env: android
+            setup:
+              - push: {local: missing.bin, remote: /sdcard/x}
+            success:
+              any:
+                - python: suitechecks_ok:absent
+                - python: no_such_module_here:f
+        """,
+    )
+    assert any(":6: file to push 'missing.bin' does not exist" in p for p in found)
+    assert any(":9:" in p and "has no function 'absent'" in p for p in found)
+    assert any(":10:" in p and "cannot import 'no_such_module_here'" in p for p in found)
+
+
+def test_unreadable_suite_is_a_setup_error(tmp_path: Path) -> None:
+    with pytest.raises(SetupError, match="cannot read suite"):
+        load_suite(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_suites_are_valid(path: Path) -> None:
+    suite = load_suite(path)
+    assert suite.tasks
