@@ -102,6 +102,11 @@ class FakePhone:
         """The ``input ...`` commands, in order."""
         return [c for c in self.commands if c.startswith("input ")]
 
+    @property
+    def ran(self) -> list[str]:
+        """The commands other than ``echo`` (which clients use for bookkeeping such as exit codes)."""
+        return [c for c in self.commands if not c.startswith("echo ")]
+
     def set_screen(self, image: Image.Image) -> None:
         with self.lock:
             self.screen = image.convert("RGB")
@@ -517,7 +522,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 if not phone.present:
                     return
                 if request.startswith("shell:"):
-                    if phone.hang:
+                    if phone.hang:  # accepted, then never answered
+                        with phone.lock:
+                            phone.shell_log.append(request[len("shell:") :])
                         sock.sendall(b"OKAY")
                         fake.stopping.wait(30)
                         return
@@ -643,7 +650,9 @@ class FakeAdbServer:
         return phone
 
     def start(self) -> FakeAdbServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-adb", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-adb", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -54,13 +54,12 @@ def decode_raw(data: bytes) -> Image.Image:
 
 def decode_png(data: bytes) -> Image.Image:
     """Decode ``screencap -p`` output."""
-    if not data.startswith(b"\x89PNG"):
+    if data.startswith(b"\x89PNG\r\r\n"):
         # Android before 7 turned "\n" into "\r\n" on the way out of a shell with a pty.
-        fixed = data.replace(b"\r\n", b"\n")
-        if not fixed.startswith(b"\x89PNG"):
-            head = data[:60].decode("utf-8", errors="replace").strip()
-            raise ScreenDecodeError(f"screencap -p did not return a PNG: {head!r}")
-        data = fixed
+        data = data.replace(b"\r\n", b"\n")
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        head = data[:60].decode("utf-8", errors="replace").strip()
+        raise ScreenDecodeError(f"screencap -p did not return a PNG: {head!r}")
     try:
         image = Image.open(io.BytesIO(data))
         image.load()

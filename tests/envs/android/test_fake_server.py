@@ -1,0 +1,63 @@
+"""The fake server speaks the real protocol: adbutils and the stock adb client work against it unchanged."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import adbutils
+import pytest
+
+from screenpilot.envs.android.fake_server import FakeAdbServer, FakePhone, decode_input_text
+
+
+def test_adbutils_lists_runs_shell_and_moves_files(server: FakeAdbServer, phone: FakePhone) -> None:
+    client = adbutils.AdbClient(host=server.host, port=server.port)
+    assert client.server_version() == 41
+    assert [(d.serial, d.state) for d in client.list()] == [("emulator-5554", "device")]
+    assert client.list(extended=True)[0].tags["model"] == "Pixel_7"
+    device = client.device("emulator-5554")
+    assert device.shell("input tap 10 20; echo done") == "done"
+    assert device.shell2("false").returncode == 1
+    device.sync.push(b"payload", "/data/local/tmp/p.bin")
+    assert device.sync.read_bytes("/data/local/tmp/p.bin") == b"payload"
+    assert phone.inputs == ["input tap 10 20"]
+    assert device.screenshot(error_ok=False).size == (1080, 2400)
+
+
+def test_several_devices_and_missing_ones(phone: FakePhone) -> None:
+    other = FakePhone(serial="R58M123", state="unauthorized")
+    with FakeAdbServer([phone, other]) as fake:
+        client = adbutils.AdbClient(host=fake.host, port=fake.port)
+        assert {(d.serial, d.state) for d in client.list()} == {
+            ("emulator-5554", "device"),
+            ("R58M123", "unauthorized"),
+        }
+        with pytest.raises(adbutils.AdbError, match="not found"):
+            client.device("nope").shell("true")
+        phone.present = False
+        assert [d.serial for d in client.list()] == ["R58M123"]
+
+
+@pytest.mark.skipif(shutil.which("adb") is None, reason="the adb client is not installed")
+def test_stock_adb_client_works_against_the_fake(server: FakeAdbServer, phone: FakePhone) -> None:
+    def adb(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["adb", "-P", str(server.port), *args], capture_output=True, text=True, timeout=20, check=False
+        )
+
+    listed = adb("devices")
+    assert listed.returncode == 0
+    assert "emulator-5554\tdevice" in listed.stdout
+    assert adb("shell", "input", "tap", "1", "2").returncode == 0
+    assert adb("-s", "emulator-5554", "shell", "wm size").stdout.strip() == "Physical size: 1080x2400"
+    assert phone.inputs == ["input tap 1 2"]
+    # the stock client asked for the version first and a transport, as it does with a real server
+    assert server.requests[0] == "host:version"
+    assert any(r.startswith("host:tport:") for r in server.requests)
+
+
+def test_input_text_decoding_follows_android() -> None:
+    assert decode_input_text("a%sb") == "a b"
+    assert decode_input_text("%%s") == "% "
+    assert decode_input_text("50%") == "50%"
