@@ -298,7 +298,7 @@ def test_non_ascii_through_the_clipboard(make_env: MakeEnv, phone: FakePhone) ->
 
 
 def test_non_ascii_without_a_route_is_refused(env: AndroidEnv, phone: FakePhone) -> None:
-    with pytest.raises(TextInputError, match="cannot type 'é'.*ADBKeyboard"):
+    with pytest.raises(TextInputError, match=r"cannot type .é.*ADBKeyboard"):
         env.execute(TypeText(text="café"))
     assert phone.text == ""  # nothing was half typed
     assert phone.inputs == []

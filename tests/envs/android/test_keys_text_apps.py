@@ -139,7 +139,7 @@ def test_app_resolution() -> None:
     assert resolve_app("Simple Calendar", apps).package == "com.simplemobiletools.calendar.pro"
     assert resolve_app("net.gsantner.markor", apps).package == "net.gsantner.markor"
     assert resolve_app("Calendar", apps).package == "com.simplemobiletools.calendar.pro"
-    with pytest.raises(AppNotFoundError, match="Close matches: .*Markor") as caught:
+    with pytest.raises(AppNotFoundError, match=r"Close matches: .*Markor") as caught:
         resolve_app("Markr", apps)
     assert isinstance(caught.value, ModelOutputError)
     with pytest.raises(AppNotFoundError, match="No installed app is called 'Photoshop'"):
