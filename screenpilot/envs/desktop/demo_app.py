@@ -61,9 +61,13 @@ class DemoApp:
 
         self.text.trace_add("write", lambda *_: self._log("text", text=self.text.get()))
         self.entry.bind("<Return>", lambda e: self._submit("return"))
-        self.root.bind_all("<KeyPress>", self._on_key)
-        self.root.bind_all("<ButtonPress>", self._on_press)
-        self.root.bind_all("<ButtonRelease>", self._on_release)
+        # A bind tag of our own, first on every widget, sees each event before Tk's class bindings (an
+        # "all" binding would miss Tab, which Tk binds more specifically).
+        for widget in (self.root, self.entry, self.button, self.pad):
+            widget.bindtags(("screenpilot_log", *widget.bindtags()))
+        self.root.bind_class("screenpilot_log", "<KeyPress>", self._on_key)
+        self.root.bind_class("screenpilot_log", "<ButtonPress>", self._on_press)
+        self.root.bind_class("screenpilot_log", "<ButtonRelease>", self._on_release)
         self.pad.bind("<Double-Button-1>", lambda e: self._log("double", x=e.x_root, y=e.y_root))
         self.pad.bind("<MouseWheel>", self._on_wheel)  # Windows and macOS
         self.root.after(50, self._ready)

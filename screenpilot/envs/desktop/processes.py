@@ -30,9 +30,38 @@ def new_group_kwargs() -> dict[str, Any]:
     return {"preexec_fn": os.setpgrp}  # pragma: no cover - Python 3.10
 
 
+def _group_members_linux(pgid: int) -> bool | None:
+    """Whether a live (non-zombie) process is in the group, from /proc; None where /proc is unusable.
+
+    ``killpg(pgid, 0)`` also succeeds for zombies, which linger where PID 1 is slow to reap orphans.
+    """
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
 def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running (zombies do not count)."""
     if sys.platform == "win32":
         return False
+    if sys.platform.startswith("linux"):
+        members = _group_members_linux(pgid)
+        if members is not None:
+            return members
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

@@ -27,9 +27,10 @@ from screenpilot.envs.settle import wait_until_stable
 from screenpilot.errors import DeviceError, MissingExtraError
 
 
-def _shutdown(xvfb: XvfbDisplay, app_groups: list[int]) -> None:
-    while app_groups:
-        stop_group(app_groups.pop(), grace_s=1.0)
+def _shutdown(xvfb: XvfbDisplay, apps: list[subprocess.Popen[bytes]]) -> None:
+    while apps:
+        app = apps.pop()
+        stop_group(app.pid, app, grace_s=1.0)
     xvfb.stop()
 
 
@@ -56,9 +57,9 @@ class SandboxEnv(DesktopBase):
         self.background = background
         self._xvfb = XvfbDisplay(self.size)
         self._app: subprocess.Popen[bytes] | None = None
-        self._app_groups: list[int] = []
+        self._apps: list[subprocess.Popen[bytes]] = []  # each the leader of its process group
         self._xconn: Any = None
-        self._finalizer = weakref.finalize(self, _shutdown, self._xvfb, self._app_groups)
+        self._finalizer = weakref.finalize(self, _shutdown, self._xvfb, self._apps)
 
     # -- display ----------------------------------------------------------------------------------------------
     @property
@@ -119,8 +120,9 @@ class SandboxEnv(DesktopBase):
 
     def _stop_app(self) -> None:
         self._app = None
-        while self._app_groups:
-            stop_group(self._app_groups.pop(), grace_s=1.0)
+        while self._apps:
+            app = self._apps.pop()
+            stop_group(app.pid, app, grace_s=1.0)
 
     def _start_app(self, command: str) -> None:
         before = self._top_windows()
@@ -134,7 +136,7 @@ class SandboxEnv(DesktopBase):
                 env=self._xvfb.environ(),
                 **new_group_kwargs(),
             )
-        self._app_groups.append(self._app.pid)
+        self._apps.append(self._app)
         deadline = time.monotonic() + self.app_timeout_s
         while not (self._top_windows() - before):
             code = self._app.poll()

@@ -1,0 +1,106 @@
+"""Real X servers and a real Tk window for the desktop tests.
+
+The demo app writes what it receives as JSON lines; :class:`DemoLog` reads them, waiting briefly because
+the app handles X events asynchronously after the environment has sent them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from screenpilot.envs.desktop import SandboxEnv
+from screenpilot.envs.desktop.xvfb import XvfbDisplay
+
+if shutil.which("Xvfb") is None or shutil.which("xclip") is None:  # pragma: no cover - CI installs both
+    pytest.skip("the desktop tests need Xvfb and xclip", allow_module_level=True)
+
+DEMO = f"{sys.executable} -m screenpilot.envs.desktop.demo_app"
+
+Event = dict[str, Any]
+
+
+class DemoLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def all(self) -> list[Event]:
+        if not self.path.exists():
+            return []
+        return [
+            json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+
+    def mark(self) -> None:
+        """Only events after this point count from now on."""
+        self.offset = len(self.all())
+
+    def new(self) -> list[Event]:
+        return self.all()[self.offset :]
+
+    def wait_for(self, predicate: Callable[[list[Event]], bool], timeout: float = 5.0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.new()
+            if predicate(events):
+                return events
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the demo app did not receive what was expected; it saw: {events}")
+            time.sleep(0.02)
+
+    def wait_event(self, kind: str, timeout: float = 5.0, **match: Any) -> Event:
+        def found(events: list[Event]) -> bool:
+            return any(e["event"] == kind and all(e.get(k) == v for k, v in match.items()) for e in events)
+
+        events = self.wait_for(found, timeout)
+        return next(e for e in events if e["event"] == kind and all(e.get(k) == v for k, v in match.items()))
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.new() if e["event"] == kind]
+
+
+@pytest.fixture(scope="module")
+def demo_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SandboxEnv, DemoLog]]:
+    """One sandbox running the demo app, shared by a test module (a reset costs ~0.8 s)."""
+    log = DemoLog(tmp_path_factory.mktemp("demo") / "events.jsonl")
+    env = SandboxEnv(app=f"{DEMO} --log {log.path}")
+    try:
+        env.reset()
+        log.wait_event("ready")
+        yield env, log
+    finally:
+        env.close()
+
+
+@pytest.fixture
+def sandbox_app(demo_sandbox: tuple[SandboxEnv, DemoLog]) -> tuple[SandboxEnv, DemoLog]:
+    env, log = demo_sandbox
+    log.mark()
+    return env, log
+
+
+@pytest.fixture(scope="module")
+def test_display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[XvfbDisplay, DemoLog]]:
+    """A separate Xvfb with the demo app on it, standing in for a user's desktop."""
+    log = DemoLog(tmp_path_factory.mktemp("desk") / "events.jsonl")
+    with XvfbDisplay() as display:
+        app = subprocess.Popen(
+            [sys.executable, "-m", "screenpilot.envs.desktop.demo_app", "--log", str(log.path)],
+            env=display.environ(),
+            start_new_session=True,
+        )
+        try:
+            log.wait_event("ready", timeout=20)
+            yield display, log
+        finally:
+            app.terminate()
+            app.wait(timeout=5)
