@@ -1,0 +1,295 @@
+"""The benchmark runner: result lines, trajectories, resume, the manifest guard, errors and stopping."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from screenpilot.agent.loop import Limits
+from screenpilot.agent.record import load_run
+from screenpilot.model.base import Completion
+from screenpilot.model.replay import ReplayModel
+from screenpilot.tasks.manifest import ManifestMismatch
+from screenpilot.tasks.runner import (
+    BenchSettings,
+    ModelPerEpisode,
+    SuiteRunner,
+    read_results,
+    run_suite,
+)
+from screenpilot.tasks.suite import Suite, load_suite
+from tests.tasks.fakes import FakeSource, ShellFakeEnv
+
+
+def call(**arguments: Any) -> str:
+    return "<tool_call>\n" + json.dumps({"name": "mobile_use", "arguments": arguments}) + "\n</tool_call>"
+
+
+SUITE = """
+name: runner-test
+defaults: {env: android, max_steps: 4}
+tasks:
+  - id: answer
+    goal: What is six times seven?
+    success: {answer: {normalized: "42"}}
+  - id: note
+    goal: Write a note
+    setup:
+      - shell: echo hello > note.txt
+    success: {file: note.txt, contains: hello}
+    teardown:
+      - shell: rm -f note.txt
+  - id: claims
+    goal: Claims success but the state disagrees
+    success: {shell: "test -f never-made.txt"}
+  - id: broken
+    goal: The check itself fails to run
+    success: {python: "runner_checks:boom"}
+"""
+
+REPLAY = [
+    ("answer", call(action="answer", text="42.")),
+    ("note", call(action="click", coordinate=[100, 200])),
+    ("note", call(action="terminate", status="success")),
+    ("claims", call(action="terminate", status="success")),
+    ("broken", call(action="terminate", status="failure")),
+]
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Suite:
+    (tmp_path / "runner_checks.py").write_text("def boom(ctx):\n    raise RuntimeError('bad check')\n")
+    path = tmp_path / "suite.yaml"
+    path.write_text(textwrap.dedent(SUITE).lstrip(), encoding="utf-8")
+    return load_suite(path)
+
+
+def replay_source(answers: list[tuple[str | None, str]] = REPLAY) -> ModelPerEpisode:
+    return ModelPerEpisode(lambda: ReplayModel(answers, name="replay:test"))
+
+
+def settings(**kwargs: Any) -> BenchSettings:
+    base: dict[str, Any] = {"progress": False, "dialect_options": {"answer_action": True}}
+    return BenchSettings(**{**base, **kwargs})
+
+
+def test_runs_every_task_and_trial_and_records_them(
+    tmp_path: Path, suite: Suite, fake_source: FakeSource
+) -> None:
+    out = tmp_path / "out"
+    outcome = run_suite(suite, out, fake_source, replay_source(), settings(trials=2, jobs=2))
+    assert (outcome.ran, outcome.skipped, outcome.interrupted) == (8, 0, False)
+
+    lines = {(r["task"], r["trial"]): r for r in read_results(out)}
+    assert len(lines) == 8
+    for trial in (1, 2):
+        assert lines[("answer", trial)]["success"] is True
+        assert lines[("answer", trial)]["answer"] == "42."
+        assert lines[("note", trial)]["success"] is True
+        assert lines[("note", trial)]["steps"] == 2
+        # The agent said success; the state says otherwise, and the state decides.
+        claims = lines[("claims", trial)]
+        assert (claims["success"], claims["agent_status"], claims["error"]) == (False, "success", None)
+        broken = lines[("broken", trial)]
+        assert broken["success"] is False
+        assert broken["error"] == "check: check runner_checks:boom raised RuntimeError: bad check"
+    note = lines[("note", 1)]
+    assert set(note["phases"]) >= {"setup_s", "check_s", "teardown_s", "model_s", "execute_s", "observe_s"}
+    assert note["check"]["detail"] == "note.txt: found 'hello' in 'hello'"
+
+    run = load_run(out / note["folder"])
+    assert run.meta["task"] == "note" and run.meta["trial"] == 1
+    assert [s.actions[0].device["action"] for s in run.steps] == ["click", "terminate"]
+    assert run.result is not None and run.result.reason == "terminated"
+    assert (out / "episodes" / "note" / "trial-2" / "screens" / "step-0001.png").exists()
+
+    # Two workers, two environments, teardown ran (the note is gone), environments closed at the end.
+    assert len(fake_source.built) == 2
+    assert all(env.closed_count == 1 for env in fake_source.built)
+    assert not any((env.root / "note.txt").exists() for env in fake_source.built)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["overall"]["success_rate"] == pytest.approx(0.5)
+    assert summary["overall"]["errors"] == 2
+    assert {t["task"]: t["success_rate"] for t in summary["tasks"]} == {
+        "answer": 1.0,
+        "note": 1.0,
+        "claims": 0.0,
+        "broken": 0.0,
+    }
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["fingerprint"]["suite_sha256"] == suite.sha256
+    assert manifest["fingerprint"]["model"] == {"backend": "replay", "model": "replay:test"}
+    assert manifest["fingerprint"]["dialect"]["mobile"]["answer_action"] is True
+    assert len(manifest["devices"]) == 2
+    device = manifest["devices"][0]
+    assert device["screen"] == "360x640" and device["model_image"] == "364x644"
+    assert len(device["prompt_sha256"]) == 64
+
+
+def test_resume_skips_finished_and_reruns_interrupted(
+    tmp_path: Path, suite: Suite, fake_source: FakeSource
+) -> None:
+    out = tmp_path / "out"
+    run_suite(suite.select(["answer", "note"]), out, fake_source, replay_source(), settings())
+    # Simulate a crash mid-episode of the second task: its folder exists, its line is gone (torn).
+    results = out / "results.jsonl"
+    first, second = results.read_text().splitlines()
+    results.write_text(first + "\n" + second[:40])
+    stale = out / "episodes" / "note" / "trial-1" / "stale-marker"
+    stale.write_text("x")
+
+    outcome = run_suite(
+        suite.select(["answer", "note"]), out, fake_source, replay_source(), settings(force=True)
+    )
+    assert (outcome.ran, outcome.skipped) == (1, 1)
+    assert not stale.exists()  # rerun from scratch
+    lines = read_results(out)
+    assert sorted((r["task"], r["trial"]) for r in lines) == [("answer", 1), ("note", 1)]
+    assert all(r["success"] for r in lines)
+
+    # More trials later: only the new ones run.
+    outcome = run_suite(
+        suite.select(["answer", "note"]), out, fake_source, replay_source(), settings(trials=2, force=True)
+    )
+    assert (outcome.ran, outcome.skipped) == (2, 2)
+    assert outcome.summary["overall"]["pass_at_k"] == {"1": 1.0, "2": 1.0}
+
+
+def test_resume_refuses_changed_settings_unless_forced(
+    tmp_path: Path, suite: Suite, fake_source: FakeSource
+) -> None:
+    out = tmp_path / "out"
+    one = suite.select(["answer"])
+    run_suite(one, out, fake_source, replay_source(), settings())
+    with pytest.raises(ManifestMismatch, match=r"limits\.max_steps changed"):
+        run_suite(one, out, fake_source, replay_source(), settings(limits=Limits(max_steps=9)))
+    with pytest.raises(ManifestMismatch, match=r"model\.model changed"):
+        run_suite(
+            one, out, fake_source, ModelPerEpisode(lambda: ReplayModel(REPLAY, name="other")), settings()
+        )
+    suite.path.write_text(suite.path.read_text() + "\n# edited\n")
+    with pytest.raises(ManifestMismatch, match="suite_sha256 changed"):
+        run_suite(load_suite(suite.path).select(["answer"]), out, fake_source, replay_source(), settings())
+    outcome = run_suite(
+        load_suite(suite.path).select(["answer"]), out, fake_source, replay_source(), settings(force=True)
+    )
+    assert outcome.skipped == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resumed"][-1]["changed"] == ["suite_sha256"]
+
+
+class BrokenSource(FakeSource):
+    """Building the environment for the `answer` task fails; the others still run."""
+
+    def build(self, task: Any, worker: int) -> ShellFakeEnv:
+        if task.id == "answer":
+            from screenpilot.errors import DeviceError
+
+            raise DeviceError("no device", device="emulator-5554")
+        return super().build(task, worker)
+
+
+def test_a_failing_task_never_stops_the_others(tmp_path: Path, suite: Suite) -> None:
+    out = tmp_path / "out"
+    source = BrokenSource(tmp_path / "devices")
+    source.key = lambda task: task.id  # type: ignore[method-assign]
+    run_suite(suite, out, source, replay_source(), settings())
+    lines = {r["task"]: r for r in read_results(out)}
+    assert lines["answer"]["success"] is False
+    assert lines["answer"]["error"] == "environment: no device; device=emulator-5554"
+    assert lines["answer"]["folder"] is None
+    assert lines["note"]["success"] is True
+
+    # A model with no answers left ends the episode with a model error, recorded.
+    out2 = tmp_path / "out2"
+    run_suite(suite.select(["answer"]), out2, FakeSource(tmp_path / "d2"), replay_source([]), settings())
+    (line,) = read_results(out2)
+    assert line["error"].startswith("model_error: replay:test has no answer left")
+
+
+def test_setup_failure_is_recorded_and_teardown_still_runs(tmp_path: Path, fake_source: FakeSource) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "tasks:\n"
+        "  - id: t\n    goal: g\n    env: android\n"
+        "    setup: [{shell: 'echo broken >&2; exit 4'}]\n"
+        "    success: {answer: {exact: x}}\n"
+        "    teardown: [{shell: 'touch cleaned'}]\n"
+    )
+    out = tmp_path / "out"
+    run_suite(load_suite(path), out, fake_source, replay_source(), settings())
+    (line,) = read_results(out)
+    assert line["error"] == "setup: 'echo broken >&2; exit 4' exited with 4: broken"
+    assert line["steps"] == 0 and line["success"] is False
+    assert (fake_source.built[0].root / "cleaned").exists()
+
+
+class StoppingModel:
+    """Stops the runner (as Ctrl-C does) during its second answer."""
+
+    name = "replay:stopping"
+
+    def __init__(self, runner: list[SuiteRunner]) -> None:
+        self.runner = runner
+        self.inner = ReplayModel(REPLAY, name=self.name)
+
+    def begin_episode(self, task_id: str | None) -> None:
+        self.inner.begin_episode(task_id)
+
+    def complete(self, messages: Any) -> Completion:
+        if len(self.inner.calls) == 1:
+            self.runner[0].stop.set()
+        return self.inner.complete(messages)
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": "replay", "model": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+def test_stopping_keeps_finished_results_and_resume_finishes(
+    tmp_path: Path, suite: Suite, fake_source: FakeSource
+) -> None:
+    out = tmp_path / "out"
+    holder: list[SuiteRunner] = []
+    model = StoppingModel(holder)
+    runner = SuiteRunner(
+        suite.select(["answer", "note"]),
+        out,
+        fake_source,
+        ModelPerEpisode(lambda: model),
+        settings(),
+        stream=io.StringIO(),
+    )
+    holder.append(runner)
+    outcome = runner.run()
+    assert outcome.interrupted
+    assert [(r["task"], r["success"]) for r in read_results(out)] == [("answer", True)]
+    # The stopped episode left a folder without a result line; resuming reruns it.
+    assert (out / "episodes" / "note" / "trial-1").exists()
+    outcome = run_suite(
+        suite.select(["answer", "note"]), out, fake_source, replay_source(), settings(force=True)
+    )
+    assert (outcome.ran, outcome.skipped, outcome.interrupted) == (1, 1, False)
+    assert sorted(r["task"] for r in read_results(out)) == ["answer", "note"]
+
+
+def test_progress_bar_reports_success_so_far(tmp_path: Path, suite: Suite, fake_source: FakeSource) -> None:
+    stream = io.StringIO()
+    run_suite(
+        suite.select(["answer", "claims"]),
+        tmp_path / "out",
+        fake_source,
+        replay_source(),
+        settings(progress=True),
+        stream=stream,
+    )
+    text = stream.getvalue()
+    assert "2/2" in text and "success 1/2" in text
