@@ -59,6 +59,7 @@ class SandboxEnv(DesktopBase):
         self._app: subprocess.Popen[bytes] | None = None
         self._apps: list[subprocess.Popen[bytes]] = []  # each the leader of its process group
         self._xconn: Any = None
+        self._app_windows: set[int] = set()
         self._finalizer = weakref.finalize(self, _shutdown, self._xvfb, self._apps)
 
     # -- display ----------------------------------------------------------------------------------------------
@@ -123,6 +124,14 @@ class SandboxEnv(DesktopBase):
         while self._apps:
             app = self._apps.pop()
             stop_group(app.pid, app, grace_s=1.0)
+        # X reuses a departed client's resource ids, so the next app's window may get an old window's id:
+        # wait until the server has destroyed the old windows, or the next start could not tell them apart.
+        deadline = time.monotonic() + 2.0
+        while self._app_windows and self._xconn is not None and time.monotonic() < deadline:
+            self._app_windows &= self._top_windows()
+            if self._app_windows:
+                time.sleep(0.01)
+        self._app_windows = set()
 
     def _start_app(self, command: str) -> None:
         before = self._top_windows()
@@ -138,7 +147,7 @@ class SandboxEnv(DesktopBase):
             )
         self._apps.append(self._app)
         deadline = time.monotonic() + self.app_timeout_s
-        while not (self._top_windows() - before):
+        while not (new := self._top_windows() - before):
             code = self._app.poll()
             if code is not None:
                 raise DeviceError(
@@ -153,6 +162,7 @@ class SandboxEnv(DesktopBase):
                     command=command,
                 )
             time.sleep(0.02)
+        self._app_windows = new
         wait_until_stable(self._grab, timeout_s=self.settle_timeout_s, interval_s=0.05)
 
     @property
