@@ -173,7 +173,11 @@ class AndroidEnv(Environment):
     def _screenshot(self) -> Image.Image:
         """One screenshot in capture pixels: raw screencap, PNG as the fallback; never a blank stand-in."""
         if self._capture_used == "raw":
-            data = self.device.raw(["screencap"])
+            data = self.device.raw(["screencap"]) or self.device.raw(["screencap"])
+            if not data:  # the stream closed before any byte: a lost device, not a format problem
+                raise DeviceError(
+                    "the device returned no screenshot", device=self.serial, command="screencap"
+                )
             try:
                 return decode_raw(data)
             except ScreenDecodeError as exc:
@@ -249,11 +253,13 @@ class AndroidEnv(Environment):
         """Run an ``input`` command; a refusal (non-zero exit or an error line) is a DeviceError."""
         result = self.device.run(command)
         output = result.output.strip()
-        if (
-            result.exit_code not in (0, None)
-            or output.startswith(("Error", "Exception"))
-            or "Exception" in output
-        ):
+        if result.exit_code is None:  # the exit marker never came: the connection dropped mid-command
+            raise DeviceError(
+                "the connection dropped before the input command finished",
+                device=self.serial,
+                command=_line(command),
+            )
+        if result.exit_code != 0 or output.startswith("Error") or "Exception" in output:
             raise DeviceError(
                 f"the device refused the input command: {output[:300] or f'exit {result.exit_code}'}",
                 device=self.serial,

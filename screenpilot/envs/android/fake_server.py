@@ -528,10 +528,11 @@ class _Handler(socketserver.BaseRequestHandler):
                         sock.sendall(b"OKAY")
                         fake.stopping.wait(30)
                         return
+                    sock.sendall(b"OKAY")  # the device opened the stream; the command runs after
                     output = phone.run_shell(request[len("shell:") :])
                     if not phone.present:  # vanished while running: the connection just drops
                         return
-                    sock.sendall(b"OKAY" + output)
+                    sock.sendall(output)
                     return
                 if request == "sync:":
                     sock.sendall(b"OKAY")

@@ -418,3 +418,11 @@ def test_a_hung_command_times_out_and_an_accepted_tap_is_not_repeated(
     with pytest.raises(DeviceError, match="timed out"):
         env.observe()
     assert sum(line == "screencap" for line in phone.shell_log) == 1 + 2  # reads are retried
+
+
+def test_a_device_lost_during_a_tap_is_reported_not_ignored(env: AndroidEnv, phone: FakePhone) -> None:
+    phone.on_input = lambda device, _args: setattr(device, "present", False)
+    with pytest.raises(DeviceError, match="connection dropped before the input command finished") as caught:
+        env.execute(Click(x=1, y=2))
+    assert caught.value.device == "emulator-5554"
+    assert sum(line.startswith("input tap") for line in phone.shell_log) == 1  # not repeated
