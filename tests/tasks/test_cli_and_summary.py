@@ -1,0 +1,116 @@
+"""The bench/validate commands' edges, and the summary's numbers (pass@k, spread)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from screenpilot.cli.main import main
+from screenpilot.tasks.summary import format_table, pass_at_k, summarize
+
+
+def test_pass_at_k_is_the_unbiased_estimator() -> None:
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2)/C(5,2)
+    assert pass_at_k(5, 2, 4) == 1.0  # fewer failures than draws
+    assert pass_at_k(3, 0, 3) == 0.0
+    with pytest.raises(ValueError):
+        pass_at_k(2, 3, 1)
+
+
+def test_summary_rates_spread_and_table() -> None:
+    lines = [
+        {"task": "a", "trial": 1, "success": True, "steps": 4, "duration_s": 2.0, "agent_status": "success"},
+        {"task": "a", "trial": 2, "success": False, "steps": 6, "duration_s": 3.0, "agent_status": "success"},
+        {"task": "b", "trial": 1, "success": True, "steps": 2, "duration_s": 1.0, "agent_status": "success"},
+        {"task": "b", "trial": 2, "success": True, "steps": 2, "duration_s": 1.0, "agent_status": "failure"},
+        {"task": "c", "trial": 1, "success": False, "steps": 0, "duration_s": 0.1, "error": "setup: x"},
+        {"task": "c", "trial": 2, "success": False, "steps": 0, "duration_s": 0.1, "error": "setup: x"},
+    ]
+    summary = summarize(lines, ["b", "a", "c"])
+    assert [t["task"] for t in summary["tasks"]] == ["b", "a", "c"]
+    a = summary["tasks"][1]
+    assert (a["success_rate"], a["pass_at_k"], a["mean_steps"], a["mean_step_s"]) == (
+        0.5,
+        {"1": 0.5, "2": 1.0},
+        5.0,
+        0.5,
+    )
+    overall = summary["overall"]
+    assert overall["success_rate"] == pytest.approx(0.5)
+    assert overall["pass_at_k"] == {"1": pytest.approx(0.5), "2": pytest.approx(2 / 3)}
+    assert overall["trial_success_rates"] == {"1": pytest.approx(2 / 3), "2": pytest.approx(1 / 3)}
+    assert overall["trial_spread"]["min"] == pytest.approx(1 / 3)
+    assert overall["errors"] == 2
+    table = format_table(summary)
+    assert "pass@2" in table and "overall" in table
+    assert "success rate across trials: min 33.3%, max 66.7%" in table
+
+
+def test_bench_refuses_mismatched_env_and_bad_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("tasks:\n  - {id: t, goal: g, env: sandbox, success: {answer: {exact: x}}}\n")
+    args = ["bench", str(suite), "--model", "replay:/nonexistent", "--out", str(tmp_path / "o")]
+    assert main([*args, "--env", "android"]) == 2
+    assert "tasks t are for another environment than --env android" in capsys.readouterr().err
+    suite.write_text("tasks:\n  - {id: t, goal: g, env: android, success: {answer: {exact: x}}}\n")
+    assert main([*args, "--env", "android", "--jobs", "2", "--serial", "a"]) == 2
+    assert "--jobs 2 on Android needs 2 devices" in capsys.readouterr().err
+    suite.write_text("tasks:\n  - {id: t, goal: g, env: desktop, success: {answer: {exact: x}}}\n")
+    assert main([*args, "--env", "desktop", "--jobs", "2"]) == 2
+    assert "the desktop has one screen" in capsys.readouterr().err
+
+
+def test_validate_reports_lines_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("tasks:\n  - id: t\n    goal: g\n    env: android\n    success: {answer: {regx: x}}\n")
+    assert main(["validate", str(suite)]) == 2
+    assert f"{suite}:5: tasks[0] (id 't').success.answer.regx: unknown key 'regx'" in capsys.readouterr().err
+    suite.write_text("tasks:\n  - {id: t, goal: g, env: android, success: {answer: {exact: x}}}\n")
+    assert main(["validate", str(suite)]) == 0
+    assert "1 tasks" in capsys.readouterr().out
+
+
+def test_bench_on_the_fake_env_writes_everything_and_resumes(tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "tasks:\n"
+        "  - {id: ask, goal: 'What is 6*7?', env: android, success: {answer: {normalized: '42'}}}\n"
+        "  - {id: quit, goal: 'Give up', env: android, success: {answer: {normalized: '42'}}}\n"
+    )
+    replay = tmp_path / "r.jsonl"
+    answer = (
+        '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "answer", "text": "42"}}\n</tool_call>'
+    )
+    stop = '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "terminate", "status": "failure"}}\n</tool_call>'
+    replay.write_text(
+        json.dumps({"task": "ask", "output": answer})
+        + "\n"
+        + json.dumps({"task": "quit", "output": stop})
+        + "\n"
+    )
+    out = tmp_path / "out"
+    args = [
+        "bench",
+        str(suite),
+        "--env",
+        "fake",
+        "--model",
+        f"replay:{replay}",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main([*args, "--trials", "3"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["overall"]["episodes"] == 6
+    assert {t["task"]: t["success_rate"] for t in summary["tasks"]} == {"ask": 1.0, "quit": 0.0}
+    assert (out / "report.html").read_text().count("trial 3") == 2
+    # Same command again: nothing left to run. Changing the model settings is refused.
+    assert main([*args, "--trials", "3"]) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 6
+    assert main([*args, "--trials", "3", "--max-pixels", "1003520"]) == 2
