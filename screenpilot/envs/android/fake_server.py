@@ -753,3 +753,40 @@ def serve(phones: Iterable[FakePhone] = (), **kwargs: Any) -> FakeAdbServer:
     """Start a server for ``phones`` (one default phone when empty) and return it."""
     phones = list(phones) or [FakePhone()]
     return FakeAdbServer(phones, **kwargs).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve one fake phone until Ctrl-C, for trying the CLI without a device."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m screenpilot.envs.android.fake_server",
+        description="Run a fake ADB server with one phone.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    parser.add_argument("--serial", default="emulator-5554")
+    parser.add_argument("--size", default="1080x2400", help="screen size WxH (default: %(default)s)")
+    parser.add_argument("--adb-keyboard", action="store_true", help="pretend ADBKeyboard is installed")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    phone = FakePhone(
+        serial=args.serial,
+        screen=default_screen((width, height)),
+        physical_size=(width, height),
+        adb_keyboard=args.adb_keyboard,
+    )
+    server = FakeAdbServer([phone], port=args.port).start()
+    print(f"export ANDROID_ADB_SERVER_PORT={server.port}", flush=True)
+    try:
+        server.stopping.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        for command in phone.commands:
+            print(command)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
