@@ -114,3 +114,57 @@ def test_bench_on_the_fake_env_writes_everything_and_resumes(tmp_path: Path) -> 
     assert main([*args, "--trials", "3"]) == 0
     assert len((out / "results.jsonl").read_text().splitlines()) == 6
     assert main([*args, "--trials", "3", "--max-pixels", "1003520"]) == 2
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """A real SIGINT to a running ``screenpilot bench``: exit 130, finished lines kept, resume completes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    suite = tmp_path / "s.yaml"
+    tasks = "".join(
+        f"  - {{id: t{i}, goal: g, env: android, setup: [{{sleep: 0.3}}], success: {{answer: {{exact: ok}}}}}}\n"
+        for i in range(6)
+    )
+    suite.write_text("tasks:\n" + tasks)
+    answer = (
+        '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "answer", "text": "ok"}}\n</tool_call>'
+    )
+    replay = tmp_path / "r.jsonl"
+    replay.write_text(json.dumps({"output": answer}) + "\n")
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "screenpilot",
+        "bench",
+        str(suite),
+        "--env",
+        "fake",
+        "--model",
+        f"replay:{replay}",
+    ]
+    cmd += ["--out", str(out), "--no-report"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 30
+    while not (results.exists() and results.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "stopping after the current step" in stderr
+    done = [json.loads(line) for line in results.read_text().splitlines()]
+    assert 1 <= len(done) < 6 and all(r["success"] for r in done)
+    assert "overall" in stdout  # the summary of what finished
+
+    finished = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert sorted(json.loads(line)["task"] for line in results.read_text().splitlines()) == [
+        f"t{i}" for i in range(6)
+    ]
+    assert f"{6 - len(done)} episodes run, {len(done)} already done" in finished.stderr

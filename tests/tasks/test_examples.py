@@ -115,3 +115,24 @@ def test_sandbox_example_suite_with_the_demo_app(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert {d["worker"] for d in manifest["devices"]} == {0, 1}
     assert {d["model_image"] for d in manifest["devices"]} == {"1288x812"}
+
+
+def test_two_phones_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--serial`` twice: worker i drives phone i, and both phones do real work."""
+    fake_phone = load_fake_phone()
+    phones = [fake_phone.make_phone("emulator-5554"), fake_phone.make_phone("emulator-5556")]
+    with FakeAdbServer(phones) as server:
+        for key, value in server.environ.items():
+            monkeypatch.setenv(key, value)
+        out = tmp_path / "out"
+        args = ["bench", str(EXAMPLES / "android.yaml"), "--env", "android", "--answer-action"]
+        args += ["--serial", "emulator-5554", "--serial", "emulator-5556", "--trials", "2"]
+        args += ["--model", f"replay:{EXAMPLES / 'android.replay.jsonl'}", "--out", str(out)]
+        assert main([*args, "--no-progress", "--no-settle", "--no-report"]) == 0
+    lines = read_results(out)
+    assert len(lines) == 8 and all(r["success"] for r in lines)
+    assert {r["worker"] for r in lines} == {0, 1}
+    for phone in phones:
+        assert any(c.startswith("input ") for c in phone.ran)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(d["env"]["serial"] for d in manifest["devices"]) == ["emulator-5554", "emulator-5556"]

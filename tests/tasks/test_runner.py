@@ -293,3 +293,61 @@ def test_progress_bar_reports_success_so_far(tmp_path: Path, suite: Suite, fake_
     )
     text = stream.getvalue()
     assert "2/2" in text and "success 1/2" in text
+
+
+class SlowModel:
+    """Records how many calls overlap; answers every call with terminate."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.active = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def begin_episode(self, task_id: str | None) -> None:
+        pass
+
+    def complete(self, messages: Any) -> Completion:
+        import time
+
+        from screenpilot.model.base import Usage
+
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.05)
+        with self.lock:
+            self.active -= 1
+        return Completion(call(action="terminate", status="success"), Usage())
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": "test", "model": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("serialize", "most"), [(True, 1), (False, 2)])
+def test_a_shared_model_is_serialised_only_when_asked(
+    tmp_path: Path, fake_source: FakeSource, serialize: bool, most: int
+) -> None:
+    from screenpilot.tasks.runner import SharedModel
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "tasks:\n"
+        + "".join(f"  - {{id: t{i}, goal: g, env: android, success: {{shell: 'true'}}}}\n" for i in range(3))
+    )
+    model = SlowModel()
+    run_suite(
+        load_suite(path),
+        tmp_path / "out",
+        fake_source,
+        SharedModel(model, serialize=serialize),
+        settings(jobs=3),
+    )
+    assert model.most == most if serialize else model.most >= most
+    assert all(r["success"] for r in read_results(tmp_path / "out"))
