@@ -257,11 +257,17 @@ class AndroidDevice:
 
     # -- files -----------------------------------------------------------------------------------------------
     def push(self, data: bytes | Path, remote: str, *, mode: int = 0o644) -> int:
-        payload = data.read_bytes() if isinstance(data, Path) else data
+        """Write a file (or bytes) to ``remote``; a directory as ``remote`` keeps the local file name."""
 
         def once() -> int:
             try:
-                return int(self._device.sync.push(payload, remote, mode=mode))
+                return int(self._device.sync.push(data, remote, mode=mode))
+            except (
+                self._adb.errors.AdbSyncError
+            ) as exc:  # refused (e.g. bytes into a directory): not transient
+                raise DeviceError(
+                    f"push refused: {exc}", device=self.serial, command=f"push {remote}"
+                ) from exc
             except (self._adb.AdbError, OSError) as exc:
                 raise _Transient(str(exc) or type(exc).__name__, accepted=False) from exc
 

@@ -7,6 +7,7 @@ a point the model picks on the screenshot is the point that gets touched.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -117,29 +118,34 @@ class AndroidEnv(Environment):
 
     # -- life cycle -------------------------------------------------------------------------------------------
     def _reset(self) -> None:
+        self.props = self._read_props()
+        self.display = self._query_display()
+        self._apps = None
+
+    def _read_props(self) -> dict[str, str]:
         facts = self.device.text(
             "getprop ro.build.version.sdk; getprop ro.build.version.release; getprop ro.product.model"
         ).splitlines()
         facts += [""] * (3 - len(facts))
-        self.props = {"sdk": facts[0].strip(), "release": facts[1].strip(), "model": facts[2].strip()}
-        self.display = self._query_display()
-        self._apps = None
+        return {"sdk": facts[0].strip(), "release": facts[1].strip(), "model": facts[2].strip()}
 
     def _observe(self) -> Observation:
-        image = self._screenshot()
-        display = self._display_for(image.size)
-        capture_size = image.size
-        if image.size != display.size:
-            image = image.resize(display.size, Image.Resampling.BILINEAR)
+        captured = self._screenshot()
+        display = self._display_for(captured.size)
+        image = _to_input_frame(captured, display)
         info: dict[str, Any] = {
             "serial": self.serial,
             **display.info(),
             "capture": self._capture_used,
-            "capture_size": f"{capture_size[0]}x{capture_size[1]}",
+            "capture_size": f"{captured.size[0]}x{captured.size[1]}",
         }
         return Observation(image, info=info)
 
     def describe(self) -> dict[str, Any]:
+        """Serial, Android version, model and screen, for run manifests (read from the device if needed)."""
+        if not self.props and not self._closed:
+            with contextlib.suppress(DeviceError):  # a manifest without the model is still a manifest
+                self.props = self._read_props()
         info: dict[str, Any] = {"env": self.name, "serial": self.serial, **self.props}
         if self.display is not None:
             info.update(self.display.info())
@@ -341,7 +347,13 @@ class AndroidEnv(Environment):
         switched = previous != typing_.ADB_KEYBOARD
         if switched:
             self.device.run(["ime", "enable", typing_.ADB_KEYBOARD])
-            self.device.run(["ime", "set", typing_.ADB_KEYBOARD])
+            chosen = self.device.run(["ime", "set", typing_.ADB_KEYBOARD])
+            if "selected" not in chosen.output:
+                raise DeviceError(
+                    f"ADBKeyboard could not be selected: {chosen.output.strip()[:200]}",
+                    device=self.serial,
+                    command=f"ime set {typing_.ADB_KEYBOARD}",
+                )
             time.sleep(self.ime_switch_wait_s)
         try:
             result = self.device.run(typing_.ime_broadcast(text))
@@ -454,3 +466,22 @@ def _ms(seconds: float) -> str:
 
 def _non_ascii(text: str) -> str:
     return "".join(dict.fromkeys(ch for ch in text if not typing_.typable_by_input(ch)))[:20]
+
+
+def _to_input_frame(image: Image.Image, display: Display) -> Image.Image:
+    """Bring a capture into the frame ``input`` uses.
+
+    A capture in the panel's natural orientation while the display is turned (some older builds) is
+    rotated back: with rotation 1 the content is drawn a quarter turn clockwise on the panel, so it is
+    turned a quarter turn counter-clockwise. A capture at another resolution (a ``wm size`` override) is
+    scaled.
+    """
+    width, height = display.size
+    if (image.width > image.height) != (width > height) and image.width != image.height:
+        if display.rotation == 1:
+            image = image.transpose(Image.Transpose.ROTATE_90)
+        elif display.rotation == 3:
+            image = image.transpose(Image.Transpose.ROTATE_270)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return image

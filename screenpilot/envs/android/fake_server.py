@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 import shlex
 import socket
 import socketserver
@@ -76,6 +75,8 @@ class FakePhone:
     screencap_format: int = 1
     broken_screencap: bool = False
     broken_png: bool = False
+    capture_follows_rotation: bool = True
+    """False mimics older builds whose screencap is in the panel's natural orientation."""
     state: str = "device"
     present: bool = True
     hang: bool = False
@@ -348,6 +349,11 @@ class FakePhone:
     def _cmd_screencap(self, argv: list[str]) -> tuple[bytes, int]:
         with self.lock:
             image = self.screen.copy()
+        if not self.capture_follows_rotation and self.rotation in (1, 3):
+            # the content is drawn a quarter turn clockwise on the panel for rotation 1
+            image = image.transpose(
+                Image.Transpose.ROTATE_270 if self.rotation == 1 else Image.Transpose.ROTATE_90
+            )
         if "-p" in argv:
             if self.broken_png:
                 return b"not a png", 0
@@ -455,20 +461,65 @@ def encode_raw_screencap(image: Image.Image, pixel_format: int = 1, header: int 
     return head + pixels
 
 
+def _tokens(line: str) -> Iterator[tuple[str, bool]]:
+    """Split a shell line as ``sh`` does for the forms clients send: yields (text, is_operator).
+
+    Single quotes keep everything, double quotes honour backslash before ``"\\$```, a backslash outside
+    quotes escapes the next character; ``;``, ``&&``, ``||``, ``|``, ``&`` and newlines are operators unless
+    quoted (``2>&1`` stays one word).
+    """
+    word: list[str] = []
+    in_word = False
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == "'":
+            end = line.find("'", i + 1)
+            end = len(line) if end < 0 else end
+            word.append(line[i + 1 : end])
+            in_word, i = True, end + 1
+        elif c == '"':
+            i += 1
+            while i < len(line) and line[i] != '"':
+                if line[i] == "\\" and i + 1 < len(line) and line[i + 1] in '"\\$`\n':
+                    word.append(line[i + 1])
+                    i += 2
+                else:
+                    word.append(line[i])
+                    i += 1
+            in_word, i = True, i + 1
+        elif c == "\\" and i + 1 < len(line):
+            if line[i + 1] != "\n":
+                word.append(line[i + 1])
+            in_word, i = True, i + 2
+        elif c in " \t\r":
+            if in_word:
+                yield "".join(word), False
+            word, in_word, i = [], False, i + 1
+        elif c in ";&|\n" and not (c == "&" and word and word[-1].endswith((">", "<"))):
+            if in_word:
+                yield "".join(word), False
+            word, in_word = [], False
+            op = line[i : i + 2] if line[i : i + 2] in ("&&", "||") else c
+            yield op, True
+            i += len(op)
+        else:
+            word.append(c)
+            in_word, i = True, i + 1
+    if in_word:
+        yield "".join(word), False
+
+
 def _split_commands(line: str) -> Iterator[tuple[list[str], str]]:
-    """Yield (argv, joiner-after) for a shell line, joiners being ``;``, newline, ``&&`` or ``||``."""
-    line = re.sub(r"(?<=\s)[12]?>&[12]\b", " ", line)  # fd duplication does not change what is recorded
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|\n")
-    lexer.whitespace = " \t\r"
-    lexer.whitespace_split = True
+    """Yield (argv, operator after it) for a shell line; pipes and ``&`` run in sequence here."""
     argv: list[str] = []
-    for token in lexer:
-        if token in (";", "\n", "&&", "||", ";;"):
+    for text, operator in _tokens(line):
+        if operator:
             if argv:
-                yield argv, token
+                yield argv, text
             argv = []
         else:
-            argv.append(token)
+            argv.append(text)
     if argv:
         yield argv, ";"
 

@@ -106,6 +106,18 @@ def test_capabilities(env: AndroidEnv, phone: FakePhone, tmp_path: Path) -> None
         env.read_file("/sdcard/missing.txt")
 
 
+def test_push_into_a_directory_keeps_the_name_and_describe_reads_the_device(
+    make_env: MakeEnv, phone: FakePhone, tmp_path: Path
+) -> None:
+    env = make_env()
+    assert env.describe()["model"] == "Pixel_7"  # before reset, for run manifests
+    local = tmp_path / "photo.jpg"
+    local.write_bytes(b"\xff\xd8jpeg")
+    env.reset()
+    env.push_file(local, "/sdcard")
+    assert phone.files["/sdcard/photo.jpg"] == b"\xff\xd8jpeg"
+
+
 def test_screen_text_reads_the_ui_dump(env: AndroidEnv, phone: FakePhone) -> None:
     phone.ui_xml = (
         "<?xml version='1.0' encoding='UTF-8' standalone='yes' ?><hierarchy rotation=\"0\">"
@@ -167,6 +179,23 @@ def test_rotation_and_override_size(make_env: MakeEnv, phone: FakePhone) -> None
     phone.set_screen(Image.new("RGB", (1080, 2400), (10, 200, 10)))
     assert env.observe().size == (720, 1600)
     assert env.describe()["rotation"] == 0
+
+
+@pytest.mark.parametrize("rotation", [1, 3])
+def test_captures_in_the_natural_orientation_are_turned_back(
+    make_env: MakeEnv, phone: FakePhone, rotation: int
+) -> None:
+    phone.rotation = rotation
+    phone.capture_follows_rotation = False
+    screen = Image.new("RGB", (2400, 1080), (255, 255, 255))  # what the user sees, landscape
+    ImageDraw.Draw(screen).rectangle((0, 0, 99, 99), fill=(0, 0, 255))  # top-left corner
+    phone.set_screen(screen)
+    env = make_env()
+    observation = env.reset()
+    assert observation.info["capture_size"] == "1080x2400"
+    assert observation.size == (2400, 1080)
+    assert observation.screenshot.getpixel((10, 10)) == (0, 0, 255)
+    assert observation.screenshot.getpixel((2390, 1070)) == (255, 255, 255)
 
 
 # -- actions -------------------------------------------------------------------------------------------------
