@@ -7,10 +7,13 @@ sandbox's, never the caller's by accident); elsewhere pyperclip.
 
 from __future__ import annotations
 
+import contextlib
+import select
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from screenpilot.envs.desktop.processes import group_alive, new_group_kwargs, stop_group
 from screenpilot.errors import DeviceError, MissingExtraError, SetupError
@@ -34,8 +37,21 @@ class ClipboardContent:
     data: bytes = b""
 
 
+class PasteOffer(Protocol):
+    """Text put on the clipboard for one paste."""
+
+    def wait(self, timeout_s: float) -> bool | None:
+        """Wait until an app has fetched the text: True when it did, False when none did in time, None when
+        this clipboard cannot tell."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Clipboard(Protocol):
     def save(self) -> ClipboardContent: ...
+
+    def offer_text(self, text: str) -> PasteOffer: ...
 
     def set_text(self, text: str) -> None: ...
 
@@ -117,6 +133,13 @@ class XClipboard:
     def set_text(self, text: str) -> None:
         self._write(text.encode("utf-8"), "UTF8_STRING")
 
+    def offer_text(self, text: str) -> PasteOffer:
+        data = text.encode("utf-8")
+        if len(data) > _MAX_OFFER_BYTES:  # beyond one X request: let xclip do the incremental transfer
+            self.set_text(text)
+            return _UnknownDelivery()
+        return SelectionOffer(self.display, data)
+
     def get_text(self) -> str | None:
         data = self._read("UTF8_STRING")
         return data.decode("utf-8", errors="replace") if data is not None else None
@@ -163,6 +186,10 @@ class PyperclipClipboard:
     def set_text(self, text: str) -> None:
         self._pyperclip.copy(text)
 
+    def offer_text(self, text: str) -> PasteOffer:
+        self.set_text(text)
+        return _UnknownDelivery()
+
     def get_text(self) -> str | None:
         return self._pyperclip.paste() or None
 
@@ -171,3 +198,109 @@ class PyperclipClipboard:
 
     def close(self, *, stop_daemons: bool = False) -> None:
         pass
+
+
+class _UnknownDelivery:
+    def wait(self, timeout_s: float) -> bool | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+#: Text up to this size is served in one X request (the core protocol's limit is 256 KiB).
+_MAX_OFFER_BYTES = 200_000
+
+
+class SelectionOffer:
+    """Owns the CLIPBOARD selection on a connection of its own and serves one text, reporting each delivery.
+
+    An app fetches pasted text from the selection owner some time after the paste keys; serving it ourselves
+    (rather than through an ``xclip`` daemon) tells exactly when that happened, so the user's clipboard is
+    put back right after the app has the text, neither too early (the app would paste the old content) nor
+    after a guessed delay.
+    """
+
+    def __init__(self, display_name: str, data: bytes) -> None:
+        from Xlib import X, Xatom, display
+
+        self._X = X
+        self._conn = display.Display(display_name)
+        self.data = data
+        atom = self._conn.get_atom
+        self._clipboard = atom("CLIPBOARD")
+        self._targets = atom("TARGETS")
+        self._text_targets = {
+            atom("UTF8_STRING"),
+            atom("text/plain;charset=utf-8"),
+            atom("TEXT"),
+            atom("text/plain"),
+            Xatom.STRING,
+        }
+        self._atom_type = Xatom.ATOM
+        self._string = Xatom.STRING
+        self._window = self._conn.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+        self._window.set_selection_owner(self._clipboard, X.CurrentTime)
+        self._conn.sync()
+        if self._conn.get_selection_owner(self._clipboard) != self._window:
+            self._conn.close()
+            raise DeviceError("could not take the clipboard to paste text", device=display_name)
+        self.delivered = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="screenpilot-clipboard", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        X = self._X
+        try:
+            while not self._done.is_set():
+                if not self._conn.pending_events():
+                    select.select([self._conn.fileno()], [], [], 0.02)
+                    continue
+                event = self._conn.next_event()
+                if event.type == X.SelectionClear:
+                    return  # someone else (the restore) owns the clipboard now
+                if event.type == X.SelectionRequest:
+                    self._answer(event)
+        except Exception:  # the display went away: nothing left to serve
+            return
+        finally:
+            self._done.set()
+
+    def _answer(self, request: Any) -> None:
+        from Xlib.protocol import event as xevent
+
+        X = self._X
+        prop = request.property if request.property != X.NONE else request.target
+        if request.target == self._targets:
+            offered = [self._targets, *sorted(self._text_targets)]
+            request.requestor.change_property(prop, self._atom_type, 32, offered)
+        elif request.target in self._text_targets:
+            # STRING is Latin-1 by definition; every other text target here is UTF-8.
+            data = self._latin1() if request.target == self._string else self.data
+            request.requestor.change_property(prop, request.target, 8, data)
+        else:
+            prop = X.NONE
+        reply = xevent.SelectionNotify(
+            time=request.time,
+            requestor=request.requestor,
+            selection=request.selection,
+            target=request.target,
+            property=prop,
+        )
+        request.requestor.send_event(reply, event_mask=0)
+        self._conn.flush()
+        if prop != X.NONE and request.target != self._targets:
+            self.delivered.set()
+
+    def _latin1(self) -> bytes:
+        return self.data.decode("utf-8").encode("latin-1", errors="replace")
+
+    def wait(self, timeout_s: float) -> bool | None:
+        return self.delivered.wait(timeout_s)
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=1.0)
+        with contextlib.suppress(Exception):
+            self._conn.close()

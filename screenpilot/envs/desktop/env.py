@@ -440,17 +440,22 @@ class DesktopBase(Environment):
     def _paste(self, text: str) -> None:
         """Type any Unicode by pasting it, then put the previous clipboard back.
 
-        The target app fetches the text from the clipboard owner asynchronously after the paste key, so the
-        old content is restored only once the screen has settled (bounded by ``paste_wait_s``).
+        The app fetches the text from the clipboard's owner some time after the paste keys. On X11 the
+        offer reports that moment; elsewhere the screen settling stands in for it. Either way the wait is
+        bounded by ``paste_wait_s``, and the old clipboard is restored only afterwards.
         """
         clip = self.clipboard()
         saved = clip.save()
-        clip.set_text(text)
+        offer = clip.offer_text(text)
         try:
             self._press(self.paste_keys)
-            wait_until_stable(self._grab, timeout_s=self.paste_wait_s, interval_s=0.03, min_wait_s=0.05)
+            if offer.wait(self.paste_wait_s) is None:
+                wait_until_stable(self._grab, timeout_s=self.paste_wait_s, interval_s=0.03, min_wait_s=0.05)
         finally:
-            clip.restore(saved)
+            try:
+                clip.restore(saved)
+            finally:
+                offer.close()
 
     # -- capabilities -----------------------------------------------------------------------------------------
     def _shell_environ(self) -> dict[str, str] | None:
