@@ -10,6 +10,7 @@ import pytest
 from screenpilot.actions.types import Click, MouseMove, TypeText
 from screenpilot.envs.conformance import check_environment
 from screenpilot.envs.desktop import DesktopEnv, FailSafeError
+from screenpilot.envs.desktop.clipboard import XClipboard
 from screenpilot.envs.desktop.demo_app import ENTRY, centre
 from screenpilot.errors import DeviceError, SetupError
 
@@ -85,3 +86,15 @@ def test_monitor_zero_is_all_monitors_together(test_display: Any, monkeypatch: p
     monkeypatch.setenv("DISPLAY", display.name)
     with DesktopEnv(monitor=0) as env:
         assert env.reset().size == (1280, 800)
+
+
+def test_typing_unicode_gives_the_user_their_clipboard_back(desktop: Any) -> None:
+    env, display, log = desktop
+    user = XClipboard(display.name)
+    user.set_text("my notes ✎")
+    x, y = centre(ENTRY)
+    env.execute(Click(x=x, y=y))
+    env.execute(TypeText(text="ça va"))
+    log.wait_for(lambda events: any(e["event"] == "text" and e["text"].endswith("ça va") for e in events))
+    assert user.get_text() == "my notes ✎"
+    user.close(stop_daemons=True)
