@@ -444,7 +444,7 @@ class SuiteRunner:
             env = slot.get(task)
             observation = env.reset()
             setup_log = run_steps(task.setup, env, base_dir=self.suite.base_dir, phase="setup")
-            if task.app and task.env == "android":
+            if task.app and env.name != "sandbox":  # a sandbox starts its app itself at each reset
                 launch_app(env, task.app)
                 setup_log.append(f"launch {task.app}")
             if self.settle is not None and (task.setup or task.app):

@@ -255,7 +255,9 @@ class Task(_Strict):
     id: str = Field(pattern=_TASK_ID, max_length=100, description="Unique in the suite; names the run folder")
     goal: str = Field(min_length=1, description="What the agent is told to do")
     env: EnvName
-    app: str | None = Field(default=None, description="Android package launched after setup, or sandbox app")
+    app: str | None = Field(
+        default=None, description="Android package or desktop command launched after setup; the sandbox's app"
+    )
     max_steps: int | None = Field(default=None, ge=1, le=1000)
     max_seconds: float | None = Field(default=None, gt=0)
     setup: tuple[SetupStep, ...] = ()

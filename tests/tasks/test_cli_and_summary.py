@@ -147,7 +147,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
         "--model",
         f"replay:{replay}",
     ]
-    cmd += ["--out", str(out), "--no-report"]
+    cmd += ["--out", str(out), "--no-report", "--screen-size", "360x640"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     results = out / "results.jsonl"
