@@ -315,8 +315,8 @@ class AndroidEnv(Environment):
             return
         route = self.text_route
         if route in ("auto", "input") and typing_.typable_by_input(text):
-            for command in typing_.input_text_commands(text):
-                self._input(command)
+            for line in _batched(typing_.input_text_commands(text)):
+                self._input(line)
             return
         if route == "input":
             raise typing_.TextInputError(
@@ -331,6 +331,9 @@ class AndroidEnv(Environment):
             if setter is not None:
                 self._type_with_clipboard(text, setter)
                 return
+        if route != "auto":  # a route the user chose is missing: a setup fault, not the model's
+            what = "ADBKeyboard is not installed" if route == "ime" else "there is no clipboard shell command"
+            raise DeviceError(f"text_route={route!r} cannot be used: {what}", device=self.serial)
         raise typing_.TextInputError(
             f"This device cannot type {_non_ascii(text)!r}: `input text` takes ASCII only, ADBKeyboard "
             "(com.android.adbkeyboard) is not installed and there is no clipboard shell command. "
@@ -458,6 +461,22 @@ def _line(command: Command) -> str:
     from screenpilot.envs.android.device import command_line
 
     return command_line(command)
+
+
+def _batched(commands: Sequence[Sequence[str]], limit: int = 3000) -> list[str]:
+    """Join commands with ``&&`` into as few shell lines as fit ``limit`` (old adbd takes ~4 KB per request),
+    saving a round trip per command while stopping at the first failure."""
+    lines: list[str] = []
+    current = ""
+    for command in commands:
+        part = _line(command)
+        if current and len(current) + 4 + len(part) > limit:
+            lines.append(current)
+            current = ""
+        current = f"{current} && {part}" if current else part
+    if current:
+        lines.append(current)
+    return lines
 
 
 def _ms(seconds: float) -> str:

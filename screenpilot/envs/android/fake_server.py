@@ -127,7 +127,7 @@ class FakePhone:
         skip = False
         for argv, joiner in _split_commands(line):
             if not skip:
-                argv = [a.replace("$?", str(status)) for a in argv]
+                argv = [a.replace(_STATUS, str(status)) for a in argv]
                 argv, silent = _strip_redirects(argv)
                 if argv:
                     data, status = self._run(argv)
@@ -461,6 +461,9 @@ def encode_raw_screencap(image: Image.Image, pixel_format: int = 1, header: int 
     return head + pixels
 
 
+_STATUS = "\x00status\x00"  # where an unquoted or double-quoted $? stood
+
+
 def _tokens(line: str) -> Iterator[tuple[str, bool]]:
     """Split a shell line as ``sh`` does for the forms clients send: yields (text, is_operator).
 
@@ -484,6 +487,9 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
                 if line[i] == "\\" and i + 1 < len(line) and line[i + 1] in '"\\$`\n':
                     word.append(line[i + 1])
                     i += 2
+                elif line.startswith("$?", i):
+                    word.append(_STATUS)
+                    i += 2
                 else:
                     word.append(line[i])
                     i += 1
@@ -503,6 +509,9 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
             op = line[i : i + 2] if line[i : i + 2] in ("&&", "||") else c
             yield op, True
             i += len(op)
+        elif line.startswith("$?", i):
+            word.append(_STATUS)
+            in_word, i = True, i + 2
         else:
             word.append(c)
             in_word, i = True, i + 1

@@ -298,10 +298,30 @@ def test_ascii_text_is_escaped_for_the_shell(env: AndroidEnv, phone: FakePhone) 
     assert all(" " not in c.split(" ", 2)[2] for c in phone.inputs)  # spaces travel as %s
 
 
-def test_multiline_text_uses_enter(env: AndroidEnv, phone: FakePhone) -> None:
+def test_multiline_text_uses_enter_in_one_round_trip(env: AndroidEnv, phone: FakePhone) -> None:
     env.execute(TypeText(text="first\nsecond"))
     assert phone.inputs == ["input text first", "input keyevent KEYCODE_ENTER", "input text second"]
     assert phone.text == "first\nsecond"
+    assert phone.shell_log[-1].startswith(
+        "input text first && input keyevent KEYCODE_ENTER && input text second"
+    )
+
+
+def test_long_text_is_split_into_requests_old_adbd_accepts(env: AndroidEnv, phone: FakePhone) -> None:
+    text = ("lorem ipsum dolor sit amet " * 400).strip()
+    env.execute(TypeText(text=text))
+    assert phone.text == text
+    requests = [line for line in phone.shell_log if line.startswith("input text")]
+    assert len(requests) > 1
+    assert all(len(line) < 4000 for line in requests)
+
+
+def test_forced_routes_that_are_missing_are_device_errors(make_env: MakeEnv, phone: FakePhone) -> None:
+    env = make_env(text_route="ime")
+    env.reset()
+    with pytest.raises(DeviceError, match="text_route='ime' cannot be used: ADBKeyboard is not installed"):
+        env.execute(TypeText(text="abc"))
+    assert phone.text == ""
 
 
 def test_non_ascii_goes_through_adb_keyboard(make_env: MakeEnv, phone: FakePhone) -> None:

@@ -89,6 +89,7 @@ def _typed(text: str) -> str:
         "~!@#^_+={}[]:?,./",
         "line one\nline two\tcell",
         "%s%s%%s",
+        '$? $(id) ${HOME} "\\$x"',
     ],
 )
 def test_input_text_round_trip(text: str) -> None:
