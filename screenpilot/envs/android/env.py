@@ -118,9 +118,13 @@ class AndroidEnv(Environment):
 
     # -- life cycle -------------------------------------------------------------------------------------------
     def _reset(self) -> None:
+        """Read the device afresh: apps, keyboards and the screen may have changed between episodes."""
         self.props = self._read_props()
         self.display = self._query_display()
         self._apps = None
+        self._input_usage = self._clipboard_help = None
+        self._ime_installed = None
+        self._capture_used = "png" if self.capture == "png" else "raw"
 
     def _read_props(self) -> dict[str, str]:
         facts = self.device.text(

@@ -337,6 +337,15 @@ def test_non_ascii_goes_through_adb_keyboard(make_env: MakeEnv, phone: FakePhone
     assert phone.inputs[-1] == "input text plain"  # ASCII stays on the fast route
 
 
+def test_a_keyboard_installed_between_episodes_is_noticed(env: AndroidEnv, phone: FakePhone) -> None:
+    with pytest.raises(TextInputError):
+        env.execute(TypeText(text="ß"))
+    phone.adb_keyboard = True
+    env.reset()
+    env.execute(TypeText(text="ß"))
+    assert phone.text == "ß"
+
+
 def test_non_ascii_through_the_clipboard(make_env: MakeEnv, phone: FakePhone) -> None:
     phone.clipboard = True
     env = make_env()
