@@ -192,6 +192,15 @@ class _Stopped(Exception):
     """Raised between steps when the run is being stopped."""
 
 
+class _WorkerRetired(Exception):
+    """The worker's environment cannot be built for a reason no retry fixes (a setup error such as a phone
+    that is not connected): the worker stops and its episode goes back to the queue, unrecorded."""
+
+    def __init__(self, error: SetupError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class PreparedEnv(Environment):
     """Wraps an environment that was already reset and set up, so ``run_episode``'s reset keeps that state."""
 
@@ -232,6 +241,8 @@ class _Slot:
         if self.env is None:
             try:
                 self.env = self.source.build(task, self.worker)
+            except SetupError as exc:
+                raise _WorkerRetired(exc) from exc
             except ScreenpilotError as exc:
                 raise TaskSetupError(f"environment: {exc}") from exc
             self.key = key
@@ -274,6 +285,8 @@ class SuiteRunner:
         self._done = 0
         self._successes = 0
         self.manifest: Manifest | None = None
+        self._retired: list[SetupError] = []
+        self._retired_workers: set[int] = set()
 
     # -- manifest ---------------------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
@@ -337,31 +350,46 @@ class SuiteRunner:
         self._open_bar(total, skipped)
         jobs = min(settings.jobs, max(1, pending.qsize()))
         ran = [0]
-        threads = [
-            threading.Thread(
-                target=self._worker, args=(i, pending, ran), name=f"bench-worker-{i}", daemon=True
-            )
-            for i in range(jobs)
-        ]
         interrupted = False
-        for t in threads:
-            t.start()
+        workers = list(range(jobs))
         try:
-            while any(t.is_alive() for t in threads):
+            # Rounds: a worker that retired (no device) may hand back an episode after the others found the
+            # queue empty and left; the healthy workers then go again.
+            while workers and not pending.empty() and not self.stop.is_set():
+                threads = [
+                    threading.Thread(
+                        target=self._worker, args=(i, pending, ran), name=f"bench-worker-{i}", daemon=True
+                    )
+                    for i in workers
+                ]
                 for t in threads:
-                    t.join(0.1)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.stop.set()
-            print("\nscreenpilot: stopping after the current step (Ctrl-C again to abort)", file=self.stream)
-            for t in threads:
-                t.join()
+                    t.start()
+                try:
+                    while any(t.is_alive() for t in threads):
+                        for t in threads:
+                            t.join(0.1)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    self.stop.set()
+                    print(
+                        "\nscreenpilot: stopping after the current step (Ctrl-C again to abort)",
+                        file=self.stream,
+                    )
+                    for t in threads:
+                        t.join()
+                workers = [i for i in workers if i not in self._retired_workers]
         finally:
             if self._bar is not None:
                 self._bar.close()
         if self.stop.is_set():
             interrupted = True
         summary = self.write_summary()
+        if self._retired and not pending.empty():
+            left = pending.qsize()
+            raise SetupError(
+                f"{self._retired[0]} ({left} episode{'s' if left != 1 else ''} not run; "
+                "run the same command again to resume)"
+            )
         return BenchOutcome(self.out, summary, ran[0], skipped, interrupted)
 
     def write_summary(self) -> dict[str, Any]:
@@ -401,6 +429,13 @@ class SuiteRunner:
                 try:
                     line = self.run_episode(task, trial, slot)
                 except _Stopped:
+                    return
+                except _WorkerRetired as exc:
+                    pending.put((task, trial))
+                    with self._lock:
+                        self._retired.append(exc.error)
+                        self._retired_workers.add(worker)
+                    print(f"\nscreenpilot: worker {worker} stopped: {exc.error}", file=self.stream)
                     return
                 except BaseException:
                     self.stop.set()
@@ -453,6 +488,9 @@ class SuiteRunner:
                 observation = env.observe()
             phases["setup_s"] = time.perf_counter() - t0
 
+            if self.stop.is_set():
+                raise _Stopped()
+
             dialect = self._dialect(env.platform)
             space = dialect.coordinate_space(observation.size)
             prompt_sha = sha256_text(dialect.system_prompt(space))
@@ -503,6 +541,8 @@ class SuiteRunner:
                 phases["check_s"] = time.perf_counter() - t0
         except _Stopped:
             self._teardown(task, env)
+            raise
+        except _WorkerRetired:
             raise
         except CheckError as exc:
             error = f"check: {exc}"

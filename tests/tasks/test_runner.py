@@ -351,3 +351,51 @@ def test_a_shared_model_is_serialised_only_when_asked(
     )
     assert model.most == most if serialize else model.most >= most
     assert all(r["success"] for r in read_results(tmp_path / "out"))
+
+
+class UnpluggedSource(FakeSource):
+    """The phones of the listed workers are not connected (a setup error, not a task failure)."""
+
+    def __init__(self, root: Path, unplugged: set[int]) -> None:
+        super().__init__(root)
+        self.unplugged = unplugged
+
+    def build(self, task: Any, worker: int) -> ShellFakeEnv:
+        if worker in self.unplugged:
+            from screenpilot.errors import SetupError
+
+            raise SetupError(f"Android device 'phone-{worker}' is not connected")
+        return super().build(task, worker)
+
+
+def test_a_worker_without_a_device_retires_and_the_others_carry_on(tmp_path: Path, suite: Suite) -> None:
+    out = tmp_path / "out"
+    stream = io.StringIO()
+    two = suite.select(["answer", "note"])
+    outcome = run_suite(
+        two,
+        out,
+        UnpluggedSource(tmp_path / "d", {1}),
+        replay_source(),
+        settings(jobs=2, trials=2),
+        stream=stream,
+    )
+    assert "worker 1 stopped: Android device 'phone-1' is not connected" in stream.getvalue()
+    assert outcome.ran == 4
+    assert all(r["success"] and r["worker"] == 0 for r in read_results(out))
+
+
+def test_no_device_at_all_stops_the_run_unrecorded(tmp_path: Path, suite: Suite) -> None:
+    from screenpilot.errors import SetupError
+
+    out = tmp_path / "out"
+    two = suite.select(["answer", "note"])
+    with pytest.raises(
+        SetupError, match=r"'phone-0' is not connected \(2 episodes not run; run the same command"
+    ):
+        run_suite(
+            two, out, UnpluggedSource(tmp_path / "d", {0}), replay_source(), settings(), stream=io.StringIO()
+        )
+    assert read_results(out) == []
+    outcome = run_suite(two, out, FakeSource(tmp_path / "d2"), replay_source(), settings())
+    assert (outcome.ran, outcome.skipped) == (2, 0)
