@@ -3,7 +3,8 @@
 Prints observe latency with raw ``screencap`` and with PNG at 1080x2400, execute (tap) latency, and the
 same screenshot through adbutils' own ``screenshot()`` for comparison. The fake server encodes in-process,
 so the numbers are this machine's protocol, transfer and decode costs; a phone adds its capture time
-(raw screencap skips the on-device PNG encode, the large part of ``screencap -p``).
+(raw screencap skips the on-device PNG encode, the large part of ``screencap -p``). The busy-screen rows
+show what PNG costs once the image is not flat.
 
     python3 benchmarks/bench_android.py [--rounds 20]
 """
@@ -14,6 +15,8 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+
+from PIL import Image
 
 from screenpilot.actions.types import Click
 from screenpilot.envs.android import AndroidEnv
@@ -85,6 +88,11 @@ def main() -> None:
         rows.append(
             ("settle on a still screen (2 frames)", measure(raw_env.settle, max(3, args.rounds // 4)))
         )
+        # A busy screen (photos, maps) makes PNG expensive to encode and decode; raw costs the same.
+        noise = Image.effect_noise((1080, 2400), 60).convert("RGB")
+        phone.set_screen(Image.blend(phone.screen, noise, 0.5))
+        rows.append(("busy screen: observe, raw screencap", measure(raw_env.observe, args.rounds)))
+        rows.append(("busy screen: observe, screencap -p (PNG)", measure(png_env.observe, args.rounds)))
         raw_env.close()
         png_env.close()
 
