@@ -484,3 +484,13 @@ def test_a_device_lost_during_a_tap_is_reported_not_ignored(env: AndroidEnv, pho
         env.execute(Click(x=1, y=2))
     assert caught.value.device == "emulator-5554"
     assert sum(line.startswith("input tap") for line in phone.shell_log) == 1  # not repeated
+
+
+def test_missing_adbutils_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from screenpilot.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "adbutils", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'screenpilot\[android\]'"):
+        AndroidEnv("emulator-5554")
