@@ -12,6 +12,7 @@ import select
 import shutil
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,6 +78,8 @@ class XClipboard:
         self.display = display
         self.timeout_s = timeout_s
         self._groups: set[int] = set()
+        self._conn: Any = None
+        self._atom = 0
 
     def _base(self) -> list[str]:
         return ["xclip", "-display", self.display, "-selection", "clipboard"]
@@ -119,6 +122,7 @@ class XClipboard:
             **new_group_kwargs(),
         )
         self._groups = {g for g in self._groups if group_alive(g)} | {proc.pid}
+        previous = self._owner()
         try:
             proc.communicate(data, timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
@@ -128,7 +132,23 @@ class XClipboard:
             ) from None
         if proc.returncode != 0:
             raise DeviceError(f"xclip failed with status {proc.returncode}", device=self.display)
-        # The parent exits only after the selection is owned, so the clipboard is ready here.
+        # xclip's parent exits right after asking for the selection, but the request may still sit in the
+        # daemon's output buffer: wait until the server has really handed the selection over.
+        deadline = time.monotonic() + self.timeout_s
+        while self._owner() == previous:
+            if time.monotonic() > deadline:
+                raise DeviceError("xclip did not take the clipboard", device=self.display)
+            time.sleep(0.002)
+
+    def _owner(self) -> int:
+        """The window id owning the clipboard (0 for none), over a connection kept for this purpose."""
+        if self._conn is None:
+            from Xlib import display  # python-xlib comes with pyautogui on Linux
+
+            self._conn = display.Display(self.display)
+            self._atom = self._conn.get_atom("CLIPBOARD")
+        owner = self._conn.get_selection_owner(self._atom)
+        return int(owner.id) if hasattr(owner, "id") else int(owner)
 
     def set_text(self, text: str) -> None:
         self._write(text.encode("utf-8"), "UTF8_STRING")
@@ -152,17 +172,20 @@ class XClipboard:
 
     def _clear(self) -> None:
         """Give up ownership so the clipboard is empty again, as it was (not an empty string)."""
-        from Xlib import X, display  # python-xlib comes with pyautogui on Linux
+        from Xlib import X
+        from Xlib.protocol import request
 
-        conn = display.Display(self.display)
-        try:
-            atom = conn.get_atom("CLIPBOARD")
-            conn.screen().root.set_selection_owner(atom, X.NONE, X.CurrentTime)  # type: ignore[no-untyped-call]
-            conn.sync()
-        finally:
-            conn.close()
+        self._owner()  # opens the connection
+        request.SetSelectionOwner(
+            display=self._conn.display, window=X.NONE, selection=self._atom, time=X.CurrentTime
+        )
+        self._conn.sync()
 
     def close(self, *, stop_daemons: bool = False) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
         groups, self._groups = self._groups, set()
         for pgid in groups:
             if stop_daemons and group_alive(pgid):
