@@ -818,6 +818,7 @@ def serve(phones: Iterable[FakePhone] = (), **kwargs: Any) -> FakeAdbServer:
 def main(argv: list[str] | None = None) -> int:
     """Serve one fake phone until Ctrl-C, for trying the CLI without a device."""
     import argparse
+    import signal
 
     parser = argparse.ArgumentParser(
         prog="python -m screenpilot.envs.android.fake_server",
@@ -836,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         adb_keyboard=args.adb_keyboard,
     )
     server = FakeAdbServer([phone], port=args.port).start()
+    signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
     print(f"export ANDROID_ADB_SERVER_PORT={server.port}", flush=True)
     try:
         server.stopping.wait()
@@ -844,7 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
         for command in phone.commands:
-            print(command)
+            print(command, flush=True)
     return 0
 
 
