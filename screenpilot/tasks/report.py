@@ -60,7 +60,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def _label(
     draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, scale: int, color: tuple[int, ...]
 ) -> None:
-    font = _font(max(12, 6 * scale))
+    font = _font(max(14, 9 * scale))
     text = text if len(text) <= 60 else text[:57] + "..."
     x, y = xy
     box = draw.textbbox((x, y), text, font=font)
