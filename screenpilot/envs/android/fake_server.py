@@ -665,6 +665,19 @@ def _sync(sock: socket.socket, phone: FakePhone) -> None:
                     raise _Closed
             phone.files[target] = bytes(data)
             sock.sendall(b"OKAY" + struct.pack("<I", 0))
+        elif verb == b"LIST":
+            prefix = path.rstrip("/") + "/"
+            names = sorted({p[len(prefix) :].split("/", 1)[0] for p in phone.files if p.startswith(prefix)})
+            for name in names:
+                full = prefix + name
+                mode, size = (
+                    (stat.S_IFREG | 0o644, len(phone.files[full]))
+                    if full in phone.files
+                    else (stat.S_IFDIR | 0o755, 4096)
+                )
+                encoded = name.encode("utf-8")
+                sock.sendall(b"DENT" + struct.pack("<IIII", mode, size, 1, len(encoded)) + encoded)
+            sock.sendall(b"DONE" + struct.pack("<IIII", 0, 0, 0, 0))
         elif verb == b"RECV":
             if path not in phone.files:
                 message = b"open failed: No such file or directory"

@@ -21,6 +21,10 @@ def test_adbutils_lists_runs_shell_and_moves_files(server: FakeAdbServer, phone:
     assert device.shell2("false").returncode == 1
     device.sync.push(b"payload", "/data/local/tmp/p.bin")
     assert device.sync.read_bytes("/data/local/tmp/p.bin") == b"payload"
+    device.sync.push(b"x", "/data/local/tmp/sub/q.txt")
+    listed = {(f.path, f.size) for f in device.sync.list("/data/local/tmp")}
+    assert listed == {("p.bin", 7), ("sub", 4096)}
+    assert device.get_features() == "cmd"  # no shell_v2: clients stay on the plain shell protocol
     assert phone.inputs == ["input tap 10 20"]
     assert device.screenshot(error_ok=False).size == (1080, 2400)
 
