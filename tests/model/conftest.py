@@ -27,7 +27,11 @@ def tiny_backend(tiny_qwen_dir: Path):  # type: ignore[no-untyped-def]
     from screenpilot.model.transformers_backend import TransformersBackend
 
     backend = TransformersBackend(
-        str(tiny_qwen_dir), min_pixels=TEST_MIN_PIXELS, max_pixels=TEST_MAX_PIXELS, max_new_tokens=8
+        str(tiny_qwen_dir),
+        device="cpu",
+        min_pixels=TEST_MIN_PIXELS,
+        max_pixels=TEST_MAX_PIXELS,
+        max_new_tokens=8,
     )
     yield backend
     backend.close()

@@ -44,7 +44,12 @@ def prompt_for(goal: str = "Open the settings app", screen: Size = SCREEN) -> li
 
 
 def backend_for(folder: Path, **kwargs: object) -> TransformersBackend:
-    options: dict = {"min_pixels": TEST_MIN_PIXELS, "max_pixels": TEST_MAX_PIXELS, "max_new_tokens": 8}
+    options: dict = {
+        "device": "cpu",
+        "min_pixels": TEST_MIN_PIXELS,
+        "max_pixels": TEST_MAX_PIXELS,
+        "max_new_tokens": 8,
+    }
     options.update(kwargs)
     return TransformersBackend(str(folder), **options)
 
@@ -54,13 +59,17 @@ def test_satisfies_the_backend_protocol(tiny_backend: TransformersBackend) -> No
     described = tiny_backend.describe()
     assert described["architecture"] == "Qwen2_5_VLForConditionalGeneration"
     assert described["device"] == "cpu" and described["dtype"] == "float32"
-    assert described["processor"] == "image-only"  # torchvision is absent beside the CPU torch
+    from transformers.utils import is_torchvision_available
+
+    # Without torchvision (never beside the CPU torch) the image-only processor stands in for the stock one.
+    assert (described["processor"] == "image-only") == (not is_torchvision_available())
     assert described["min_pixels"] == TEST_MIN_PIXELS and described["max_pixels"] == TEST_MAX_PIXELS
     assert described["decoding"] == {
         "do_sample": False,
         "max_new_tokens": 8,
         "repetition_penalty": 1.0,
         "cache_implementation": None,
+        "cudnn_attention": False,
         "stop": ["<|im_end|>", "<|endoftext|>"],
     }
     json.dumps(described)  # goes into run manifests
@@ -113,7 +122,7 @@ def test_decoding_is_greedy_and_deterministic(tiny_backend: TransformersBackend)
     first = tiny_backend.complete(messages)
     assert tiny_backend.complete(messages).text == first.text
     # The checkpoint's generation config samples; the backend must not: its first token is the argmax.
-    model = tiny_backend._model
+    model = tiny_backend.model
     inputs = tiny_backend.processor(
         text=[render_chatml(messages)], images=messages[1].images, return_tensors="pt"
     )
@@ -151,7 +160,7 @@ def test_qwen2_vl_checkpoints_load_with_their_own_class(tmp_path: Path) -> None:
     backend = backend_for(folder, max_new_tokens=4)
     try:
         assert backend.describe()["architecture"] == "Qwen2VLForConditionalGeneration"
-        assert type(backend._model).__name__ == "Qwen2VLForConditionalGeneration"
+        assert type(backend.model).__name__ == "Qwen2VLForConditionalGeneration"
         assert backend.complete(prompt_for()).usage.image_tokens == 189
     finally:
         backend.close()

@@ -59,6 +59,67 @@ CHAT_TEMPLATE = (
 )
 
 
+PRESETS: dict[str, dict[str, Any]] = {
+    # head_dim 16 -> mrope_section sums to 8; vision output size = text hidden size.
+    "tiny": {
+        "text": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 32768,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+        },
+        "vision": {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 64,
+            "window_size": 112,
+            "fullatt_block_indexes": [1],
+        },
+        "tied": False,
+    },
+    # Qwen/Qwen2.5-VL-3B-Instruct's config.json.
+    "3b": {
+        "text": {
+            "vocab_size": 151936,
+            "hidden_size": 2048,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 128000,
+            "rms_norm_eps": 1e-06,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1000000.0,
+                "mrope_section": [16, 24, 24],
+            },
+        },
+        "vision": {
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 2048,
+            "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+            "tokens_per_second": 2,
+        },
+        "tied": True,
+    },
+}
+
+
 def _corpus() -> list[str]:
     space = Qwen25VLDialect().coordinate_space(Size(1080, 2400))
     return [
@@ -108,12 +169,18 @@ def build_tiny_qwen25vl(
     model_type: str = "qwen2_5_vl",
     seed: int = 0,
     chain: Sequence[str] = (),
+    size: str = "tiny",
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> Path:
     """Write a random tiny checkpoint (config, safetensors, tokenizer, processor config) to ``folder``.
 
     ``chain`` (token strings) makes the language model a bigram machine along it: after ``chain[i]`` it
     always emits ``chain[i + 1]``, whatever else is in the prompt. Starting the chain at the prompt's last
     token scripts the whole answer, e.g. to see tags and the stop token pass through ``generate``.
+
+    ``size="3b"`` gives Qwen2.5-VL-3B-Instruct's real architecture (random weights, its full vocabulary size)
+    for timing on a GPU; build it with ``device="cuda", dtype="bfloat16"``.
     """
     import torch
     from transformers import (
@@ -127,29 +194,15 @@ def build_tiny_qwen25vl(
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (*SPECIAL_TOKENS, "<|endoftext|>")}
-    hidden, heads = 64, 4  # head_dim 16 -> mrope_section sums to 8
+    preset = PRESETS[size]
     text = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": hidden,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": heads,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 32768,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+        **preset["text"],
+        "vocab_size": preset["text"].get("vocab_size", len(tokenizer)),
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
-    vision = {
-        "depth": 2,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_heads": 2,
-        "patch_size": 14,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-    }
+    vision = dict(preset["vision"])
     shared = {
         "text_config": text,
         "image_token_id": ids["<|image_pad|>"],
@@ -158,23 +211,25 @@ def build_tiny_qwen25vl(
         "vision_end_token_id": ids["<|vision_end|>"],
     }
     torch.manual_seed(seed)
-    if model_type == "qwen2_5_vl":
-        vision |= {"out_hidden_size": hidden, "window_size": 112, "fullatt_block_indexes": [1]}
-        model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(vision_config=vision, **shared))
-    elif model_type == "qwen2_vl":
-        vision = {
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": hidden,
-            "mlp_ratio": 2,
-            "num_heads": 2,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        }
-        model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(vision_config=vision, **shared))
-    else:
-        raise ValueError(f"unknown model_type {model_type!r}")
+    with torch.device(device):
+        if model_type == "qwen2_5_vl":
+            config = Qwen2_5_VLConfig(vision_config=vision, **shared, tie_word_embeddings=preset["tied"])
+            model = Qwen2_5_VLForConditionalGeneration(config)
+        elif model_type == "qwen2_vl" and size == "tiny":
+            vision = {
+                "depth": 2,
+                "embed_dim": 32,
+                "hidden_size": text["hidden_size"],
+                "mlp_ratio": 2,
+                "num_heads": 2,
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+            }
+            model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(vision_config=vision, **shared))
+        else:
+            raise ValueError(f"no {size} preset for model_type {model_type!r}")
+    model.to(getattr(torch, dtype))
     if chain:
         _script_chain(model, [tokenizer.convert_tokens_to_ids(t) for t in chain])
     # Qwen's shipped generation config samples (top_k=1, a repetition penalty); the backend must override it.
