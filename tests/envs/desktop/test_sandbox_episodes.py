@@ -191,3 +191,27 @@ def test_two_sandboxes_in_one_process_each_get_their_own_input(tmp_path: Path) -
         for log in logs
     ]
     assert presses == [[(200, 300)], [(600, 400)]]
+
+
+def test_sandboxes_in_parallel_threads_keep_their_input_apart(tmp_path: Path) -> None:
+    """The benchmark runner drives one sandbox per worker thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from screenpilot.actions.types import Click, TypeText
+
+    def work(i: int) -> list[str]:
+        log = tmp_path / f"{i}.jsonl"
+        with SandboxEnv(app=f"{DEMO} --log {log}") as env:
+            env.reset()
+            env.execute(Click(x=300, y=138))
+            for n in range(3):
+                env.execute(TypeText(text=f"w{i}-{n}é "))
+                env.execute(TypeText(text=f"a{i} "))
+            env.settle(timeout_s=1)
+        events = [json.loads(line) for line in log.read_text().splitlines()]
+        return [e["text"] for e in events if e["event"] == "text"]
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(work, range(3)))
+    for i, texts in enumerate(results):
+        assert texts[-1] == "".join(f"w{i}-{n}é a{i} " for n in range(3))
