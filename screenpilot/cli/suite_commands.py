@@ -180,10 +180,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from screenpilot.cli import wiring
     from screenpilot.cli.main import make_settle
     from screenpilot.tasks.runner import BenchSettings, run_suite
-    from screenpilot.tasks.suite import load_suite
+    from screenpilot.tasks.suite import AnswerCheck, load_suite, walk_checks
 
     suite = load_suite(args.suite).select(args.task)
     jobs = _check_env(args, suite)
+    asking = [t.id for t in suite.tasks if any(isinstance(c, AnswerCheck) for c in walk_checks(t.success))]
+    if asking and not args.answer_action and args.env in ("android", "fake"):
+        print(
+            f"screenpilot: warning: {', '.join(asking)} check the agent's answer, but the model is not offered "
+            "the answer action; add --answer-action",
+            file=sys.stderr,
+        )
     try:
         limits = Limits(
             max_steps=args.max_steps, max_seconds=args.max_seconds, max_failed_steps=args.max_failed_steps

@@ -202,21 +202,26 @@ class _WorkerRetired(Exception):
 
 
 class PreparedEnv(Environment):
-    """Wraps an environment that was already reset and set up, so ``run_episode``'s reset keeps that state."""
+    """Wraps an environment that was already reset and set up, so ``run_episode``'s reset keeps that state.
+
+    ``first`` is the observation taken after setup; it is the episode's first screen (no second capture).
+    """
 
     name: ClassVar[str] = "prepared"
     platform: ClassVar[Platform] = "mobile"
 
-    def __init__(self, inner: Environment) -> None:
+    def __init__(self, inner: Environment, first: Observation | None = None) -> None:
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
         self.platform = inner.platform  # type: ignore[misc]
+        self._first = first
 
     def _reset(self) -> None:
         pass
 
     def _observe(self) -> Observation:
-        return self.inner.observe()
+        first, self._first = self._first, None
+        return first if first is not None else self.inner.observe()
 
     def _execute(self, action: Action) -> None:
         self.inner.execute(action)
@@ -523,7 +528,7 @@ class SuiteRunner:
             }
             recorder = RunRecorder(folder, meta, overwrite=True)
             episode = run_episode(
-                PreparedEnv(env),
+                PreparedEnv(env, observation),
                 agent,
                 task.goal,
                 limits=limits,

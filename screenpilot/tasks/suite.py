@@ -536,6 +536,19 @@ def _python_checks(check: Any, loc: Loc) -> Iterator[tuple[Loc, PythonCheck]]:
         yield from _python_checks(check.not_, (*loc, "not"))
 
 
+def walk_checks(check: Any) -> Iterator[Any]:
+    """Every check in a (composed) check, the composites included, depth first."""
+    yield check
+    if isinstance(check, AllCheck):
+        for child in check.all:
+            yield from walk_checks(child)
+    elif isinstance(check, AnyCheck):
+        for child in check.any:
+            yield from walk_checks(child)
+    elif isinstance(check, NotCheck):
+        yield from walk_checks(check.not_)
+
+
 @contextmanager
 def _on_path(folder: Path) -> Iterator[None]:
     entry = str(folder.resolve())

@@ -75,7 +75,9 @@ def test_validate_reports_lines_and_exit_code(tmp_path: Path, capsys: pytest.Cap
     assert "1 tasks" in capsys.readouterr().out
 
 
-def test_bench_on_the_fake_env_writes_everything_and_resumes(tmp_path: Path) -> None:
+def test_bench_on_the_fake_env_writes_everything_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     suite = tmp_path / "s.yaml"
     suite.write_text(
         "tasks:\n"
@@ -99,6 +101,8 @@ def test_bench_on_the_fake_env_writes_everything_and_resumes(tmp_path: Path) -> 
         str(suite),
         "--env",
         "fake",
+        "--screen-size",
+        "360x640",
         "--model",
         f"replay:{replay}",
         "--out",
@@ -106,6 +110,7 @@ def test_bench_on_the_fake_env_writes_everything_and_resumes(tmp_path: Path) -> 
         "--no-progress",
     ]
     assert main([*args, "--trials", "3"]) == 0
+    assert "ask, quit check the agent's answer, but the model is not offered" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["overall"]["episodes"] == 6
     assert {t["task"]: t["success_rate"] for t in summary["tasks"]} == {"ask": 1.0, "quit": 0.0}
