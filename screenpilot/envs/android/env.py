@@ -63,6 +63,9 @@ _SYSTEM_BUTTONS = {
     "enter": "KEYCODE_ENTER",
 }
 UI_DUMP_PATH = "/data/local/tmp/screenpilot-ui.xml"
+# The plain shell protocol mixes stderr into the output, and screencap warns there on multi-display devices.
+RAW_CAPTURE = "screencap 2>/dev/null"
+PNG_CAPTURE = "screencap -p 2>/dev/null"
 
 
 class AndroidEnv(Environment):
@@ -183,25 +186,25 @@ class AndroidEnv(Environment):
     def _screenshot(self) -> Image.Image:
         """One screenshot in capture pixels: raw screencap, PNG as the fallback; never a blank stand-in."""
         if self._capture_used == "raw":
-            data = self.device.raw(["screencap"]) or self.device.raw(["screencap"])
+            data = self.device.raw(RAW_CAPTURE) or self.device.raw(RAW_CAPTURE)
             if not data:  # the stream closed before any byte: a lost device, not a format problem
                 raise DeviceError(
-                    "the device returned no screenshot", device=self.serial, command="screencap"
+                    "the device returned no screenshot", device=self.serial, command=RAW_CAPTURE
                 )
             try:
                 return decode_raw(data)
             except ScreenDecodeError as exc:
                 if self.capture == "raw":
                     raise DeviceError(
-                        f"unreadable screenshot: {exc}", device=self.serial, command="screencap"
+                        f"unreadable screenshot: {exc}", device=self.serial, command=RAW_CAPTURE
                     ) from exc
                 self._capture_used = "png"
-        data = self.device.raw(["screencap", "-p"])
+        data = self.device.raw(PNG_CAPTURE)
         try:
             return decode_png(data)
         except ScreenDecodeError as exc:
             raise DeviceError(
-                f"unreadable screenshot: {exc}", device=self.serial, command="screencap -p"
+                f"unreadable screenshot: {exc}", device=self.serial, command=PNG_CAPTURE
             ) from exc
 
     def screenshot(self) -> Image.Image:

@@ -76,6 +76,8 @@ class FakePhone:
     broken_screencap: bool = False
     broken_png: bool = False
     capture_follows_rotation: bool = True
+    several_displays: bool = False
+    """screencap then warns (on stderr, mixed into the output) unless stderr is redirected."""
     """False mimics older builds whose screencap is in the panel's natural orientation."""
     state: str = "device"
     present: bool = True
@@ -96,6 +98,7 @@ class FakePhone:
     clip: str = ""
     foreground: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stderr_to_null: bool = field(default=False, repr=False)
 
     # -- views for tests -------------------------------------------------------------------------------------
     @property
@@ -129,6 +132,8 @@ class FakePhone:
             if not skip:
                 argv = [a.replace(_STATUS, str(status)) for a in argv]
                 argv, silent = _strip_redirects(argv)
+                self._stderr_to_null = "2>/dev/null" in argv
+                argv = [a for a in argv if a != "2>/dev/null"]
                 if argv:
                     data, status = self._run(argv)
                     if not silent:
@@ -354,15 +359,26 @@ class FakePhone:
             image = image.transpose(
                 Image.Transpose.ROTATE_270 if self.rotation == 1 else Image.Transpose.ROTATE_90
             )
+        if self.several_displays and not self._stderr_to_null:
+            # the warning goes to stderr, which the plain shell protocol mixes into stdout
+            warning = (
+                b"[Warning] Multiple displays were found, but no display id was specified! Defaulting to the "
+                b"first display found, however this default is not guaranteed to be consistent across "
+                b"captures. A display id should be specified.\n"
+            )
+            return warning + self._cmd_screencap_body(image, argv), 0
+        return self._cmd_screencap_body(image, argv), 0
+
+    def _cmd_screencap_body(self, image: Image.Image, argv: list[str]) -> bytes:
         if "-p" in argv:
             if self.broken_png:
-                return b"not a png", 0
+                return b"not a png"
             buffer = io.BytesIO()
             image.save(buffer, "PNG", compress_level=1)
-            return buffer.getvalue(), 0
+            return buffer.getvalue()
         if self.broken_screencap:
-            return b"\x00" * 40, 0
-        return encode_raw_screencap(image, self.screencap_format, self.screencap_header), 0
+            return b"\x00" * 40
+        return encode_raw_screencap(image, self.screencap_format, self.screencap_header)
 
     def _cmd_input(self, argv: list[str]) -> tuple[bytes, int]:
         args = argv[1:]
@@ -542,13 +558,18 @@ def _strip_redirects(argv: list[str]) -> tuple[list[str], bool]:
         if skip_next:
             skip_next = False
             continue
-        if arg in ("2>&1", "2>/dev/null"):
+        if arg == "2>&1":
+            continue
+        if arg == "2>/dev/null":  # kept for the command to see; run_shell drops it
+            kept.append(arg)
             continue
         if arg in (">/dev/null", "1>/dev/null"):
             silent = True
             continue
         if arg in (">", "2>") and i + 1 < len(argv):
             silent = silent or (arg == ">" and argv[i + 1] == "/dev/null")
+            if arg == "2>" and argv[i + 1] == "/dev/null":
+                kept.append("2>/dev/null")
             skip_next = True
             continue
         kept.append(arg)

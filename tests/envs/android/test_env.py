@@ -154,7 +154,14 @@ def test_png_fallback_and_undecodable_screens(make_env: MakeEnv, phone: FakePhon
     with pytest.raises(DeviceError, match="unreadable screenshot") as caught:
         env.observe()
     assert caught.value.device == "emulator-5554"
-    assert caught.value.command == "screencap -p"
+    assert caught.value.command == "screencap -p 2>/dev/null"
+
+
+def test_a_multi_display_warning_does_not_spoil_the_capture(make_env: MakeEnv, phone: FakePhone) -> None:
+    phone.several_displays = True
+    env = make_env()
+    assert env.reset().info["capture"] == "raw"
+    assert "screencap 2>/dev/null" in phone.shell_log[-1]
 
 
 def test_raw_only_capture_refuses_garbage(make_env: MakeEnv, phone: FakePhone) -> None:
@@ -475,7 +482,7 @@ def test_a_hung_command_times_out_and_an_accepted_tap_is_not_repeated(
     assert len(taps) == 1  # accepted by the device: never sent twice
     with pytest.raises(DeviceError, match="timed out"):
         env.observe()
-    assert sum(line == "screencap" for line in phone.shell_log) == 1 + 2  # reads are retried
+    assert sum(line.startswith("screencap") for line in phone.shell_log) == 1 + 2  # reads are retried
 
 
 def test_a_device_lost_during_a_tap_is_reported_not_ignored(env: AndroidEnv, phone: FakePhone) -> None:

@@ -88,7 +88,7 @@ def test_device_vanishing_mid_episode_ends_it_cleanly(
     result = record_episode(episode, recorder)
     assert (result.status, result.reason, result.steps) == ("failure", "device_error", 1)
     assert result.error is not None and "emulator-5554" in result.error
-    assert "command='screencap'" in result.error  # no fallback to PNG for a device that is gone
+    assert "command='screencap 2>/dev/null'" in result.error  # no fallback to PNG for a device that is gone
     run = load_run(tmp_path / "run")
     assert len(run.steps) == 1
     assert run.steps[0].actions[0].executed
