@@ -81,6 +81,7 @@ def register(
     )
     g.add_argument("--out", type=Path, help="write the results as JSON here")
     g.add_argument("--limit", type=_positive_int, help="evaluate only the first N lines")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_eval_grounding)
     s = evals.add_parser(
         "steps", parents=[model_options()], help="AndroidControl-style: is the next action the recorded one?"
@@ -96,6 +97,7 @@ def register(
     )
     s.add_argument("--out", type=Path, help="write the results as JSON here")
     s.add_argument("--limit", type=_positive_int, help="evaluate only the first N lines")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_eval_steps)
 
 
@@ -269,7 +271,12 @@ def cmd_eval_grounding(args: argparse.Namespace) -> int:
     model = _eval_model(args)
     try:
         report = evaluate_grounding(
-            args.data, model, tool=args.tool, dialect_options=wiring.dialect_options(args), limit=args.limit
+            args.data,
+            model,
+            tool=args.tool,
+            dialect_options=wiring.dialect_options(args),
+            limit=args.limit,
+            progress=not args.no_progress,
         )
     finally:
         model.close()
@@ -285,7 +292,12 @@ def cmd_eval_steps(args: argparse.Namespace) -> int:
     model = _eval_model(args)
     try:
         report = evaluate_steps(
-            args.data, model, level=args.level, dialect_options=wiring.dialect_options(args), limit=args.limit
+            args.data,
+            model,
+            level=args.level,
+            dialect_options=wiring.dialect_options(args),
+            limit=args.limit,
+            progress=not args.no_progress,
         )
     finally:
         model.close()

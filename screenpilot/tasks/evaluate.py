@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
+import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -38,7 +40,7 @@ from screenpilot.actions.types import (
     Wait,
     action_to_dict,
 )
-from screenpilot.errors import ModelOutputError, SetupError
+from screenpilot.errors import MissingExtraError, ModelOutputError, SetupError
 from screenpilot.model.base import ImagePart, Message, ModelBackend, ModelBackendError, TextPart
 from screenpilot.model.dialect import PastStep
 from screenpilot.model.qwen25vl import Qwen25VLDialect, ToolName
@@ -53,6 +55,7 @@ except ImportError:  # Python 3.10
 CLICK_TOLERANCE = 0.14
 
 Box = tuple[float, float, float, float]
+T = TypeVar("T")
 
 
 def _read_lines(path: Path, limit: int | None) -> list[tuple[int, dict[str, Any]]]:
@@ -134,11 +137,24 @@ def action_point(action: Action) -> tuple[int, int] | None:
             assert_never(action)
 
 
-def _ask(model: ModelBackend, messages: list[Message]) -> tuple[str | None, str | None]:
+def _ask(model: ModelBackend, messages: list[Message]) -> tuple[str | None, str | None, float]:
+    t0 = time.perf_counter()
     try:
-        return model.complete(messages).text, None
+        text = model.complete(messages).text
     except ModelBackendError as exc:
-        return None, f"model error: {exc}"
+        return None, f"model error: {exc}", time.perf_counter() - t0
+    return text, None, time.perf_counter() - t0
+
+
+def _progress(items: list[T], progress: bool, what: str) -> Iterable[T]:
+    """``items``, with a progress bar on stderr when asked (evaluations of a large model take minutes)."""
+    if not progress:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError as exc:
+        raise MissingExtraError("bench", "tqdm", "the progress bar") from exc
+    return tqdm(items, desc=what, unit="item", file=sys.stderr)
 
 
 # -- grounding ------------------------------------------------------------------------------------------------
@@ -158,6 +174,7 @@ def evaluate_grounding(
     tool: ToolName | None = None,
     dialect_options: Mapping[str, Any] | None = None,
     limit: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Ask the model to click each instruction's target; a hit is a device point inside the target box.
 
@@ -169,7 +186,7 @@ def evaluate_grounding(
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
     lines = _read_lines(path, limit)
     items: list[dict[str, Any]] = []
-    for number, obj in lines:
+    for number, obj in _progress(lines, progress, "grounding"):
         where = f"{path}:{number}"
         instruction = _text_field(obj, "instruction", where)
         assert instruction is not None
@@ -182,8 +199,9 @@ def evaluate_grounding(
             Message("user", (TextPart(instruction), ImagePart(dialect.prepare_image(image, space)))),
         ]
         model.begin_episode(str(obj["id"]) if obj.get("id") is not None else None)
-        text, error = _ask(model, messages)
+        text, error, model_s = _ask(model, messages)
         item: dict[str, Any] = {
+            "model_s": round(model_s, 4),
             "line": number,
             "id": obj.get("id"),
             "group": str(obj.get("group") or "all"),
@@ -227,6 +245,7 @@ def evaluate_grounding(
         "unparsable": sum(1 for i in items if i["status"] == "unparsable"),
         "no_point": sum(1 for i in items if i["status"] == "no_point"),
         "model_errors": sum(1 for i in items if i["status"] == "model_error"),
+        "mean_model_s": sum(i["model_s"] for i in items) / len(items),
         "groups": dict(sorted(groups.items())),
         "items": items,
     }
@@ -250,6 +269,7 @@ def format_grounding(report: Mapping[str, Any]) -> str:
     ]
     rows.append(["overall", str(report["total"]), str(report["hits"]), f"{100 * report['accuracy']:.1f}%"])
     extra = f"unparsable answers: {report['unparsable']}, answers without a point: {report['no_point']}"
+    extra += f", mean model time {report['mean_model_s']:.2f} s"
     if report["model_errors"]:
         extra += f", model errors: {report['model_errors']}"
     return _table(["group", "n", "hits", "accuracy"], rows) + "\n" + extra
@@ -357,6 +377,7 @@ def evaluate_steps(
     level: str = "high",
     dialect_options: Mapping[str, Any] | None = None,
     limit: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Ask for the next action of each recorded step and compare it with the recorded one.
 
@@ -393,14 +414,16 @@ def evaluate_steps(
         prepared.append((number, obj, goal, instruction, image, screen, truth, bbox, history))
 
     items: list[dict[str, Any]] = []
-    for number, obj, goal, instruction, image, screen, truth, bbox, history in prepared:
+    for number, obj, goal, instruction, image, screen, truth, bbox, history in _progress(
+        prepared, progress, "steps"
+    ):
         where = f"{path}:{number}"
         space = dialect.coordinate_space(screen)
         past = [PastStep(_history_call(h, space, where)) for h in history]
         query = f"{goal}\nNext step: {instruction}" if level == "low" and instruction else goal
         messages = dialect.messages(query, image, space, past)
         model.begin_episode(str(obj["id"]) if obj.get("id") is not None else None)
-        text, error = _ask(model, messages)
+        text, error, model_s = _ask(model, messages)
         predicted: Action | None = None
         status = "ok"
         if text is None:
@@ -425,6 +448,7 @@ def evaluate_steps(
                 "status": status,
                 "error": error,
                 "output": text,
+                "model_s": round(model_s, 4),
             }
         )
 
@@ -448,6 +472,7 @@ def evaluate_steps(
         "step_accuracy": sum(int(i["step_ok"]) for i in items) / n,
         "unparsable": sum(1 for i in items if i["status"] == "unparsable"),
         "model_errors": sum(1 for i in items if i["status"] == "model_error"),
+        "mean_model_s": sum(i["model_s"] for i in items) / n,
         "by_type": dict(sorted(by_type.items())),
         "items": items,
     }
@@ -466,7 +491,7 @@ def format_steps(report: Mapping[str, Any]) -> str:
             f"{100 * report['step_accuracy']:.1f}%",
         ]
     )
-    extra = f"unparsable answers: {report['unparsable']}"
+    extra = f"unparsable answers: {report['unparsable']}, mean model time {report['mean_model_s']:.2f} s"
     if report["model_errors"]:
         extra += f", model errors: {report['model_errors']}"
     return _table(["action", "n", "type acc", "step acc"], rows) + "\n" + extra

@@ -68,6 +68,10 @@ class ModelSource(Protocol):
 
     def episode_model(self, worker: int) -> ModelBackend: ...
 
+    def release(self, model: ModelBackend) -> None:
+        """The episode that got ``model`` is over."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -108,6 +112,9 @@ class SharedModel:
     def episode_model(self, worker: int) -> ModelBackend:
         return self._view
 
+    def release(self, model: ModelBackend) -> None:
+        """Shared: stays open until :meth:`close`."""
+
     def close(self) -> None:
         self.model.close()
 
@@ -124,6 +131,10 @@ class ModelPerEpisode:
 
     def episode_model(self, worker: int) -> ModelBackend:
         return self.factory()
+
+    def release(self, model: ModelBackend) -> None:
+        if model is not self._first:
+            model.close()
 
     def close(self) -> None:
         self._first.close()
@@ -478,6 +489,7 @@ class SuiteRunner:
         check: CheckOutcome | None = None
         setup_log: list[str] = []
         env: Environment | None = None
+        model: ModelBackend | None = None
         broken = False
         try:
             t0 = time.perf_counter()
@@ -545,6 +557,8 @@ class SuiteRunner:
                 check = evaluate(task.success, ctx)
                 phases["check_s"] = time.perf_counter() - t0
         except _Stopped:
+            if model is not None:
+                self.models.release(model)
             self._teardown(task, env)
             raise
         except _WorkerRetired:
@@ -560,6 +574,8 @@ class SuiteRunner:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             broken = True
+        if model is not None:
+            self.models.release(model)
         t0 = time.perf_counter()
         teardown_error = self._teardown(task, env)
         if task.teardown:

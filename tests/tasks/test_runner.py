@@ -399,3 +399,25 @@ def test_no_device_at_all_stops_the_run_unrecorded(tmp_path: Path, suite: Suite)
     assert read_results(out) == []
     outcome = run_suite(two, out, FakeSource(tmp_path / "d2"), replay_source(), settings())
     assert (outcome.ran, outcome.skipped) == (2, 0)
+
+
+def test_per_episode_models_are_closed_after_their_episode(
+    tmp_path: Path, suite: Suite, fake_source: FakeSource
+) -> None:
+    made: list[ReplayModel] = []
+    closed: list[ReplayModel] = []
+
+    class Counted(ReplayModel):
+        def close(self) -> None:
+            closed.append(self)
+
+    def factory() -> ReplayModel:
+        made.append(Counted(REPLAY, name="replay:test"))
+        return made[-1]
+
+    source = ModelPerEpisode(factory)
+    run_suite(suite.select(["answer", "note"]), tmp_path / "out", fake_source, source, settings(trials=2))
+    assert len(made) == 5  # one for describe(), one per episode
+    assert closed == made[1:]
+    source.close()
+    assert closed[-1] is made[0]
