@@ -34,7 +34,7 @@ from screenpilot.actions.types import (
 )
 from screenpilot.envs.android import apps as app_index
 from screenpilot.envs.android import text as typing_
-from screenpilot.envs.android.device import DEFAULT_RETRY, AndroidDevice, Command, RetryPolicy
+from screenpilot.envs.android.device import DEFAULT_RETRY, AndroidDevice, Command, RetryPolicy, command_line
 from screenpilot.envs.android.keys import keycode, keycode_name
 from screenpilot.envs.android.screen import (
     Display,
@@ -229,7 +229,7 @@ class AndroidEnv(Environment):
                 if x is None or y is None:
                     raise UnsupportedActionError("A phone has no cursor: click needs a coordinate.")
                 tap = ["input", "tap", str(x), str(y)]
-                self._input(tap if count == 1 else f"{_line(tap)}; {_line(tap)}")
+                self._input(tap if count == 1 else f"{command_line(tap)} && {command_line(tap)}")
             case Click(button=button):
                 raise UnsupportedActionError(
                     f"A phone has no {button} mouse button; use click or long_press."
@@ -270,13 +270,13 @@ class AndroidEnv(Environment):
             raise DeviceError(
                 "the connection dropped before the input command finished",
                 device=self.serial,
-                command=_line(command),
+                command=command_line(command),
             )
         if result.exit_code != 0 or output.startswith("Error") or "Exception" in output:
             raise DeviceError(
                 f"the device refused the input command: {output[:300] or f'exit {result.exit_code}'}",
                 device=self.serial,
-                command=_line(command),
+                command=command_line(command),
             )
 
     def _input_help(self) -> str:
@@ -422,7 +422,7 @@ class AndroidEnv(Environment):
             raise DeviceError(
                 f"could not launch {app.package}: {output.strip()[:300]}",
                 device=self.serial,
-                command=_line(command),
+                command=command_line(command),
             )
         return app
 
@@ -464,19 +464,13 @@ class AndroidEnv(Environment):
         return "\n".join(texts)
 
 
-def _line(command: Command) -> str:
-    from screenpilot.envs.android.device import command_line
-
-    return command_line(command)
-
-
 def _batched(commands: Sequence[Sequence[str]], limit: int = 3000) -> list[str]:
     """Join commands with ``&&`` into as few shell lines as fit ``limit`` (old adbd takes ~4 KB per request),
     saving a round trip per command while stopping at the first failure."""
     lines: list[str] = []
     current = ""
     for command in commands:
-        part = _line(command)
+        part = command_line(command)
         if current and len(current) + 4 + len(part) > limit:
             lines.append(current)
             current = ""
