@@ -1,0 +1,143 @@
+"""A scripted OpenAI-compatible server on loopback (stdlib only), for testing the server backend.
+
+Each POST to ``/v1/chat/completions`` takes the next scripted :class:`Reply` (or a plain completion of
+``default_text`` when the script is empty) and every request is kept, parsed, for the test to inspect.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    text: str = ""
+    body: str | None = None
+    """Raw body; when None, a chat completion answering ``text``."""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    stream: bool = False
+    """Answer as server-sent events, one per character group of ``text``, then usage and [DONE]."""
+    drop: bool = False
+    """Close the connection without answering."""
+
+
+def completion(text: str, prompt_tokens: int = 1234, completion_tokens: int = 17) -> dict[str, Any]:
+    return {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "model": "qwen",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+
+
+class ScriptedServer:
+    def __init__(self, models: tuple[str, ...] = ("Qwen/Qwen2.5-VL-7B-Instruct",)) -> None:
+        self.models = models
+        self.script: deque[Reply] = deque()
+        self.requests: list[Request] = []
+        self.default_text = (
+            '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "wait", "time": 1}}\n</tool_call>'
+        )
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _record(self, body: Any) -> None:
+                server.requests.append(Request(self.command, self.path, dict(self.headers.items()), body))
+
+            def _send(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._record(None)
+                if self.path == "/v1/models":
+                    data = [
+                        {"id": m, "object": "model", "root": m, "max_model_len": 32768} for m in server.models
+                    ]
+                    self._send(200, json.dumps({"object": "list", "data": data}))
+                else:
+                    self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                self._record(json.loads(raw) if raw else None)
+                reply = server.script.popleft() if server.script else Reply(text=server.default_text)
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if reply.stream and reply.status == 200:
+                    self._stream(reply.text)
+                    return
+                body = reply.body if reply.body is not None else json.dumps(completion(reply.text))
+                self._send(reply.status, body, reply.headers)
+
+            def _stream(self, text: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                pieces = [text[i : i + 5] for i in range(0, len(text), 5)]
+                events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
+                events += [{"choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
+                events.append(
+                    {"choices": [], "usage": {"prompt_tokens": 99, "completion_tokens": len(pieces)}}
+                )
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def posts(self) -> list[Request]:
+        return [r for r in self.requests if r.method == "POST"]

@@ -1,0 +1,238 @@
+"""The OpenAI-compatible server backend against a scripted HTTP server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from screenpilot.actions.coords import Size
+from screenpilot.actions.types import Click
+from screenpilot.agent.agent import Agent
+from screenpilot.agent.loop import Limits, run_episode
+from screenpilot.envs.fake import FakeEnv
+from screenpilot.errors import SetupError
+from screenpilot.model.base import Message, ModelBackend, ModelBackendError
+from screenpilot.model.openai_backend import OpenAIBackend, ServerError
+from screenpilot.model.qwen25vl import Qwen25VLDialect
+from tests.model.openai_server import Reply, ScriptedServer
+
+pytest.importorskip("httpx")
+
+FAST = {"backoff_s": 0.01, "backoff_max_s": 0.05}
+SCREEN = Size(1080, 2400)
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as s:
+        yield s
+
+
+def backend(server: ScriptedServer, **kwargs: object) -> OpenAIBackend:
+    options: dict = {"served_model": "qwen", **FAST}
+    options.update(kwargs)
+    return OpenAIBackend(server.url, **options)
+
+
+def prompt(goal: str = "Open the settings app") -> tuple[Qwen25VLDialect, list[Message]]:
+    dialect = Qwen25VLDialect("mobile_use")
+    space = dialect.coordinate_space(SCREEN)
+    return dialect, dialect.messages(goal, Image.new("RGB", tuple(SCREEN), (200, 30, 30)), space, [])
+
+
+def test_request_carries_the_dialects_exact_prompt_and_resized_png(server: ScriptedServer) -> None:
+    dialect, messages = prompt()
+    space = dialect.coordinate_space(SCREEN)
+    model = backend(server, api_key="sk-test", max_tokens=99)
+    try:
+        completion = model.complete(messages)
+    finally:
+        model.close()
+    (request,) = server.posts
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["Authorization"] == "Bearer sk-test"
+    body = request.json
+    assert body["model"] == "qwen" and body["temperature"] == 0.0 and body["max_tokens"] == 99
+    assert "tools" not in body and "stream" not in body
+    system, user = body["messages"]
+    assert system == {"role": "system", "content": dialect.system_prompt(space)}
+    assert user["role"] == "user"
+    text, image = user["content"]
+    assert text == {"type": "text", "text": dialect.user_text("Open the settings app", [])}
+    assert image["type"] == "image_url"
+    prefix = "data:image/png;base64,"
+    assert image["image_url"]["url"].startswith(prefix)
+    png = Image.open(io.BytesIO(base64.b64decode(image["image_url"]["url"][len(prefix) :])))
+    assert png.format == "PNG" and png.size == (1092, 2408) == tuple(space.model)
+    assert png.getpixel((500, 1200)) == (200, 30, 30)  # lossless
+    assert completion.text == server.default_text
+    assert completion.usage.prompt_tokens == 1234 and completion.usage.output_tokens == 17
+    assert completion.usage.total_s > 0
+
+
+def test_served_model_defaults_to_the_first_listed(server: ScriptedServer) -> None:
+    model = OpenAIBackend(server.url.removesuffix("/v1"), **FAST)  # a bare host:port gets /v1
+    try:
+        assert isinstance(model, ModelBackend)
+        assert model.served_model == "Qwen/Qwen2.5-VL-7B-Instruct"
+        assert model.base_url == server.url
+        model.complete(prompt()[1])
+        described = model.describe()
+    finally:
+        model.close()
+    assert server.requests[0].method == "GET" and server.requests[0].path == "/v1/models"
+    assert server.posts[0].json["model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert described["served_model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert described["server_model"] == {
+        "id": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "root": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "max_model_len": 32768,
+    }
+    assert "sk-" not in str(described)
+
+
+def test_503_then_200_is_retried(server: ScriptedServer) -> None:
+    server.script.extend([Reply(503, body='{"error": "loading"}'), Reply(200, text="ok")])
+    model = backend(server)
+    try:
+        assert model.complete(prompt()[1]).text == "ok"
+    finally:
+        model.close()
+    assert len(server.posts) == 2
+
+
+def test_429_waits_what_retry_after_asks(server: ScriptedServer) -> None:
+    server.script.extend(
+        [Reply(429, body="slow down", headers={"Retry-After": "0.3"}), Reply(200, text="ok")]
+    )
+    model = backend(server)
+    try:
+        t0 = time.perf_counter()
+        assert model.complete(prompt()[1]).text == "ok"
+        waited = time.perf_counter() - t0
+    finally:
+        model.close()
+    assert waited >= 0.3  # the exponential backoff alone would wait 0.01 s
+    assert len(server.posts) == 2
+
+
+def test_dropped_connection_is_retried(server: ScriptedServer) -> None:
+    server.script.extend([Reply(drop=True), Reply(200, text="ok")])
+    model = backend(server)
+    try:
+        assert model.complete(prompt()[1]).text == "ok"
+    finally:
+        model.close()
+
+
+def test_400_is_not_retried_and_quotes_the_server(server: ScriptedServer) -> None:
+    server.script.append(Reply(400, body='{"error": {"message": "max_tokens is too large: 99999"}}'))
+    model = backend(server)
+    try:
+        with pytest.raises(ServerError, match=r"HTTP 400.*max_tokens is too large") as info:
+            model.complete(prompt()[1])
+    finally:
+        model.close()
+    assert info.value.status == 400
+    assert isinstance(info.value, ModelBackendError)  # the loop ends the episode as model_error
+    assert len(server.posts) == 1
+
+
+def test_server_errors_stop_after_the_configured_attempts(server: ScriptedServer) -> None:
+    server.script.extend([Reply(500, body="boom")] * 5)
+    model = backend(server, attempts=3)
+    try:
+        with pytest.raises(ServerError, match=r"after 3 attempt\(s\): HTTP 500: boom"):
+            model.complete(prompt()[1])
+    finally:
+        model.close()
+    assert len(server.posts) == 3
+
+
+def test_connection_refused_is_retried_then_a_backend_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    model = OpenAIBackend(f"http://127.0.0.1:{port}/v1", served_model="qwen", attempts=3, **FAST)
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(ModelBackendError, match=r"after 3 attempt\(s\): ConnectError"):
+            model.complete(prompt()[1])
+        assert time.perf_counter() - t0 < 5
+    finally:
+        model.close()
+
+
+def test_unreachable_server_without_a_served_model_is_a_setup_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(SetupError, match=r"could not list the models.*--served-model"):
+        OpenAIBackend(f"http://127.0.0.1:{port}/v1", attempts=2, **FAST)
+
+
+def test_timeout_is_retried(server: ScriptedServer) -> None:
+    server.script.extend([Reply(200, text="late", delay_s=0.5), Reply(200, text="ok")])
+    model = backend(server, timeout=0.2)
+    try:
+        assert model.complete(prompt()[1]).text == "ok"
+    finally:
+        model.close()
+
+
+def test_answer_that_is_not_json_is_a_backend_error(server: ScriptedServer) -> None:
+    server.script.append(Reply(200, body="<html>proxy error</html>"))
+    model = backend(server)
+    try:
+        with pytest.raises(ServerError, match=r"not JSON.*proxy error"):
+            model.complete(prompt()[1])
+    finally:
+        model.close()
+
+
+def test_streaming_measures_time_to_first_token(server: ScriptedServer) -> None:
+    text = '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>'
+    server.script.append(Reply(200, text=text, stream=True))
+    model = backend(server, stream=True)
+    try:
+        completion = model.complete(prompt()[1])
+    finally:
+        model.close()
+    assert completion.text == text
+    assert server.posts[0].json["stream"] is True
+    assert completion.usage.prompt_tokens == 99
+    ttft = completion.usage.time_to_first_token_s
+    assert ttft is not None and 0 < ttft <= completion.usage.total_s
+
+
+def test_unknown_option_and_bad_url_are_setup_errors(server: ScriptedServer) -> None:
+    with pytest.raises(SetupError, match="unknown server backend option"):
+        backend(server, top_k=3)
+    with pytest.raises(SetupError, match="http://HOST:PORT/v1"):
+        OpenAIBackend("localhost:8000", served_model="qwen")
+
+
+def test_episode_through_the_server_taps_the_mapped_point(server: ScriptedServer) -> None:
+    click = '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [546, 1204]}}\n</tool_call>'
+    done = '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>'
+    server.script.extend([Reply(200, text=click), Reply(200, text=done)])
+    env = FakeEnv(SCREEN)
+    model = backend(server)
+    try:
+        episode = run_episode(
+            env, Agent(model, Qwen25VLDialect("mobile_use")), "Tap the middle", limits=Limits(max_steps=4)
+        )
+        records = [step.record for step in episode]
+    finally:
+        model.close()
+    assert episode.result is not None and episode.result.reason == "terminated"
+    assert env.executed == [Click(x=540, y=1200)]  # 546/1092*1080, 1204/2408*2400
+    assert records[0].usage[0].prompt_tokens == 1234
+    # The second prompt carries the first call as history.
+    assert "Step 1: " in server.posts[1].json["messages"][1]["content"][0]["text"]
