@@ -7,13 +7,16 @@ is on this mouse); points outside the screen are refused instead.
 
 Cleanup is layered so nothing outlives the sandbox: ``close()`` (also from ``with`` and the CLI's
 ``finally``, so Ctrl-C included), a ``weakref.finalize`` that runs at interpreter exit or when the object is
-dropped unclosed, and process groups, so helpers forked by the app or by ``xclip`` are stopped too.
+dropped unclosed, SIGTERM turned into ``SystemExit`` (when the program has no handler of its own) so those
+run on ``kill`` too, and process groups, so helpers forked by the app or by ``xclip`` are stopped as well.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
+import threading
 import time
 import weakref
 from typing import Any, ClassVar
@@ -25,6 +28,22 @@ from screenpilot.envs.desktop.processes import new_group_kwargs, stop_group, tai
 from screenpilot.envs.desktop.xvfb import DEFAULT_SIZE, XvfbDisplay
 from screenpilot.envs.settle import wait_until_stable
 from screenpilot.errors import DeviceError, MissingExtraError
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _make_sigterm_unwind() -> None:
+    """Turn SIGTERM into ``SystemExit`` so ``finally`` blocks and exit hooks run and stop the sandbox.
+
+    Only where nobody chose a SIGTERM handler (the default action kills without any cleanup, leaving the
+    X server behind) and only from the main thread, where Python allows installing handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def _shutdown(xvfb: XvfbDisplay, apps: list[subprocess.Popen[bytes]]) -> None:
@@ -73,6 +92,7 @@ class SandboxEnv(DesktopBase):
         self._check_open()
         if self._xvfb.running:
             return self._xvfb.name
+        _make_sigterm_unwind()
         name = self._xvfb.start()
         try:
             from Xlib import display as xdisplay

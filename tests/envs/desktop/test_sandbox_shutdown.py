@@ -1,0 +1,119 @@
+"""Nothing outlives a sandbox: Ctrl-C, SIGTERM or a plain exit of the program that started it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+DEMO = f"{sys.executable} -m screenpilot.envs.desktop.demo_app"
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Live (non-zombie) descendants of ``pid``: pid -> command name."""
+    parents: dict[int, tuple[int, str, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        parents[int(entry)] = (int(ppid), comm, state)
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, comm, state) in parents.items():
+            if ppid == parent and child not in found and state not in ("Z", "X"):
+                found[child] = comm
+                frontier.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def wait_ready(log: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and '"ready"' in log.read_text():
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the demo app never became ready")
+
+
+def start_cli(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    replay = tmp_path / "wait.jsonl"
+    call = {"name": "computer_use", "arguments": {"action": "wait", "time": 60}}
+    replay.write_text(json.dumps({"output": f"<tool_call>\n{json.dumps(call)}\n</tool_call>"}) + "\n")
+    log = tmp_path / "events.jsonl"
+    argv = ["run", "wait", "--env", "sandbox", "--app", f"{DEMO} --log {log}", "--model", f"replay:{replay}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "screenpilot", *argv, "--out", str(tmp_path / "run"), "--quiet"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, log
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_cli_stops_the_display_and_the_app(tmp_path: Path, sig: int, code: int) -> None:
+    proc, log = start_cli(tmp_path)
+    try:
+        wait_ready(log, proc)
+        children = descendants(proc.pid)
+        assert "Xvfb" in children.values()
+        assert any(name.startswith("python") for name in children.values())  # the demo app
+        time.sleep(0.2)  # into the 60 s wait
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, out
+    time.sleep(0.1)
+    assert [pid for pid in children if alive(pid)] == []
+
+
+def test_a_program_that_forgets_to_close_leaves_nothing_behind() -> None:
+    code = (
+        "from screenpilot.envs.desktop import SandboxEnv\n"
+        f"env = SandboxEnv(app={DEMO!r})\n"
+        "env.reset()\n"
+        "env.clipboard().set_text('ü')\n"
+        "import os; print(os.getpid(), flush=True)\n"
+        "input()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        children = descendants(proc.pid)
+        assert "Xvfb" in children.values()
+        proc.communicate("\n", timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    time.sleep(0.1)
+    assert [pid for pid in children if alive(pid)] == []
