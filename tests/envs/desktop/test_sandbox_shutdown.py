@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -48,6 +49,16 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
+def reap(pids: dict[int, str]) -> list[int]:
+    """The pids still alive; they are killed (with their groups) so a failing test leaves nothing behind."""
+    time.sleep(0.1)
+    left = [pid for pid in pids if alive(pid)]
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+    return left
+
+
 def wait_ready(log: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,9 +99,9 @@ def test_a_signal_to_the_cli_stops_the_display_and_the_app(tmp_path: Path, sig: 
     finally:
         if proc.poll() is None:
             proc.kill()
+    left = reap(children)
     assert proc.returncode == code, out
-    time.sleep(0.1)
-    assert [pid for pid in children if alive(pid)] == []
+    assert left == []
 
 
 def test_a_program_that_forgets_to_close_leaves_nothing_behind() -> None:
@@ -114,6 +125,6 @@ def test_a_program_that_forgets_to_close_leaves_nothing_behind() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+    left = reap(children)
     assert proc.returncode == 0
-    time.sleep(0.1)
-    assert [pid for pid in children if alive(pid)] == []
+    assert left == []
