@@ -207,6 +207,7 @@ def episode_view(
         "check": json.dumps(line.get("check"), indent=2, ensure_ascii=False)
         if line and line.get("check")
         else None,
+        "setup": [str(s) for s in run.meta.get("setup", [])],
         "steps": steps,
     }
 
@@ -282,6 +283,7 @@ def _bench_context(folder: Path, thumb: int) -> dict[str, Any]:
                     "result": None,
                     "line": line,
                     "check": None,
+                    "setup": [],
                     "steps": [],
                 }
             )

@@ -81,7 +81,9 @@ def test_android_example_suite_on_the_fake_phone(tmp_path: Path, phone: FakePhon
     (device,) = manifest["devices"]
     assert device["env"]["serial"] == "emulator-5554"
     assert (device["screen"], device["model_image"]) == ("1080x2400", "1092x2408")
-    assert (out / "report.html").exists()
+    report = (out / "report.html").read_text()
+    assert "$ svc wifi enable (" in report  # the setup log
+    assert "settings get global wifi_on: &#39;0&#39; == &#39;0&#39;" in report
 
 
 def test_android_check_fails_when_the_state_disagrees(tmp_path: Path, phone: FakePhone) -> None:
