@@ -223,14 +223,19 @@ def default_run_folder(root: Path = Path("runs")) -> Path:
 
 
 def make_settle(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The settle hook for the loop: poll the environment's screenshots until they stop changing."""
+    """The loop's settle hook: the environment's own ``settle`` (a faster capture path) where it has one,
+    else polling its observations until they stop changing."""
     if args.no_settle:
         return None
     from screenpilot.envs.base import Environment
     from screenpilot.envs.settle import wait_until_stable
 
     def settle(env: Environment) -> None:
-        wait_until_stable(lambda: env.observe().screenshot, timeout_s=args.settle_timeout)
+        own = getattr(env, "settle", None)
+        if callable(own):
+            own(timeout_s=args.settle_timeout)
+        else:
+            wait_until_stable(lambda: env.observe().screenshot, timeout_s=args.settle_timeout)
 
     return settle
 
