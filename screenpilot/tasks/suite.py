@@ -237,8 +237,11 @@ def _kind_of(value: Any, kinds: tuple[str, ...]) -> str | None:
     """The tag of a step or check: the first known kind key it has."""
     if isinstance(value, dict):
         keys = [k for k in kinds if k in value]
-    else:  # an already-built model
-        keys = [k for k in kinds if k in type(value).model_fields or f"{k}_" in type(value).model_fields]
+    elif isinstance(value, BaseModel):  # an already-built model
+        fields = type(value).model_fields
+        keys = [k for k in kinds if k in fields or f"{k}_" in fields]
+    else:
+        return None
     return keys[0] if keys else None
 
 
@@ -441,10 +444,22 @@ def _message(error: Any) -> str:
     if kind in ("union_tag_not_found", "union_tag_invalid"):
         kinds = STEP_KINDS if _is_step_loc(error["loc"]) else CHECK_KINDS
         return f"unknown kind; expected a mapping with one of: {', '.join(kinds)}"
+    last = error["loc"][-1] if error["loc"] else None
     if kind == "extra_forbidden":
-        return f"unknown key {error['loc'][-1]!r}"
+        kinds = STEP_KINDS if _is_step_loc(error["loc"]) else CHECK_KINDS
+        if last in kinds:
+            return f"{last!r} is a second kind in one mapping: give one kind each (combine checks with all/any)"
+        return f"unknown key {last!r}"
     if kind == "missing":
-        return f"missing required field {error['loc'][-1]!r}"
+        return f"missing required field {last!r}"
+    if kind in ("tuple_type", "list_type"):
+        return "expected a list"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "expected a mapping"
+    if kind == "too_short" and error.get("ctx", {}).get("actual_length") == 0:
+        return "must not be empty"
+    if kind == "string_pattern_mismatch" and last == "id":
+        return "task ids are letters, digits, '.', '_' and '-', starting with a letter or digit"
     msg = str(error["msg"])
     return msg.removeprefix("Value error, ")
 

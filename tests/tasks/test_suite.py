@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from screenpilot.errors import SetupError
 from screenpilot.tasks.suite import (
@@ -124,6 +126,10 @@ def test_unknown_key_and_missing_field_point_at_their_lines(tmp_path: Path) -> N
         ("success: {python: 'not a path'}", "expected module:function"),
         ("setup: [{reboot: now}]\n    success: {answer: {exact: a}}", "one of: shell, launch, push, sleep"),
         ("max_steps: 0\n    success: {answer: {exact: a}}", "greater than or equal to 1"),
+        ("success: {all: []}", "success.all: must not be empty"),
+        ("success: {shell: x, file: y, equals: z}", "'file' is a second kind in one mapping"),
+        ("success: {any: {answer: {exact: a}}}", "success.any: expected a list"),
+        ("success: [1]", "unknown kind; expected a mapping with one of"),
     ],
 )
 def test_invalid_values_are_reported_with_line(tmp_path: Path, body: str, fragment: str) -> None:
@@ -199,3 +205,42 @@ def test_unreadable_suite_is_a_setup_error(tmp_path: Path) -> None:
 def test_example_suites_are_valid(path: Path) -> None:
     suite = load_suite(path)
     assert suite.tasks
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=8))
+_KEYS = st.sampled_from(
+    [
+        "tasks",
+        "id",
+        "goal",
+        "env",
+        "success",
+        "setup",
+        "shell",
+        "answer",
+        "all",
+        "not",
+        "regex",
+        "push",
+        "android",
+        "x",
+    ]
+)
+_DATA = st.recursive(
+    _SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_KEYS, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.dictionaries(_KEYS, _DATA, max_size=3))
+def test_arbitrary_documents_give_suite_errors_never_crashes(tmp_path: Path, data: dict[str, object]) -> None:
+    import yaml
+
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump({"tasks": [data]}) if "tasks" not in data else yaml.safe_dump(data))
+    try:
+        load_suite(path, resolve_python=False)
+    except SuiteError as exc:
+        assert exc.problems and all(p.startswith(f"{path}:") for p in exc.problems)
