@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -75,6 +76,33 @@ class PointOutsideScreenError(ModelOutputError, ValueError):
 
 class FailSafeError(DeviceError):
     """pyautogui's fail-safe fired: someone moved the mouse into a screen corner to stop the agent."""
+
+
+@dataclass(frozen=True)
+class MonitorFrame:
+    """Where one monitor's screenshot lies on the desktop pyautogui moves in.
+
+    ``device`` is the screenshot's size in pixels; ``logical`` the monitor's size in the desktop's points
+    (half of it on a 2x Retina screen), placed at ``left, top`` (negative left of or above the primary).
+    """
+
+    left: int
+    top: int
+    device: Size
+    logical: Size
+
+    def to_logical(self, x: int, y: int) -> tuple[int, int]:
+        """The desktop point showing device pixel ``(x, y)``; points off this monitor are refused."""
+        w, h = self.device
+        if not (0 <= x < w and 0 <= y < h):
+            raise PointOutsideScreenError(f"The point ({x}, {y}) is outside the screen ({w}x{h}).")
+        # Floor, not round: the last pixel of a 2x screen must stay on this monitor.
+        return self.left + x * self.logical.width // w, self.top + y * self.logical.height // h
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Device pixels per logical point."""
+        return self.device.width / self.logical.width, self.device.height / self.logical.height
 
 
 @contextmanager
@@ -156,9 +184,8 @@ class DesktopBase(Environment):
         self._platform_module: ModuleType | None = None
         self._mss: Any = None
         self._region: dict[str, int] = {}
-        self._device = Size(0, 0)
+        self._frame = MonitorFrame(0, 0, Size(0, 0), Size(0, 0))
         self._logical = Size(0, 0)
-        self._scale = (1.0, 1.0)
         self._clipboard: Clipboard | None = None
 
     # -- connection -------------------------------------------------------------------------------------------
@@ -202,8 +229,12 @@ class DesktopBase(Environment):
         mon = monitors[self.monitor]
         self._region = {k: int(mon[k]) for k in ("left", "top", "width", "height")}
         first = self._grab()
-        self._device = Size(*first.size)
-        self._scale = (self._region["width"] / first.width, self._region["height"] / first.height)
+        self._frame = MonitorFrame(
+            self._region["left"],
+            self._region["top"],
+            Size(*first.size),
+            Size(self._region["width"], self._region["height"]),
+        )
 
     def _disconnect(self) -> None:
         if self._clipboard is not None:
@@ -240,8 +271,8 @@ class DesktopBase(Environment):
             info={
                 "display": self._display,
                 "monitor": self.monitor,
-                "origin": (self._region["left"], self._region["top"]),
-                "scale": self._scale,
+                "origin": (self._frame.left, self._frame.top),
+                "scale": self._frame.scale,
             },
         )
 
@@ -280,11 +311,7 @@ class DesktopBase(Environment):
 
     def _point(self, x: int, y: int) -> tuple[int, int]:
         """Device pixel -> logical desktop point, refusing points off this monitor."""
-        w, h = self._device
-        if not (0 <= x < w and 0 <= y < h):
-            raise PointOutsideScreenError(f"The point ({x}, {y}) is outside the screen ({w}x{h}).")
-        lx = self._region["left"] + round(x * self._scale[0])
-        ly = self._region["top"] + round(y * self._scale[1])
+        lx, ly = self._frame.to_logical(x, y)
         if self.failsafe and (lx, ly) in self._corners():
             # An action must not trip the user's emergency stop: stay one pixel off the corner.
             sw, sh = self._logical
@@ -494,8 +521,8 @@ class DesktopBase(Environment):
             "platform": self.platform,
             "display": self._display,
             "monitor": self.monitor,
-            "size": str(self._device) if self._device.width else None,
-            "scale": list(self._scale),
+            "size": str(self._frame.device) if self._frame.device.width else None,
+            "scale": list(self._frame.scale) if self._frame.device.width else None,
         }
 
 
