@@ -495,7 +495,9 @@ class SuiteRunner:
             t0 = time.perf_counter()
             env = slot.get(task)
             observation = env.reset()
-            setup_log = run_steps(task.setup, env, base_dir=self.suite.base_dir, phase="setup")
+            setup_log = run_steps(
+                task.setup, env, base_dir=self.suite.base_dir, phase="setup", wait=self.stop.wait
+            )
             if task.app and env.name != "sandbox":  # a sandbox starts its app itself at each reset
                 launch_app(env, task.app)
                 setup_log.append(f"launch {task.app}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from screenpilot.envs.base import Environment, SupportsFiles, SupportsShell
@@ -45,9 +45,17 @@ def _shell(env: Environment, command: str, timeout: float, *, check: bool, phase
 
 
 def run_steps(
-    steps: Sequence[SetupStep], env: Environment, *, base_dir: Path, phase: str = "setup"
+    steps: Sequence[SetupStep],
+    env: Environment,
+    *,
+    base_dir: Path,
+    phase: str = "setup",
+    wait: Callable[[float], object] = time.sleep,
 ) -> list[str]:
-    """Run ``steps`` in order; returns a log line per step. Raises :class:`TaskSetupError` on the first failure."""
+    """Run ``steps`` in order; returns a log line per step. Raises :class:`TaskSetupError` on the first failure.
+
+    ``wait`` does the ``sleep`` steps (the runner passes one that returns early when the run is stopped).
+    """
     log: list[str] = []
     for step in steps:
         t0 = time.perf_counter()
@@ -70,7 +78,7 @@ def run_steps(
                     ) from exc
                 what = f"push {step.push.local} -> {step.push.remote}"
             case SleepStep():
-                time.sleep(step.sleep)
+                wait(step.sleep)
                 what = f"sleep {step.sleep:g}"
             case _:
                 assert_never(step)

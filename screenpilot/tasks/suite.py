@@ -448,7 +448,9 @@ def _message(error: Any) -> str:
     if kind == "extra_forbidden":
         kinds = STEP_KINDS if _is_step_loc(error["loc"]) else CHECK_KINDS
         if last in kinds:
-            return f"{last!r} is a second kind in one mapping: give one kind each (combine checks with all/any)"
+            return (
+                f"{last!r} is a second kind in one mapping: give one kind each (combine checks with all/any)"
+            )
         return f"unknown key {last!r}"
     if kind == "missing":
         return f"missing required field {last!r}"
