@@ -141,3 +141,9 @@ def test_actions_are_drawn_where_they_happened() -> None:
     assert screen.getpixel((100, 200)) == (255, 255, 255)  # the original is untouched
     url = thumbnail_url(Image.new("RGB", (1080, 2400)), 240)
     assert url.startswith("data:image/jpeg;base64,")
+
+
+def test_report_of_a_run_with_no_finished_episode_yet(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"suite": {"name": "empty", "tasks": ["a"]}}))
+    html = render_report(tmp_path)
+    assert "screenpilot bench: empty" in html and "0 tasks, 0 episodes" in html
