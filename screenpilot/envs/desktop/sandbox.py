@@ -92,6 +92,13 @@ class SandboxEnv(DesktopBase):
         self._check_open()
         if self._xvfb.running:
             return self._xvfb.name
+        if self._mss is not None or self._xconn is not None:  # the display died under us: start afresh
+            self._disconnect()
+            with contextlib.suppress(Exception):
+                self._xconn.close()
+            self._xconn = None
+            self._stop_app()
+            self._xvfb.stop()
         _make_sigterm_unwind()
         name = self._xvfb.start()
         try:

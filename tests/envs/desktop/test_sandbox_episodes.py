@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,26 @@ def test_sandboxes_in_parallel_threads_keep_their_input_apart(tmp_path: Path) ->
         results = list(pool.map(work, range(3)))
     for i, texts in enumerate(results):
         assert texts[-1] == "".join(f"w{i}-{n}é a{i} " for n in range(3))
+
+
+def test_a_crashed_display_is_a_device_error_and_the_next_reset_starts_a_new_one(tmp_path: Path) -> None:
+    import signal
+
+    from screenpilot.actions.types import Click
+
+    log = tmp_path / "events.jsonl"
+    with SandboxEnv(app=f"{DEMO} --log {log}") as env:
+        env.reset()
+        xvfb_pid = env._xvfb.pid
+        assert xvfb_pid is not None
+        os.kill(xvfb_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while group_alive(xvfb_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(DeviceError):
+            env.observe()
+            env.execute(Click(x=10, y=10))
+        env.reset()
+        assert env._xvfb.pid != xvfb_pid
+        assert env.observe().screenshot.getpixel((300, 138)) == (255, 255, 255)  # the new app's entry
+        assert env.app_running
