@@ -147,3 +147,29 @@ def test_report_of_a_run_with_no_finished_episode_yet(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"suite": {"name": "empty", "tasks": ["a"]}}))
     html = render_report(tmp_path)
     assert "screenpilot bench: empty" in html and "0 tasks, 0 episodes" in html
+
+
+def test_report_for_a_screenpilot_run_folder(tmp_path: Path) -> None:
+    replay = tmp_path / "r.jsonl"
+    outputs = [
+        call(action="long_press", coordinate=[100, 100], time=1),
+        call(action="terminate", status="success"),
+    ]
+    replay.write_text("".join(json.dumps({"output": o}) + "\n" for o in outputs))
+    run_dir = tmp_path / "run"
+    args = [
+        "run",
+        "hold the icon",
+        "--env",
+        "fake",
+        "--screen-size",
+        "360x640",
+        "--model",
+        f"replay:{replay}",
+    ]
+    assert main([*args, "--out", str(run_dir), "--quiet", "--no-settle"]) == 0
+    assert main(["report", str(run_dir)]) == 0
+    html = (run_dir / "report.html").read_text()
+    assert "screenpilot run: hold the icon" in html
+    assert html.count('<img src="data:image/jpeg;base64,') == 2
+    assert "&#34;action&#34;: &#34;long_press&#34;" in html  # the parsed action, escaped JSON
