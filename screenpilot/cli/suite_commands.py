@@ -79,6 +79,12 @@ def register(
         choices=("mobile_use", "computer_use"),
         help="tool format (default: per line platform, else mobile)",
     )
+    g.add_argument(
+        "--bbox-format",
+        choices=("xyxy", "xywh"),
+        default="xyxy",
+        help="bbox as [x1, y1, x2, y2] (default) or [x, y, width, height] (ScreenSpot's files)",
+    )
     g.add_argument("--out", type=Path, help="write the results as JSON here")
     g.add_argument("--limit", type=_positive_int, help="evaluate only the first N lines")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -277,6 +283,7 @@ def cmd_eval_grounding(args: argparse.Namespace) -> int:
             dialect_options=wiring.dialect_options(args),
             limit=args.limit,
             progress=not args.no_progress,
+            box_format=args.bbox_format,
         )
     finally:
         model.close()

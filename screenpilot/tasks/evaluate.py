@@ -81,14 +81,17 @@ def _read_lines(path: Path, limit: int | None) -> list[tuple[int, dict[str, Any]
     return out
 
 
-def _box(value: Any, where: str) -> Box:
+def _box(value: Any, where: str, box_format: str = "xyxy") -> Box:
+    shape = "[x1, y1, x2, y2]" if box_format == "xyxy" else "[x, y, width, height]"
     if (
         not isinstance(value, (list, tuple))
         or len(value) != 4
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
-        raise SetupError(f"{where}: bbox must be [x1, y1, x2, y2] in image pixels, got {value!r}")
+        raise SetupError(f"{where}: bbox must be {shape} in image pixels, got {value!r}")
     x1, y1, x2, y2 = (float(v) for v in value)
+    if box_format == "xywh":
+        x2, y2 = x1 + x2, y1 + y2
     if x2 < x1 or y2 < y1:
         raise SetupError(f"{where}: bbox {value!r} has x2 < x1 or y2 < y1")
     return x1, y1, x2, y2
@@ -175,13 +178,17 @@ def evaluate_grounding(
     dialect_options: Mapping[str, Any] | None = None,
     limit: int | None = None,
     progress: bool = False,
+    box_format: str = "xyxy",
 ) -> dict[str, Any]:
     """Ask the model to click each instruction's target; a hit is a device point inside the target box.
 
     Data lines: ``image`` (relative to the data file), ``instruction``, ``bbox`` ``[x1, y1, x2, y2]`` in image
-    pixels, optional ``group``, ``platform`` (mobile/desktop/web) and ``id`` (passed to the model's
-    ``begin_episode``, so replay files can key answers by it).
+    pixels (``box_format="xywh"``: ``[x, y, width, height]``, as ScreenSpot's files have it), optional
+    ``group``, ``platform`` (mobile/desktop/web) and ``id`` (passed to the model's ``begin_episode``, so replay
+    files can key answers by it).
     """
+    if box_format not in ("xyxy", "xywh"):
+        raise SetupError(f"box format must be xyxy or xywh, got {box_format!r}")
     path = Path(data)
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
     lines = _read_lines(path, limit)
@@ -190,7 +197,7 @@ def evaluate_grounding(
         where = f"{path}:{number}"
         instruction = _text_field(obj, "instruction", where)
         assert instruction is not None
-        bbox = _box(obj.get("bbox"), where)
+        bbox = _box(obj.get("bbox"), where, box_format)
         image = _image(path.parent, obj.get("image"), where)
         dialect = Qwen25VLDialect(_grounding_tool(obj, tool), **options)
         space = dialect.coordinate_space(Size(*image.size))

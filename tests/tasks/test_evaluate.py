@@ -235,6 +235,35 @@ def test_grounding_cli(grounding_data: Path, tmp_path: Path, capsys: pytest.Capt
     assert json.loads(out.read_text())["hits"] == 2
     printed = capsys.readouterr().out
     assert "overall" in printed and "40.0%" in printed
+    xywh = write_jsonl(
+        tmp_path / "xywh.jsonl",
+        [
+            {
+                "id": "p-hit",
+                "image": str(grounding_data.parent / "img" / "phone.png"),
+                "instruction": "OK",
+                "bbox": [500, 1150, 100, 100],
+            }
+        ],
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "grounding",
+                str(xywh),
+                "--bbox-format",
+                "xywh",
+                "--model",
+                f"replay:{replay}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(out.read_text())["items"][0]["bbox"] == [500, 1150, 600, 1250]
+    assert json.loads(out.read_text())["hits"] == 1
     bad = write_jsonl(
         tmp_path / "bad.jsonl", [{"image": "nope.png", "instruction": "x", "bbox": [0, 0, 1, 1]}]
     )
