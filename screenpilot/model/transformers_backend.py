@@ -153,8 +153,9 @@ class TransformersBackend:
     Decoding ignores the checkpoint's sampling settings (pure greedy, ``repetition_penalty`` 1.0 unless
     given), so the same screen gives the same answer. Options: ``revision``, ``attn_implementation``
     (default ``sdpa``), ``cache_implementation`` (e.g. ``static``), ``repetition_penalty``,
-    ``cudnn_attention`` (default off: cuDNN's SDPA kernel builds a plan for every new sequence length, and an
-    agent's prompt length changes every step; measured on an H100 at +3-5 s for each new length).
+    ``cudnn_attention`` (default off with a dynamic cache: cuDNN's SDPA kernel builds plans for every new
+    sequence length, and an agent's prompt grows every step; measured on an H100 at +3-5 s for each new
+    length. A static cache has one shape and always keeps cuDNN).
     """
 
     def __init__(
@@ -401,7 +402,7 @@ class TransformersBackend:
                 "max_new_tokens": self.max_new_tokens,
                 "repetition_penalty": self.repetition_penalty,
                 "cache_implementation": self.cache_implementation,
-                "cudnn_attention": self.cudnn_attention,
+                "cudnn_attention": self.uses_cudnn_attention,
                 "stop": ["<|im_end|>", "<|endoftext|>"],
             },
             "min_pixels": self.min_pixels,
@@ -442,9 +443,24 @@ class TransformersBackend:
                     f"(expected {want[2]}x{want[1]}): its pixel limits differ from the dialect's"
                 )
 
+    @property
+    def uses_cudnn_attention(self) -> bool:
+        """Whether SDPA may pick cuDNN's kernel: on CUDA with a static cache, or when asked for.
+
+        cuDNN builds plans per shape: with a growing (dynamic) cache that costs seconds for every new prompt
+        length, while a static cache has one shape and decodes faster with it.
+        """
+        if self.attn_implementation != "sdpa" or not self.device.startswith("cuda"):
+            return False
+        static = self.cache_implementation is not None and "static" in self.cache_implementation
+        return self.cudnn_attention or static
+
     def _attention_kernels(self) -> contextlib.AbstractContextManager[Any]:
-        """SDPA without the cuDNN kernel on CUDA (see the class docstring), unless asked for."""
-        if self.cudnn_attention or self.attn_implementation != "sdpa" or not self.device.startswith("cuda"):
+        if (
+            self.uses_cudnn_attention
+            or self.attn_implementation != "sdpa"
+            or not self.device.startswith("cuda")
+        ):
             return contextlib.nullcontext()
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
