@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from screenpilot.actions.types import Click
+from screenpilot.envs.base import Environment
 from screenpilot.envs.desktop import SandboxEnv
 from screenpilot.envs.desktop.xvfb import XvfbDisplay
 
@@ -81,10 +83,30 @@ def demo_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[San
         env.close()
 
 
+#: A spot of the demo window outside every widget; a middle click there is the tests' barrier.
+SYNC_POINT = (695, 495)
+
+
+def sync(env: Environment, log: DemoLog) -> None:
+    """Wait until the app has handled everything sent so far, then count only later events.
+
+    X delivers a client's events in order, so once the app logs this click it has logged all before it.
+    """
+    log.mark()
+    env.execute(Click(x=SYNC_POINT[0], y=SYNC_POINT[1], button="middle"))
+    log.wait_event("release", button=2, x=SYNC_POINT[0], y=SYNC_POINT[1])
+    log.mark()
+
+
+@pytest.fixture
+def barrier() -> Callable[[Environment, DemoLog], None]:
+    return sync
+
+
 @pytest.fixture
 def sandbox_app(demo_sandbox: tuple[SandboxEnv, DemoLog]) -> tuple[SandboxEnv, DemoLog]:
     env, log = demo_sandbox
-    log.mark()
+    sync(env, log)
     return env, log
 
 

@@ -16,12 +16,12 @@ from screenpilot.errors import DeviceError, SetupError
 
 
 @pytest.fixture
-def desktop(test_display: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def desktop(test_display: Any, monkeypatch: pytest.MonkeyPatch, barrier: Any) -> Any:
     display, log = test_display
     monkeypatch.setenv("DISPLAY", display.name)
-    log.mark()
     env = DesktopEnv()
     env.reset()
+    barrier(env, log)
     yield env, display, log
     env.close()
 
