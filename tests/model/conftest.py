@@ -10,13 +10,11 @@ import pytest
 TEST_MIN_PIXELS = 4 * 28 * 28
 TEST_MAX_PIXELS = 200 * 28 * 28
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("tokenizers")
-
 
 @pytest.fixture(scope="session")
 def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for module in ("torch", "transformers", "tokenizers"):
+        pytest.importorskip(module)
     from tests.model.tiny_qwen import build_tiny_qwen25vl
 
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-qwen25vl"))
