@@ -57,8 +57,8 @@ class _FirstTokenTimer:
     ``generate`` pushes the prompt first, then each new token, so the second ``put`` is the first token.
     """
 
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
+    def __init__(self, start: float) -> None:
+        self.start = start
         self.first_token_at: float | None = None
         self._puts = 0
 
@@ -353,7 +353,7 @@ class TransformersBackend:
             needed = prompt_tokens + self.max_new_tokens
             generation_config = copy.copy(generation_config)
             generation_config.max_cache_len = -(-needed // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
-        timer = _FirstTokenTimer()
+        timer = _FirstTokenTimer(t0)  # from the call's start: processor, vision and prefill
         try:
             with torch.inference_mode(), self._attention_kernels():
                 output = self.model.generate(**inputs, generation_config=generation_config, streamer=timer)
