@@ -265,11 +265,18 @@ class TransformersBackend:
         return config
 
     def _load_processor(self, transformers: Any, source: str, hub_kwargs: dict[str, Any]) -> tuple[Any, bool]:
-        """The stock processor where torchvision is installed, the image-only one otherwise."""
+        """The stock processor where torchvision works, the image-only one otherwise.
+
+        torchvision may be installed yet unusable (built for another torch: ``torchvision::nms does not
+        exist``); that also falls back, since only its video half needs it.
+        """
         limits = {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
         try:
             if transformers.utils.is_torchvision_available():
-                return transformers.AutoProcessor.from_pretrained(source, **limits, **hub_kwargs), False
+                try:
+                    return transformers.AutoProcessor.from_pretrained(source, **limits, **hub_kwargs), False
+                except (ImportError, RuntimeError, AttributeError):
+                    pass
             from screenpilot.model.processor import load_image_only_processor
 
             return load_image_only_processor(source, **limits, **hub_kwargs), True
