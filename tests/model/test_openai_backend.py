@@ -236,3 +236,22 @@ def test_episode_through_the_server_taps_the_mapped_point(server: ScriptedServer
     assert records[0].usage[0].prompt_tokens == 1234
     # The second prompt carries the first call as history.
     assert "Step 1: " in server.posts[1].json["messages"][1]["content"][0]["text"]
+
+
+def test_retry_within_a_step_sends_the_bad_answer_and_the_error_as_text(server: ScriptedServer) -> None:
+    good = '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>'
+    server.script.extend([Reply(200, text="I think I should tap."), Reply(200, text=good)])
+    model = backend(server)
+    try:
+        env = FakeEnv(SCREEN)
+        agent = Agent(model, Qwen25VLDialect("mobile_use"), max_retries=1)
+        episode = run_episode(env, agent, "Finish", limits=Limits(max_steps=2))
+        list(episode)
+    finally:
+        model.close()
+    assert episode.result is not None and episode.result.reason == "terminated"
+    first, second = (p.json["messages"] for p in server.posts)
+    assert second[:2] == first
+    assert second[2] == {"role": "assistant", "content": "I think I should tap."}
+    assert second[3]["role"] == "user" and isinstance(second[3]["content"], str)
+    assert "No function call found" in second[3]["content"]
