@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import socket
+import sys
 import time
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from screenpilot.actions.types import Click
 from screenpilot.agent.agent import Agent
 from screenpilot.agent.loop import Limits, run_episode
 from screenpilot.envs.fake import FakeEnv
-from screenpilot.errors import SetupError
+from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.model.base import Message, ModelBackend, ModelBackendError
 from screenpilot.model.openai_backend import OpenAIBackend, ServerError
 from screenpilot.model.qwen25vl import Qwen25VLDialect
@@ -255,3 +256,9 @@ def test_retry_within_a_step_sends_the_bad_answer_and_the_error_as_text(server: 
     assert second[2] == {"role": "assistant", "content": "I think I should tap."}
     assert second[3]["role"] == "user" and isinstance(second[3]["content"], str)
     assert "No function call found" in second[3]["content"]
+
+
+def test_missing_httpx_names_the_server_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # what `import httpx` sees when it is not installed
+    with pytest.raises(MissingExtraError, match=r"screenpilot\[server\]"):
+        OpenAIBackend("http://127.0.0.1:8000/v1", served_model="qwen")

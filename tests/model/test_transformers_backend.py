@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from screenpilot.agent.agent import Agent
 from screenpilot.agent.loop import Limits, run_episode
 from screenpilot.agent.record import RunRecorder, load_run, record_episode
 from screenpilot.envs.fake import FakeEnv
-from screenpilot.errors import SetupError
+from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.model.base import (
     ImagePart,
     Message,
@@ -245,3 +246,12 @@ def test_episode_runs_end_to_end_and_records_raw_outputs(
     for step in run.steps:
         assert all(u.image_tokens == 189 for u in step.usage)
     assert run.meta["model"]["architecture"] == "Qwen2_5_VLForConditionalGeneration"
+
+
+def test_missing_torch_names_the_local_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # what `import torch` sees when it is not installed
+    with pytest.raises(MissingExtraError, match=r"screenpilot\[local\]") as info:
+        TransformersBackend(
+            "Qwen/Qwen2.5-VL-3B-Instruct", min_pixels=TEST_MIN_PIXELS, max_pixels=TEST_MAX_PIXELS
+        )
+    assert info.value.extra == "local" and info.value.package == "torch"
