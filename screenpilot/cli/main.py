@@ -114,7 +114,9 @@ def loop_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="screenpilot", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="screenpilot",
+        description="GUI agents on Android and desktops, driven by a locally hosted Qwen2.5-VL.",
+        epilog="Exit status: 0 success, 1 the episode (or parse) failed, 2 usage or setup error, 130 Ctrl-C.",
     )
     parser.add_argument("--version", action="version", version=f"screenpilot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
