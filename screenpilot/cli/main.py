@@ -62,6 +62,12 @@ def model_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--max-new-tokens", type=_positive_int, default=256, help="generation limit (default: 256)"
     )
+    g.add_argument(
+        "--cache-implementation",
+        choices=("dynamic", "static"),
+        default="dynamic",
+        help="local model KV cache; static compiles once (about a minute) and then decodes ~3x faster on a GPU",
+    )
     g.add_argument("--min-pixels", type=_positive_int, default=QWEN_MIN_PIXELS, help="image pixel floor")
     g.add_argument(
         "--max-pixels",

@@ -80,6 +80,7 @@ def build_model(args: argparse.Namespace) -> ModelBackend:
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
         max_new_tokens=args.max_new_tokens,
+        **({"cache_implementation": "static"} if args.cache_implementation == "static" else {}),
     )
 
 
