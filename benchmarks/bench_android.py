@@ -12,11 +12,9 @@ show what PNG costs once the image is not flat.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 from PIL import Image
+from timing import measure  # benchmarks/ is on sys.path when a script runs
 
 from screenpilot.actions.types import Click
 from screenpilot.envs.android import AndroidEnv
@@ -26,16 +24,6 @@ from screenpilot.envs.android.fake_server import (
     default_screen,
     encode_raw_screencap,
 )
-
-
-def measure(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
-    fn()  # warm up
-    samples = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1000, min(samples) * 1000
 
 
 def main() -> None:

@@ -11,25 +11,15 @@ a key combination, scrolling), plus the sandbox start and a settle after a click
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Callable
+
+from timing import measure  # benchmarks/ is on sys.path when a script runs
 
 from screenpilot.actions.coords import CoordinateSpace, Size
 from screenpilot.actions.types import Click, Key, Scroll, TypeText
 from screenpilot.envs.desktop import SandboxEnv
 from screenpilot.model.qwen25vl import Qwen25VLDialect
-
-
-def measure(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
-    fn()  # warm up
-    samples = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1000, min(samples) * 1000
 
 
 def main() -> None:

@@ -17,27 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from screenpilot import __version__
-from screenpilot.actions.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, Size
+from screenpilot.actions.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
 from screenpilot.actions.types import action_to_dict
 from screenpilot.cli import suite_commands, wiring
+from screenpilot.cli.argtypes import positive_int, screen_size
 from screenpilot.errors import ModelOutputError, ScreenpilotError, SetupError
-
-
-def _size(text: str) -> Size:
-    try:
-        return Size.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def model_options() -> argparse.ArgumentParser:
@@ -59,19 +43,17 @@ def model_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--dtype", default=None, help="torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)"
     )
-    g.add_argument(
-        "--max-new-tokens", type=_positive_int, default=256, help="generation limit (default: 256)"
-    )
+    g.add_argument("--max-new-tokens", type=positive_int, default=256, help="generation limit (default: 256)")
     g.add_argument(
         "--cache-implementation",
         choices=("dynamic", "static"),
         default="dynamic",
         help="local model KV cache; static compiles once (about a minute) and then decodes ~3x faster on a GPU",
     )
-    g.add_argument("--min-pixels", type=_positive_int, default=QWEN_MIN_PIXELS, help="image pixel floor")
+    g.add_argument("--min-pixels", type=positive_int, default=QWEN_MIN_PIXELS, help="image pixel floor")
     g.add_argument(
         "--max-pixels",
-        type=_positive_int,
+        type=positive_int,
         default=QWEN_MAX_PIXELS,
         help="image pixel cap; lower it (e.g. 1003520 = 1280*28*28) to trade grounding for speed",
     )
@@ -110,10 +92,10 @@ def env_options() -> argparse.ArgumentParser:
 def loop_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("episode")
-    g.add_argument("--max-steps", type=_positive_int, default=30, help="step budget (default: 30)")
+    g.add_argument("--max-steps", type=positive_int, default=30, help="step budget (default: 30)")
     g.add_argument("--max-seconds", type=float, default=None, help="time budget per episode")
     g.add_argument(
-        "--max-failed-steps", type=_positive_int, default=3, help="consecutive failed steps allowed"
+        "--max-failed-steps", type=positive_int, default=3, help="consecutive failed steps allowed"
     )
     return p
 
@@ -130,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     tool_parent = argparse.ArgumentParser(add_help=False)
     tool_parent.add_argument("--tool", choices=("mobile_use", "computer_use"), required=True)
     tool_parent.add_argument(
-        "--screen", type=_size, required=True, help="device screen size WxH, e.g. 1080x2400"
+        "--screen", type=screen_size, required=True, help="device screen size WxH, e.g. 1080x2400"
     )
-    tool_parent.add_argument("--min-pixels", type=_positive_int, default=QWEN_MIN_PIXELS)
-    tool_parent.add_argument("--max-pixels", type=_positive_int, default=QWEN_MAX_PIXELS)
+    tool_parent.add_argument("--min-pixels", type=positive_int, default=QWEN_MIN_PIXELS)
+    tool_parent.add_argument("--max-pixels", type=positive_int, default=QWEN_MAX_PIXELS)
     tool_parent.add_argument(
         "--answer-action", action="store_true", help="AndroidWorld variant with `answer`"
     )

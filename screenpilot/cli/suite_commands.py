@@ -10,20 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from screenpilot.actions.coords import Size
+from screenpilot.cli.argtypes import positive_int
 from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
 
 ParentFactory = Callable[[], argparse.ArgumentParser]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(
@@ -44,9 +35,9 @@ def register(
         "--out", type=Path, required=True, help="run folder; the same folder again resumes the run"
     )
     p.add_argument(
-        "--jobs", type=_positive_int, default=None, help="episodes at a time (default: one per --serial)"
+        "--jobs", type=positive_int, default=None, help="episodes at a time (default: one per --serial)"
     )
-    p.add_argument("--trials", type=_positive_int, default=1, help="trials per task (default: 1)")
+    p.add_argument("--trials", type=positive_int, default=1, help="trials per task (default: 1)")
     p.add_argument("--task", action="append", metavar="ID", help="run only this task (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="base seed, recorded in the manifest (default: 0)")
     p.add_argument("--force", action="store_true", help="resume even if the suite or model settings changed")
@@ -61,7 +52,7 @@ def register(
     p = sub.add_parser("report", help="write report.html for a bench folder or a single run folder")
     p.add_argument("folder", type=Path)
     p.add_argument("--output", type=Path, help="where to write (default: FOLDER/report.html)")
-    p.add_argument("--thumb", type=_positive_int, default=480, help="longest thumbnail side in pixels")
+    p.add_argument("--thumb", type=positive_int, default=480, help="longest thumbnail side in pixels")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("eval", help="offline evaluation on recorded screens (no device)")
@@ -86,7 +77,7 @@ def register(
         help="bbox as [x1, y1, x2, y2] (default) or [x, y, width, height] (ScreenSpot's files)",
     )
     g.add_argument("--out", type=Path, help="write the results as JSON here")
-    g.add_argument("--limit", type=_positive_int, help="evaluate only the first N lines")
+    g.add_argument("--limit", type=positive_int, help="evaluate only the first N lines")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_eval_grounding)
     s = evals.add_parser(
@@ -102,7 +93,7 @@ def register(
         help="high: the goal only; low: the goal plus the step's instruction",
     )
     s.add_argument("--out", type=Path, help="write the results as JSON here")
-    s.add_argument("--limit", type=_positive_int, help="evaluate only the first N lines")
+    s.add_argument("--limit", type=positive_int, help="evaluate only the first N lines")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_eval_steps)
 

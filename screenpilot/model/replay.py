@@ -7,13 +7,13 @@ trajectory's raw outputs, in order).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
 from screenpilot.errors import SetupError
+from screenpilot.jsonl import read_objects
 from screenpilot.model.base import Completion, Message, ModelBackendError, Usage
 
 
@@ -44,17 +44,9 @@ class ReplayModel:
                 (None, out) for step in run.steps for out in step.outputs
             ]
             return cls(answers, name=f"replay:{path}")
-        if not path.exists():
-            raise SetupError(f"replay file {path} does not exist")
         answers = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SetupError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict) or not isinstance(obj.get("output"), str):
+        for number, obj in read_objects(path):
+            if not isinstance(obj.get("output"), str):
                 raise SetupError(f'{path}:{number}: expected an object with an "output" string')
             task = obj.get("task")
             if task is not None and not isinstance(task, str):

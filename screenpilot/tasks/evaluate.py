@@ -41,6 +41,7 @@ from screenpilot.actions.types import (
     action_to_dict,
 )
 from screenpilot.errors import MissingExtraError, ModelOutputError, SetupError
+from screenpilot.jsonl import read_objects
 from screenpilot.model.base import ImagePart, Message, ModelBackend, ModelBackendError, TextPart
 from screenpilot.model.dialect import PastStep
 from screenpilot.model.qwen25vl import Qwen25VLDialect, ToolName
@@ -59,26 +60,10 @@ T = TypeVar("T")
 
 
 def _read_lines(path: Path, limit: int | None) -> list[tuple[int, dict[str, Any]]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SetupError(f"cannot read {path}: {exc.strerror}") from exc
-    out = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SetupError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict):
-            raise SetupError(f"{path}:{number}: expected a JSON object")
-        out.append((number, obj))
-        if limit is not None and len(out) >= limit:
-            break
-    if not out:
+    lines = read_objects(path, limit=limit)
+    if not lines:
         raise SetupError(f"{path} has no data lines")
-    return out
+    return lines
 
 
 def _box(value: Any, where: str, box_format: str = "xyxy") -> Box:
