@@ -189,3 +189,23 @@ def test_limits_are_validated():
         Limits(max_steps=0)
     with pytest.raises(ValueError):
         Limits(warn_repeats=5, stop_repeats=3)
+
+
+class ClampToTopHalf:
+    """A policy that edits taps in the lower half of the screen up into the top half."""
+
+    def review(self, action, *, step):
+        from screenpilot.agent.policy import Verdict
+
+        if isinstance(action, Click) and action.y is not None and action.y > 1200:
+            return Verdict("approve", action.model_copy(update={"y": 1200}), "clamped")
+        return Verdict("approve", action)
+
+
+def test_a_policy_may_edit_the_action(make_agent):
+    agent, _ = make_agent(call("click", coordinate=[100, 2000]), call("terminate", status="success"))
+    env = FakeEnv()
+    steps, _ = run(env, agent, policy=ClampToTopHalf())
+    assert env.executed == [Click(x=99, y=1200)]
+    record = steps[0].record.actions[0]
+    assert record.device["y"] == 1200 and record.model["y"] == 2000 and record.executed
