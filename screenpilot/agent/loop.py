@@ -175,7 +175,7 @@ def _steps(
     start = time.monotonic()
     totals = Timings()
     history: list[PastStep] = []
-    state: dict[str, Any] = {"answer": None}
+    answer: str | None = None
 
     def finish(status: Literal["success", "failure"], reason: EndReason, error: str | None = None) -> None:
         episode.result = EpisodeResult(
@@ -183,7 +183,7 @@ def _steps(
             status=status,
             reason=reason,
             steps=episode.steps,
-            answer=state["answer"],
+            answer=answer,
             error=error,
             duration_s=time.monotonic() - start,
             timings=totals,
@@ -261,14 +261,11 @@ def _steps(
             else:
                 history.append(PastStep(None, None, kept))
 
-            if outcome.end is not None:
-                status, reason, error = outcome.end
-                if outcome.answer is not None:
-                    state["answer"] = outcome.answer
-                finish(status, reason, error)
-                return
             if outcome.answer is not None:
-                state["answer"] = outcome.answer
+                answer = outcome.answer
+            if outcome.end is not None:
+                finish(*outcome.end)
+                return
 
             if outcome.failed:
                 failed_streak += 1

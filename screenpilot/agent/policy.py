@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TextIO
 
 from screenpilot.actions.types import Action, action_to_dict
-from screenpilot.errors import ScreenpilotError
 
 
 @dataclass(frozen=True)
@@ -36,10 +35,6 @@ class DryRun:
 
     def review(self, action: Action, *, step: int) -> Verdict:
         return Verdict("skip", action, "dry run")
-
-
-class EpisodeAborted(ScreenpilotError):
-    """A person stopped the episode from a confirmation prompt."""
 
 
 class Confirm:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from screenpilot import __version__
-from screenpilot.actions.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
+from screenpilot.actions.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateSpace
 from screenpilot.actions.types import action_to_dict
 from screenpilot.cli import suite_commands, wiring
 from screenpilot.cli.argtypes import positive_int, screen_size
 from screenpilot.errors import ModelOutputError, ScreenpilotError, SetupError
+from screenpilot.model.qwen25vl import Qwen25VLDialect
 
 
 def model_options() -> argparse.ArgumentParser:
@@ -159,16 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _dialect_for(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from screenpilot.model.qwen25vl import Qwen25VLDialect
-
-    return Qwen25VLDialect(
+def _space(args: argparse.Namespace) -> tuple[Qwen25VLDialect, CoordinateSpace]:
+    """The dialect and coordinate space for ``--tool``/``--screen`` and the pixel limits."""
+    dialect = Qwen25VLDialect(
         args.tool, min_pixels=args.min_pixels, max_pixels=args.max_pixels, answer_action=args.answer_action
     )
-
-
-def _space(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    dialect = _dialect_for(args)
     try:
         return dialect, dialect.coordinate_space(args.screen)
     except ValueError as exc:
@@ -235,7 +231,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from screenpilot.agent.loop import Limits, run_episode
     from screenpilot.agent.policy import ApproveAll, Confirm, DryRun, Policy
     from screenpilot.agent.record import RunRecorder, record_episode
-    from screenpilot.model.qwen25vl import Qwen25VLDialect
 
     try:
         limits = Limits(
