@@ -276,6 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_step = None if args.quiet else _print_step
         try:
             result = record_episode(episode, recorder, on_step)
+        except SetupError:
+            raise  # exit status 2, like any other setup error
         except ScreenpilotError as exc:
             print(f"screenpilot: error: {exc} (recorded in {out})", file=sys.stderr)
             return 1

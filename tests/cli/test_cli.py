@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,9 @@ from screenpilot.agent.record import load_run
 from tests.agent.replies import call
 
 
-def sp(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def sp(
+    *args: str, stdin: str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "screenpilot", *args],
         input=stdin,
@@ -22,6 +25,7 @@ def sp(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subproc
         text=True,
         timeout=120,
         cwd=cwd,
+        env=env,
     )
 
 
@@ -115,3 +119,13 @@ def test_run_dry_run_records_skipped_actions(tmp_path):
     out = sp("run", "x", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"), "--dry-run")
     assert out.returncode == 0
     assert load_run(tmp_path / "r").steps[0].actions[0].verdict == "skip"
+
+
+def test_desktop_without_a_display_is_a_setup_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    model = _replay(tmp_path, call("terminate", status="success"))
+    out = sp("run", "x", "--env", "desktop", "--model", model, "--out", str(tmp_path / "r"), env=env)
+    assert out.returncode == 2, out.stderr
+    assert (
+        "DISPLAY is not set" in out.stderr and "--env sandbox" in out.stderr and "Traceback" not in out.stderr
+    )
