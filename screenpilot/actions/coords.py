@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, assert_never
 
 from screenpilot.actions.types import (
     Action,
@@ -27,11 +27,6 @@ from screenpilot.actions.types import (
     Wait,
 )
 from screenpilot.errors import ScreenpilotError
-
-try:
-    from typing import assert_never
-except ImportError:  # Python 3.10
-    from typing_extensions import assert_never
 
 
 class Size(NamedTuple):

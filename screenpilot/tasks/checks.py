@@ -12,7 +12,7 @@ import shlex
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from screenpilot.agent.loop import EpisodeResult
 from screenpilot.envs.base import (
@@ -36,11 +36,6 @@ from screenpilot.tasks.suite import (
     Task,
     resolve_function,
 )
-
-try:
-    from typing import assert_never
-except ImportError:  # Python 3.10
-    from typing_extensions import assert_never
 
 
 class CheckError(ScreenpilotError):

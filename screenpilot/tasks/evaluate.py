@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 from PIL import Image
 
@@ -46,11 +46,6 @@ from screenpilot.model.base import ImagePart, Message, ModelBackend, ModelBacken
 from screenpilot.model.dialect import PastStep
 from screenpilot.model.qwen25vl import Qwen25VLDialect, ToolName
 from screenpilot.tasks.checks import normalize_text
-
-try:
-    from typing import assert_never
-except ImportError:  # Python 3.10
-    from typing_extensions import assert_never
 
 #: A click within this fraction of the screen (normalised distance) from the target point counts as a hit.
 CLICK_TOLERANCE = 0.14

@@ -13,7 +13,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -39,11 +39,6 @@ from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.tasks.manifest import MANIFEST
 from screenpilot.tasks.runner import RESULTS, SUMMARY, read_results
 from screenpilot.tasks.summary import format_table, summarize
-
-try:
-    from typing import assert_never
-except ImportError:  # Python 3.10
-    from typing_extensions import assert_never
 
 REPORT = "report.html"
 _MARK = (230, 30, 60)

@@ -6,15 +6,11 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import assert_never
 
 from screenpilot.envs.base import Environment, SupportsFiles, SupportsShell
 from screenpilot.errors import ScreenpilotError
 from screenpilot.tasks.suite import LaunchStep, PushStep, SetupStep, ShellStep, SleepStep
-
-try:
-    from typing import assert_never
-except ImportError:  # Python 3.10
-    from typing_extensions import assert_never
 
 
 class TaskSetupError(ScreenpilotError):

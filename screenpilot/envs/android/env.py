@@ -12,7 +12,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, assert_never
 
 from PIL import Image
 
@@ -47,11 +47,6 @@ from screenpilot.envs.android.screen import (
 from screenpilot.envs.base import Environment, Observation, Platform, ShellResult
 from screenpilot.envs.settle import SettleResult, wait_until_stable
 from screenpilot.errors import DeviceError, UnsupportedActionError
-
-try:
-    from typing import assert_never
-except ImportError:  # Python 3.10
-    from typing_extensions import assert_never
 
 CaptureMode = Literal["auto", "raw", "png"]
 TextRoute = Literal["auto", "input", "ime", "clipboard"]

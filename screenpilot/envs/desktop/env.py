@@ -26,7 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, assert_never
 
 from PIL import Image
 
@@ -59,11 +59,6 @@ from screenpilot.errors import (
     SetupError,
     UnsupportedActionError,
 )
-
-try:
-    from typing import assert_never
-except ImportError:  # Python 3.10
-    from typing_extensions import assert_never
 
 #: Serialises every use of pyautogui: its platform module and fail-safe switch are process-wide.
 _PYAUTOGUI_LOCK = threading.RLock()

@@ -25,9 +25,7 @@ def new_group_kwargs() -> dict[str, Any]:
     """Popen keyword arguments that make the child the leader of a new process group."""
     if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-    if sys.version_info >= (3, 11):
-        return {"process_group": 0}
-    return {"preexec_fn": os.setpgrp}  # pragma: no cover - Python 3.10
+    return {"process_group": 0}
 
 
 def _group_members_linux(pgid: int) -> bool | None:
