@@ -39,7 +39,9 @@ def model_options() -> argparse.ArgumentParser:
         "--api-key", default=os.environ.get("OPENAI_API_KEY"), help="server API key ($OPENAI_API_KEY)"
     )
     g.add_argument(
-        "--device", default=None, help="torch device for a local model (default: cuda if available)"
+        "--device",
+        default=None,
+        help="torch device for a local model (default: cuda if available; auto spreads the layers over all GPUs)",
     )
     g.add_argument(
         "--dtype", default=None, help="torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)"

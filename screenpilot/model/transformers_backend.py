@@ -191,7 +191,10 @@ class TransformersBackend:
         self.repetition_penalty = float(options.get("repetition_penalty", 1.0))
         self.cudnn_attention = bool(options.get("cudnn_attention", False))
 
+        # "auto" spreads the layers over every visible GPU (accelerate's device map), for checkpoints that do
+        # not fit on one (72B in bf16 needs about 150 GB).
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._on_gpu = self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())
         self.dtype = self._pick_dtype(dtype)
         self.local_dir = self._local_dir(model_id)
         hub_kwargs: dict[str, Any] = {"revision": self.revision} if self.revision else {}
@@ -222,7 +225,7 @@ class TransformersBackend:
     # -- loading ----------------------------------------------------------------------------------------------
     def _pick_dtype(self, dtype: str | None) -> str:
         if dtype is None or dtype == "auto":
-            if self.device.startswith("cuda"):
+            if self._on_gpu:
                 return "bfloat16" if self._torch.cuda.is_bf16_supported() else "float16"
             return "float32"
         name = _DTYPES.get(dtype.lower().removeprefix("torch."))
@@ -286,15 +289,18 @@ class TransformersBackend:
     def _load_model(self, transformers: Any, source: str, config: Any, hub_kwargs: dict[str, Any]) -> Any:
         cls = getattr(transformers, ARCHITECTURES[config.model_type])
         torch_dtype = getattr(self._torch, self.dtype)
+        placement = self._placement()
         try:
             model = cls.from_pretrained(
                 source,
                 config=config,
                 dtype=torch_dtype,
                 attn_implementation=self.attn_implementation,
+                **placement,
                 **hub_kwargs,
             )
-            model.to(self.device)
+            if not placement:
+                model.to(self.device)
         except (OSError, RuntimeError, MemoryError) as exc:
             if self.local_dir is not None and not _is_out_of_memory(exc):
                 raise SetupError(
@@ -306,6 +312,19 @@ class TransformersBackend:
             raise SetupError(f"could not set up {self.name}: {_first_line(exc)}") from exc
         model.eval()
         return model
+
+    def _placement(self) -> dict[str, Any]:
+        """Where the weights go as they load: straight onto the GPU (no full copy in CPU memory first) when
+        accelerate is there, spread over all GPUs for ``auto``; an empty dict means load, then ``.to()``."""
+        try:
+            import accelerate  # noqa: F401
+        except ImportError:
+            if self.device == "auto":
+                raise MissingExtraError("local", "accelerate", "--device auto") from None
+            return {}
+        if self.device == "cpu":
+            return {}
+        return {"device_map": self.device}
 
     def _setup_tokens(self) -> None:
         tokenizer = self.processor.tokenizer
@@ -354,7 +373,7 @@ class TransformersBackend:
         input_ids = inputs["input_ids"]
         prompt_tokens = int(input_ids.shape[1])
         image_tokens = int((input_ids == self.image_token_id).sum())
-        inputs = inputs.to(self.device)
+        inputs = inputs.to(self._model.device)
         generation_config = self._generation_config
         if self.cache_implementation is not None and "static" in self.cache_implementation:
             needed = prompt_tokens + self.max_new_tokens
@@ -457,17 +476,13 @@ class TransformersBackend:
         cuDNN builds plans per shape: with a growing (dynamic) cache that costs seconds for every new prompt
         length, while a static cache has one shape and decodes faster with it.
         """
-        if self.attn_implementation != "sdpa" or not self.device.startswith("cuda"):
+        if self.attn_implementation != "sdpa" or not self._on_gpu:
             return False
         static = self.cache_implementation is not None and "static" in self.cache_implementation
         return self.cudnn_attention or static
 
     def _attention_kernels(self) -> contextlib.AbstractContextManager[Any]:
-        if (
-            self.uses_cudnn_attention
-            or self.attn_implementation != "sdpa"
-            or not self.device.startswith("cuda")
-        ):
+        if self.uses_cudnn_attention or self.attn_implementation != "sdpa" or not self._on_gpu:
             return contextlib.nullcontext()
         from torch.nn.attention import SDPBackend, sdpa_kernel
 

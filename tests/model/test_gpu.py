@@ -42,3 +42,20 @@ def test_cuda_bf16_by_default_and_same_answer_as_cpu(
         assert 0 < first.usage.time_to_first_token_s <= first.usage.total_s
     finally:
         gpu.close()
+
+
+def test_device_auto_places_the_layers_on_the_gpus(tmp_path: Path) -> None:
+    pytest.importorskip("accelerate")
+    folder = build_tiny_qwen25vl(tmp_path / "tiny", chain=["Ċ", "<tool_call>", "</tool_call>", "<|im_end|>"])
+    dialect = Qwen25VLDialect(min_pixels=TEST_MIN_PIXELS, max_pixels=TEST_MAX_PIXELS)
+    space = dialect.coordinate_space(Size(1080, 2400))
+    messages = dialect.messages("Open settings", Image.new("RGB", (1080, 2400), "white"), space, [])
+    backend = TransformersBackend(
+        str(folder), device="auto", min_pixels=TEST_MIN_PIXELS, max_pixels=TEST_MAX_PIXELS, max_new_tokens=16
+    )
+    try:
+        assert backend.describe()["dtype"] == "bfloat16"
+        assert {p.device.type for p in backend.model.parameters()} == {"cuda"}
+        assert backend.complete(messages).text == "<tool_call></tool_call>"
+    finally:
+        backend.close()

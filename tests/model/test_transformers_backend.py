@@ -255,3 +255,28 @@ def test_missing_torch_names_the_local_extra(monkeypatch: pytest.MonkeyPatch) ->
             "Qwen/Qwen2.5-VL-3B-Instruct", min_pixels=TEST_MIN_PIXELS, max_pixels=TEST_MAX_PIXELS
         )
     assert info.value.extra == "local" and info.value.package == "torch"
+
+
+def test_device_auto_needs_accelerate(tiny_qwen_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from screenpilot.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "accelerate", None)
+    with pytest.raises(MissingExtraError, match=r"accelerate.*screenpilot\[local\]"):
+        backend_for(tiny_qwen_dir, device="auto")
+
+
+def test_device_auto_without_a_gpu_loads_on_the_cpu(tiny_qwen_dir: Path) -> None:
+    pytest.importorskip("accelerate")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("covered by the gpu tests")
+    backend = backend_for(tiny_qwen_dir, device="auto")
+    try:
+        assert backend.describe()["dtype"] == "float32"
+        assert {p.device.type for p in backend.model.parameters()} == {"cpu"}
+        assert backend.complete(prompt_for()).usage.output_tokens
+    finally:
+        backend.close()
