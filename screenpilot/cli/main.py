@@ -20,7 +20,7 @@ from screenpilot import __version__
 from screenpilot.actions.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateSpace
 from screenpilot.actions.types import action_to_dict
 from screenpilot.cli import suite_commands, wiring
-from screenpilot.cli.argtypes import positive_int, screen_size
+from screenpilot.cli.argtypes import non_negative_int, positive_int, screen_size
 from screenpilot.errors import ModelOutputError, ScreenpilotError, SetupError
 from screenpilot.model.qwen25vl import Qwen25VLDialect
 
@@ -66,8 +66,16 @@ def model_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--reasoning", action="store_true", help="ask for <thinking>/<conclusion> around each call"
     )
-    g.add_argument("--keep-images", type=int, default=0, metavar="N", help="also show the last N screenshots")
-    g.add_argument("--max-retries", type=int, default=2, help="re-asks per step after an unusable answer")
+    g.add_argument(
+        "--keep-images",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="also show the last N screenshots",
+    )
+    g.add_argument(
+        "--max-retries", type=non_negative_int, default=2, help="re-asks per step after an unusable answer"
+    )
     return p
 
 
@@ -80,7 +88,9 @@ def env_options() -> argparse.ArgumentParser:
     )
     g.add_argument("--monitor", type=int, default=1, help="desktop monitor number, 1 = primary (default: 1)")
     g.add_argument(
-        "--screen-size", help="sandbox/fake screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)"
+        "--screen-size",
+        type=screen_size,
+        help="sandbox/fake screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)",
     )
     g.add_argument("--app", help="sandbox: command to launch on the virtual display, e.g. 'xterm'")
     g.add_argument(
@@ -238,8 +248,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         limits = Limits(
             max_steps=args.max_steps, max_seconds=args.max_seconds, max_failed_steps=args.max_failed_steps
         )
-        if args.keep_images < 0 or args.max_retries < 0:
-            raise ValueError("--keep-images and --max-retries must be >= 0")
     except ValueError as exc:
         raise SetupError(str(exc)) from exc
     policy: Policy = DryRun() if args.dry_run else Confirm() if args.confirm else ApproveAll()

@@ -26,7 +26,7 @@ def build_env(args: argparse.Namespace) -> Environment:
     if name == "fake":
         from screenpilot.envs.fake import FakeEnv
 
-        return FakeEnv(Size.parse(args.screen_size) if args.screen_size else Size(1080, 2400))
+        return FakeEnv(args.screen_size or Size(1080, 2400))
     if name == "android":
         try:
             from screenpilot.envs.android import AndroidEnv
@@ -47,7 +47,7 @@ def build_env(args: argparse.Namespace) -> Environment:
             from screenpilot.envs.desktop import SandboxEnv
         except ImportError as exc:
             raise _missing(exc, "desktop", "--env sandbox") from exc
-        size = Size.parse(args.screen_size) if args.screen_size else Size(1280, 800)
+        size = args.screen_size or Size(1280, 800)
         return SandboxEnv(size=size, app=args.app)
     raise SetupError(f"unknown environment {name!r}; choose one of {', '.join(ENV_NAMES)}")
 

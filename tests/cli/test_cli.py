@@ -73,6 +73,9 @@ def test_parse_failure_is_one_line_and_exit_1():
         (["run", "t", "--env", "fake", "--model", "replay:/nonexistent.jsonl"], "does not exist"),
         (["run", "t", "--env", "fake", "--model", "replay:x", "--max-steps", "0"], "at least 1"),
         (["parse", "--tool", "mobile_use", "--screen", "big"], "expected a size"),
+        (["run", "t", "--env", "sandbox", "--screen-size", "abc", "--model", "replay:x"], "expected a size"),
+        (["run", "t", "--env", "fake", "--model", "replay:x", "--keep-images", "-1"], "must be 0 or more"),
+        (["run", "t", "--env", "fake", "--model", "replay:x", "--max-retries", "-1"], "must be 0 or more"),
     ],
 )
 def test_usage_and_setup_errors_exit_2_without_traceback(args, message):
