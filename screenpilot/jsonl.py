@@ -18,7 +18,8 @@ def read_objects(path: Path, *, limit: int | None = None) -> list[tuple[int, dic
     except OSError as exc:
         raise SetupError(f"cannot read {path}: {exc.strerror}") from exc
     out: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only \n ends a line: str.splitlines() would also split inside values at U+2028, U+0085 and the like.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -31,13 +31,15 @@ def wait_until_stable(
     timeout_s: float = 3.0,
     interval_s: float = 0.1,
     stable_frames: int = 2,
-    min_wait_s: float = 0.0,
+    min_wait_s: float = 0.3,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SettleResult:
     """Poll ``grab`` until ``stable_frames`` consecutive frames have the same digest, or the timeout passes.
 
-    Bounded: returns after ``timeout_s`` at the latest, with ``stable=False``.
+    ``min_wait_s`` comes first: many apps start redrawing 100-300 ms after an input, and two equal frames taken
+    before that would be the old screen. Bounded: returns after ``max(timeout_s, min_wait_s)`` at the latest,
+    with ``stable=False``.
     """
     start = clock()
     if min_wait_s > 0:

@@ -105,3 +105,13 @@ def test_replay_file_errors_name_the_line(tmp_path, content, message):
     f.write_text('{"output": "ok"}\n' + content, encoding="utf-8")
     with pytest.raises(SetupError, match=rf"r.jsonl:2: .*{message}"):
         ReplayModel.from_path(f)
+
+
+def test_replay_file_with_unicode_line_separators_in_an_answer(tmp_path):
+    f = tmp_path / "r.jsonl"
+    answer = "<tool_call>\n" + json.dumps(
+        {"name": "mobile_use", "arguments": {"action": "type", "text": "a\u2028b\u0085c"}}, ensure_ascii=False
+    )
+    f.write_text(json.dumps({"output": answer}, ensure_ascii=False) + "\n", encoding="utf-8")
+    model = ReplayModel.from_path(f)
+    assert model.complete([]).text == answer
