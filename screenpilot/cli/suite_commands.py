@@ -136,8 +136,7 @@ def build_task_env(args: argparse.Namespace, task: Any, worker: int) -> Environm
             from screenpilot.envs.desktop import SandboxEnv
         except ImportError as exc:
             raise _missing(exc, "desktop", "--env sandbox") from exc
-        size = Size.parse(args.screen_size) if args.screen_size else Size(1280, 800)
-        return SandboxEnv(size=size, app=task.app or args.app)
+        return SandboxEnv(size=args.screen_size or Size(1280, 800), app=task.app or args.app)
     from screenpilot.cli import wiring
 
     return wiring.build_env(args)

@@ -173,3 +173,37 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
         f"t{i}" for i in range(6)
     ]
     assert f"{6 - len(done)} episodes run, {len(done)} already done" in finished.stderr
+
+
+def test_bench_sandbox_takes_the_parsed_screen_size() -> None:
+    from screenpilot.actions.coords import Size
+    from screenpilot.cli.main import build_parser
+    from screenpilot.cli.suite_commands import build_task_env
+    from screenpilot.tasks.suite import Task
+
+    args = build_parser().parse_args(
+        [
+            "bench",
+            "s.yaml",
+            "--env",
+            "sandbox",
+            "--screen-size",
+            "640x480",
+            "--model",
+            "replay:x",
+            "--out",
+            "o",
+        ]
+    )
+    task = Task(id="t", goal="g", env="sandbox", success={"answer": {"exact": "x"}})
+    env = build_task_env(args, task, 0)
+    try:
+        assert env.size == Size(640, 480)  # type: ignore[attr-defined]
+    finally:
+        env.close()
+    args.screen_size = None
+    env = build_task_env(args, task, 0)
+    try:
+        assert env.size == Size(1280, 800)  # type: ignore[attr-defined]
+    finally:
+        env.close()
