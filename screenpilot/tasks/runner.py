@@ -177,18 +177,20 @@ def episode_dir(out: Path, task_id: str, trial: int) -> Path:
 
 
 def read_results(out: Path) -> list[dict[str, Any]]:
-    """Finished episodes of a run folder; a torn last line (the process died while writing it) is dropped."""
+    """Finished episodes of a run folder (the latest line of each task and trial).
+
+    Only ``"\n"`` ends a line: the lines are written with ``ensure_ascii=False``, so a result field may hold
+    U+2028, U+2029 or U+0085, which ``str.splitlines`` would also split at. A torn last line (the process died
+    while writing it, so no newline ends it) is ignored; the file is never changed here (see
+    :func:`repair_results`).
+    """
     path = out / RESULTS
     if not path.exists():
         return []
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):  # cut the torn tail so the next append starts a clean line
-        keep = raw[: raw.rfind(b"\n") + 1]
-        with open(path, "wb") as fh:
-            fh.write(keep)
-        raw = keep
+    lines = path.read_bytes().decode("utf-8").split("\n")
+    lines.pop()  # what follows the last newline: nothing, or a torn line
     latest: dict[tuple[str, int], dict[str, Any]] = {}
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -197,6 +199,20 @@ def read_results(out: Path) -> list[dict[str, Any]]:
         except (ValueError, KeyError, TypeError) as exc:
             raise SetupError(f"{path}:{number}: not a result line ({exc})") from exc
     return list(latest.values())
+
+
+def repair_results(out: Path) -> None:
+    """Cut a torn last line off ``results.jsonl`` so the next append starts a clean line. Only the runner,
+    which is about to append, calls this."""
+    path = out / RESULTS
+    if not path.exists():
+        return
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(raw.rfind(b"\n") + 1)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 class _Stopped(Exception):
@@ -343,6 +359,7 @@ class SuiteRunner:
             },
             force=settings.force,
         )
+        repair_results(self.out)
         finished = {(r["task"], int(r["trial"])) for r in read_results(self.out)}
         pending: queue.Queue[tuple[Task, int]] = queue.Queue()
         total = 0

@@ -207,3 +207,71 @@ def test_bench_sandbox_takes_the_parsed_screen_size() -> None:
         assert env.size == Size(1280, 800)  # type: ignore[attr-defined]
     finally:
         env.close()
+
+
+def _bench_args(tmp_path: Path, suite_text: str, replay_lines: list[dict[str, str]]) -> list[str]:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(suite_text)
+    replay = tmp_path / "r.jsonl"
+    replay.write_text("".join(json.dumps(line) + "\n" for line in replay_lines))
+    args = ["bench", str(suite), "--env", "fake", "--screen-size", "360x640", "--answer-action"]
+    return [*args, "--model", f"replay:{replay}", "--out", str(tmp_path / "out"), "--no-progress"]
+
+
+def _call(**arguments: object) -> str:
+    return "<tool_call>\n" + json.dumps({"name": "mobile_use", "arguments": arguments}) + "\n</tool_call>"
+
+
+def test_line_separators_in_an_answer_keep_the_bench_folder_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from screenpilot.tasks.runner import read_results
+
+    answer = "first\u2028second\u2029third\x85end"
+    args = _bench_args(
+        tmp_path,
+        "tasks:\n  - {id: ask, goal: g, env: android, success: {answer: {regex: '^first'}}}\n",
+        [{"output": _call(action="answer", text=answer)}],
+    )
+    out = tmp_path / "out"
+    assert main(args) == 0
+    raw = (out / "results.jsonl").read_text(encoding="utf-8")
+    assert "\u2028" in raw  # written as is, not escaped
+    (line,) = read_results(out)
+    assert (line["answer"], line["success"]) == (answer, True)
+    assert json.loads((out / "summary.json").read_text())["overall"]["successes"] == 1
+    assert main(["report", str(out)]) == 0
+    assert "second" in (out / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(args) == 0  # resume: nothing left to run
+    assert "0 episodes run, 1 already done" in capsys.readouterr().err
+
+
+def test_report_never_rewrites_results_with_a_torn_last_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from screenpilot.tasks.runner import read_results
+
+    args = _bench_args(
+        tmp_path,
+        "tasks:\n"
+        "  - {id: a, goal: g, env: android, success: {answer: {exact: x}}}\n"
+        "  - {id: b, goal: g, env: android, success: {answer: {exact: x}}}\n",
+        [{"output": _call(action="answer", text="x")}],
+    )
+    out = tmp_path / "out"
+    assert main([*args, "--task", "a"]) == 0
+    results = out / "results.jsonl"
+    torn = results.read_bytes() + b'{"task": "b", "trial": 1, "succ'
+    results.write_bytes(torn)
+    assert [r["task"] for r in read_results(out)] == ["a"]
+    assert main(["report", str(out)]) == 0
+    assert results.read_bytes() == torn  # a reader leaves the file alone
+    assert "a / trial 1" in (out / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    # The runner, about to append, cuts the torn line and runs the episode.
+    assert main([*args, "--force"]) == 0
+    assert "1 episodes run, 1 already done" in capsys.readouterr().err
+    text = results.read_text()
+    assert text.endswith("\n") and "succ\n" not in text and "succ{" not in text
+    assert sorted(r["task"] for r in read_results(out)) == ["a", "b"]
