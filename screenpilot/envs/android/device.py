@@ -12,6 +12,7 @@ growing buffer; adbutils' own ``shell()`` opens a second connection for the serv
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import socket
@@ -46,6 +47,61 @@ def _adbutils() -> Any:
     except ImportError as exc:
         raise MissingExtraError("android", "adbutils", "The Android environment") from exc
     return adbutils
+
+
+class ServerUnreachableError(ConnectionError):
+    """No ADB server answers at the address. screenpilot never starts one (``adb start-server``) itself."""
+
+    def __init__(self, host: str, port: int, reason: object) -> None:
+        super().__init__(f"cannot reach the ADB server at {host}:{port} ({reason})")
+        self.host = host
+        self.port = port
+
+
+def connect_to_server(host: str, port: int, timeout_s: float | None) -> socket.socket:
+    """A TCP connection to the ADB server, or ServerUnreachableError; never spawns a server."""
+    try:
+        return socket.create_connection((host, port), timeout=timeout_s or 10.0)
+    except OSError as exc:
+        raise ServerUnreachableError(host, port, exc.strerror or str(exc) or type(exc).__name__) from exc
+
+
+@functools.cache
+def _client_class() -> Any:
+    """adbutils' client over connections screenpilot opens itself.
+
+    adbutils' own connection runs ``adb start-server`` (on the default port, whatever port was asked) when
+    a connect fails, leaving a daemon behind; a server that is not there is reported instead.
+    """
+    adb = _adbutils()
+    base_connection: Any = adb.AdbConnection
+    base_client: Any = adb.AdbClient
+
+    class Connection(base_connection):
+        def __init__(self, host: str, port: int, timeout_s: float | None) -> None:
+            self._address = (host, port)
+            self._connect_timeout_s = timeout_s
+            super().__init__(host, port)
+
+        def _safe_connect(self) -> socket.socket:
+            return connect_to_server(*self._address, self._connect_timeout_s)
+
+    class Client(base_client):
+        def __init__(self, host: str, port: int, socket_timeout: float | None = None) -> None:
+            super().__init__(host=host, port=port, socket_timeout=socket_timeout)
+            self._timeout_s = socket_timeout
+
+        def make_connection(self, timeout: float | None = None) -> Any:
+            timeout = timeout or self._timeout_s
+            return Connection(self.host, self.port, timeout)
+
+    return Client
+
+
+def make_client(host: str, port: int, timeout_s: float | None) -> adbutils.AdbClient:
+    """An adbutils client for the server at ``host:port`` that never starts a server itself."""
+    client: adbutils.AdbClient = _client_class()(host, port, timeout_s)
+    return client
 
 
 @dataclass(frozen=True)
@@ -99,10 +155,12 @@ def list_devices(
     """Devices the ADB server knows, in every state. SetupError when the server cannot be reached."""
     adb = _adbutils()
     host, port = server_address(host, port)
-    client = adb.AdbClient(host=host, port=port, socket_timeout=timeout_s)
+    client = make_client(host, port, timeout_s)
     try:
         infos = client.list(extended=True)
-    except adb.AdbError as exc:
+    except ServerUnreachableError as exc:
+        raise SetupError(f"{exc}; is `adb start-server` running?") from exc
+    except (adb.AdbError, OSError) as exc:
         raise SetupError(
             f"cannot reach the ADB server at {host}:{port} ({exc}); is `adb start-server` running?"
         ) from exc
@@ -151,9 +209,7 @@ class AndroidDevice:
         self.timeout_s = timeout_s
         self.retry = retry
         self._adb = adb
-        self._client: adbutils.AdbClient = adb.AdbClient(
-            host=self.host, port=self.port, socket_timeout=timeout_s
-        )
+        self._client = make_client(self.host, self.port, timeout_s)
         self._device: adbutils.AdbDevice = adb.AdbDevice(self._client, serial=serial)
 
     @classmethod
@@ -195,10 +251,8 @@ class AndroidDevice:
         adb = self._adb
         try:
             connection = self._client.make_connection(timeout=timeout_s)
-        except adb.AdbError as exc:
-            raise _Transient(
-                f"cannot reach the ADB server at {self.host}:{self.port}: {exc}", accepted=False
-            ) from exc
+        except ServerUnreachableError as exc:
+            raise _Transient(str(exc), accepted=False) from exc
         sock: socket.socket = connection.conn
         try:
             connection.send_command(f"host:transport:{self.serial}")
@@ -229,12 +283,16 @@ class AndroidDevice:
     def raw(self, command: Command, *, timeout_s: float | None = None, idempotent: bool = True) -> bytes:
         """Run a shell command and return its output bytes (stdout and stderr together, as ``shell:`` gives)."""
         line = command_line(command)
+        return self._shell(line, line, timeout_s, idempotent)
+
+    def _shell(self, line: str, what: str, timeout_s: float | None, idempotent: bool) -> bytes:
+        """Send ``line``; errors name ``what`` (the command as the caller wrote it)."""
         timeout = timeout_s or self.timeout_s
 
         def once() -> bytes:
             return self._read_all(self._open("shell:" + line, timeout))
 
-        result: bytes = self._retrying(line, idempotent, once)
+        result: bytes = self._retrying(what, idempotent, once)
         return result
 
     def run(
@@ -242,7 +300,7 @@ class AndroidDevice:
     ) -> ShellResult:
         """Run a shell command; text output and its exit status (read from a marker the shell echoes)."""
         line = command_line(command)
-        data = self.raw(f"{line}\necho {EXIT_MARK}$?", timeout_s=timeout_s, idempotent=idempotent)
+        data = self._shell(f"{line}\necho {EXIT_MARK}$?", line, timeout_s, idempotent)
         at = data.rfind(EXIT_MARK.encode())
         code: int | None = None
         if at >= 0:

@@ -77,11 +77,13 @@ def test_selection_errors_are_setup_errors(monkeypatch: pytest.MonkeyPatch) -> N
         AndroidEnv(port=empty.port)
 
 
-def test_unreachable_server_is_a_setup_error() -> None:
+def test_unreachable_server_is_a_setup_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = _recording_adb(tmp_path, monkeypatch)
     with FakeAdbServer([]) as fake:
         port = fake.port
     with pytest.raises(SetupError, match=f"cannot reach the ADB server at 127.0.0.1:{port}"):
         AndroidEnv(port=port)
+    assert not record.exists()  # no `adb start-server` behind the user's back
 
 
 # -- the shared contract -------------------------------------------------------------------------------------
@@ -449,7 +451,7 @@ def test_a_vanished_device_is_retried_then_a_device_error(env: AndroidEnv, phone
     with pytest.raises(DeviceError, match="device 'emulator-5554' not found") as caught:
         env.execute(Click(x=1, y=2))
     assert caught.value.device == "emulator-5554"
-    assert caught.value.command is not None and caught.value.command.startswith("input tap 1 2")
+    assert caught.value.command == "input tap 1 2"
     assert len(phone.shell_log) == before
 
 
@@ -494,6 +496,43 @@ def test_a_device_lost_during_a_tap_is_reported_not_ignored(env: AndroidEnv, pho
         env.execute(Click(x=1, y=2))
     assert caught.value.device == "emulator-5554"
     assert sum(line.startswith("input tap") for line in phone.shell_log) == 1  # not repeated
+
+
+def _recording_adb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point adbutils at an ``adb`` that only records that it was run; returns the record file."""
+    record = tmp_path / "adb-was-run"
+    script = tmp_path / "adb"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {record}\nexit 1\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("ADBUTILS_ADB_PATH", str(script))
+    return record
+
+
+def test_a_server_gone_mid_session_is_named_and_no_adb_server_is_started(
+    make_env: MakeEnv, server: FakeAdbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = _recording_adb(tmp_path, monkeypatch)
+    env = make_env()
+    env.reset()
+    server.stop()
+    with pytest.raises(
+        DeviceError, match=f"cannot reach the ADB server at 127.0.0.1:{server.port}"
+    ) as caught:
+        env.execute(Click(x=1, y=2))
+    assert caught.value.command == "input tap 1 2"  # the command as sent, without the exit-status line
+    with pytest.raises(DeviceError, match=f"cannot reach the ADB server at 127.0.0.1:{server.port}"):
+        env.push_file(record.parent / "adb", "/sdcard/adb")
+    with pytest.raises(SetupError, match=f"cannot reach the ADB server at 127.0.0.1:{server.port}"):
+        list_devices(port=server.port)
+    assert not record.exists(), f"an adb server was started: {record.read_text()}"
+
+
+def test_device_errors_name_the_command_not_the_exit_status_line(env: AndroidEnv, phone: FakePhone) -> None:
+    phone.present = False
+    with pytest.raises(DeviceError) as caught:
+        env.shell("echo hello")
+    assert caught.value.command == "echo hello"
+    assert "__screenpilot_exit__" not in str(caught.value)
 
 
 def test_missing_adbutils_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
