@@ -33,29 +33,33 @@ class ToolCall:
         return json.dumps({"name": self.name, "arguments": self.arguments})
 
 
-# Opening/closing delimiters seen in the wild; the 72B model sometimes emits emoji in place of the tags.
+# Delimiters seen in the wild: the tags, and emoji in their place (72B). Only openers mark where calls start.
+_OPEN = re.compile(r"<tool_call>|⚗|📐")
 _DELIMITER = re.compile(r"</?tool_call>|⚗|📐")
-_THINKING = re.compile(r"<(thinking|think)>.*?</\1>", re.S)
-_FENCE = re.compile(r"```[a-zA-Z]*")
+# Reasoning before the call (up to its closing tag, or the call if unclosed) and the summary after it (possibly
+# cut off): never actions, whatever they quote.
+_ASIDES = re.compile(
+    r"<(thinking|think)>.*?(?:</\1>|(?=<tool_call>|⚗|📐))|<conclusion>.*?(?:</conclusion>|$)", re.S
+)
 
 
 def extract_tool_calls(text: str) -> list[ToolCall]:
-    """Return every call found in ``text``, in order. Raises :class:`ToolCallParseError` when there is none."""
+    """Return every call found in ``text``, in order. Raises :class:`ToolCallParseError` when there is none.
+
+    JSON objects are decoded wherever they start, so tags inside string arguments, code fences, a missing
+    opening or closing tag and bare lines all work; when calls follow an opening delimiter, objects before it
+    (the model quoting something while it reasons) are ignored.
+    """
     if not text or not text.strip():
         raise ToolCallParseError("The answer was empty. Reply with a <tool_call> block.")
-    body = _THINKING.sub(" ", text)
-    regions = _tagged_regions(body)
-    if regions is None:
-        regions = [body]
-    calls: list[ToolCall] = []
-    broken: list[str] = []
-    for region in regions:
-        found, errors = _objects_in(region)
-        calls.extend(found)
-        broken.extend(errors)
-    if calls:
-        return calls
-    if broken:
+    body = _ASIDES.sub(" ", text)
+    found, broken = _objects_in(body)
+    opener = _OPEN.search(body)
+    if opener is not None and any(start >= opener.start() for start, _ in found):
+        found = [(start, call) for start, call in found if start >= opener.start()]
+    if found:
+        return [call for _, call in found]
+    if broken and (_DELIMITER.search(body) or '"name"' in body):
         raise ToolCallParseError(
             f"The <tool_call> block is not valid JSON ({broken[0]}). Write exactly one JSON object "
             '{"name": <function-name>, "arguments": <args-json-object>} inside <tool_call></tool_call>.'
@@ -66,59 +70,60 @@ def extract_tool_calls(text: str) -> list[ToolCall]:
     )
 
 
-def _tagged_regions(text: str) -> list[str] | None:
-    """The segments after the first delimiter, split at every delimiter; None when there is no delimiter.
-
-    Text before the first delimiter is the model's reasoning and is ignored. Segments between two calls are
-    scanned too: only objects shaped like calls are taken from them, and it keeps emoji delimiters (where
-    one glyph both opens and closes) simple.
-    """
-    parts = _DELIMITER.split(text)
-    if len(parts) == 1:
-        return None
-    return parts[1:]
-
-
-def _objects_in(region: str) -> tuple[list[ToolCall], list[str]]:
-    """Decode the JSON objects of a region that look like calls; report the ones that fail to decode."""
-    region = _FENCE.sub(" ", region)
+def _objects_in(body: str) -> tuple[list[tuple[int, ToolCall]], list[str]]:
+    """Call-shaped JSON objects of ``body`` with their offsets, and why the ones that failed to decode did."""
     decoder = json.JSONDecoder()
-    calls: list[ToolCall] = []
+    calls: list[tuple[int, ToolCall]] = []
     errors: list[str] = []
     i = 0
     while True:
-        i = region.find("{", i)
+        i = body.find("{", i)
         if i < 0:
             break
         try:
-            obj, end = decoder.raw_decode(region, i)
+            obj, end = decoder.raw_decode(body, i)
         except json.JSONDecodeError as exc:
-            obj, end = _lenient(region, i)
+            obj, end = _lenient(body, i)
             if obj is None:
                 errors.append(exc.msg)
                 i += 1
                 continue
         call = _as_call(obj)
         if call is not None:
-            calls.append(call)
+            calls.append((i, call))
             i = end
         else:
             i += 1
     return calls, errors
 
 
-def _lenient(region: str, start: int) -> tuple[Any, int]:
-    """Accept a Python-literal dict (single quotes, True/False) spanning a balanced brace run."""
+def _lenient(body: str, start: int) -> tuple[Any, int]:
+    """Accept a Python-literal dict (single quotes, True/False) spanning a balanced brace run.
+
+    Braces inside quoted strings do not count.
+    """
     depth = 0
-    for j in range(start, len(region)):
-        ch = region[j]
-        if ch == "{":
+    quote: str | None = None
+    escaped = False
+    for j in range(start, len(body)):
+        ch = body[j]
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch == "{":
             depth += 1
         elif ch == "}":
             depth -= 1
             if depth == 0:
                 try:
-                    return ast.literal_eval(region[start : j + 1]), j + 1
+                    return ast.literal_eval(body[start : j + 1]), j + 1
                 except (ValueError, SyntaxError, MemoryError, RecursionError):
                     return None, start
     return None, start

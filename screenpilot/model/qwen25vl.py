@@ -245,7 +245,7 @@ def system_text(tools: Sequence[dict[str, Any]]) -> str:
 _CONCLUSION = re.compile(r"<conclusion>(.*?)(?:</conclusion>|$)", re.S)
 
 _MOBILE_ACTIONS = frozenset(
-    {"key", "click", "long_press", "swipe", "type", "system_button", "open", "wait", "terminate", "answer"}
+    {"key", "click", "long_press", "swipe", "type", "system_button", "open", "wait", "terminate"}
 )
 _DESKTOP_ACTIONS = frozenset(
     {
@@ -260,7 +260,6 @@ _DESKTOP_ACTIONS = frozenset(
         "scroll",
         "wait",
         "terminate",
-        "answer",
     }
 )
 
@@ -391,6 +390,8 @@ class Qwen25VLDialect:
         args = call.arguments
         kind = args.get("action")
         allowed = _MOBILE_ACTIONS if self.tool == "mobile_use" else _DESKTOP_ACTIONS
+        if self.answer_action:  # only offered in the AndroidWorld variant; never invented into a success
+            allowed = allowed | {"answer"}
         if not isinstance(kind, str) or kind not in allowed:
             raise ToolCallParseError(
                 f"Unknown action {json.dumps(kind)} for {self.tool}; use one of: {', '.join(sorted(allowed))}."
@@ -518,7 +519,8 @@ def _desktop_action(kind: str, args: dict[str, Any], point: Callable[..., Any]) 
         case "key":
             keys = args.get("keys", args.get("text"))
             if isinstance(keys, str):
-                keys = [k for k in re.split(r"\s*\+\s*", keys.strip()) if k] or [keys]
+                # "ctrl+c", "ctrl + shift + t"; a "+" right after a separator is the plus key ("ctrl++").
+                keys = [k for k in re.split(r"(?<=[^+\s])\s*\+\s*", keys.strip()) if k] or [keys]
             if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
                 raise ToolCallParseError(
                     'action=key requires `keys` as a list of key names, e.g. ["ctrl", "c"].'

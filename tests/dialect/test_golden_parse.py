@@ -24,7 +24,7 @@ def test_every_golden_file_has_a_case():
 def test_golden(name):
     case = CASES[name]
     text = (GOLDEN / f"{name}.txt").read_text(encoding="utf-8")
-    dialect = Qwen25VLDialect(case["tool"])
+    dialect = Qwen25VLDialect(case["tool"], **case.get("options", {}))
     space = dialect.coordinate_space(Size.parse(case["screen"]))
     if "error" in case:
         with pytest.raises(ModelOutputError) as info:
