@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from screenpilot.actions.coords import CoordinateSpace
 from screenpilot.envs.base import Observation
 from screenpilot.errors import ModelOutputError
-from screenpilot.model.base import Message, ModelBackend, TextPart, Usage
+from screenpilot.model.base import Message, ModelBackend, ModelBackendError, TextPart, Usage
 from screenpilot.model.dialect import Dialect, ParsedAction, PastStep
 
 
@@ -37,6 +37,8 @@ class Decision:
     attempts: tuple[Attempt, ...]
     summary: str | None = None
     error: str | None = None
+    backend_error: str | None = None
+    """Set when the model backend failed (server down, replay exhausted): the episode cannot go on."""
 
     @property
     def ok(self) -> bool:
@@ -82,7 +84,10 @@ class Agent:
         attempts: list[Attempt] = []
         for attempt in range(self.max_retries + 1):
             t0 = time.perf_counter()
-            completion = self.model.complete(messages)
+            try:
+                completion = self.model.complete(messages)
+            except ModelBackendError as exc:  # keep what the model already answered in this step
+                return Decision(space, (), tuple(attempts), error=str(exc), backend_error=str(exc))
             t1 = time.perf_counter()
             try:
                 actions = self.dialect.parse(completion.text, space)

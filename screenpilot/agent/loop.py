@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from screenpilot.agent.policy import ApproveAll, Policy
 from screenpilot.envs.base import Environment, Observation
 from screenpilot.envs.settle import screen_digest
 from screenpilot.errors import DeviceError, ModelOutputError
-from screenpilot.model.base import ModelBackendError, Usage
+from screenpilot.model.base import Usage
 from screenpilot.model.dialect import PastStep
 
 EndReason = Literal[
@@ -131,14 +131,24 @@ class EpisodeResult(_Record):
 
 @dataclass
 class Episode:
-    """Iterate to run; ``result`` is set when iteration stops (also after an exception)."""
+    """Iterate to run; ``result`` is set when iteration stops (also after an exception).
 
-    _steps: Iterator[Step]
+    A consumer that stops iterating early (an error while recording a step, Ctrl-C between steps) calls
+    :meth:`stop`, so the result says why and counts the steps already taken.
+    """
+
+    _steps: Generator[Step, None, None]
     result: EpisodeResult | None = None
     steps: int = field(default=0)
+    _stop: tuple[EndReason, str] | None = None
 
     def __iter__(self) -> Iterator[Step]:
         return self._steps
+
+    def stop(self, reason: EndReason, error: str) -> None:
+        """End a paused episode with ``reason``; a no-op once it has ended."""
+        self._stop = (reason, error)
+        self._steps.close()
 
 
 Settle = Callable[[Environment], None]
@@ -155,11 +165,15 @@ def run_episode(
     keep_screenshots: bool = False,
 ) -> Episode:
     """Run ``goal`` on ``env`` with ``agent``. ``keep_screenshots`` passes past screenshots to the dialect."""
-    episode = Episode(iter(()))
+    episode = Episode(_no_steps())
     episode._steps = _steps(
         episode, env, agent, goal, limits or Limits(), policy or ApproveAll(), settle, keep_screenshots
     )
     return episode
+
+
+def _no_steps() -> Generator[Step, None, None]:
+    yield from ()
 
 
 def _steps(
@@ -171,7 +185,7 @@ def _steps(
     policy: Policy,
     settle: Settle | None,
     keep_screenshots: bool,
-) -> Iterator[Step]:
+) -> Generator[Step, None, None]:
     start = time.monotonic()
     totals = Timings()
     history: list[PastStep] = []
@@ -219,14 +233,10 @@ def _steps(
             else:
                 observe_s = reset_s
             digest = screen_digest(observation.screenshot)
-            try:
-                decision = agent.decide(goal, observation, history, feedback=feedback)
-            except ModelBackendError as exc:
-                finish("failure", "model_error", str(exc))
-                return
+            decision = agent.decide(goal, observation, history, feedback=feedback)
             shown_feedback, feedback = feedback, None
 
-            outcome = _act(decision, env, policy, index, settle)
+            outcome = _act(decision, env, policy, index, settle, limits)
             timings = Timings(
                 observe_s=observe_s,
                 model_s=decision.model_s,
@@ -254,12 +264,17 @@ def _steps(
             episode.steps = index
             yield Step(record, observation.screenshot)
 
+            # History lists what was done: executed actions (or, in a dry run, skipped ones), not refused or
+            # failed ones, which the model hears about through the feedback instead.
             kept = observation.screenshot if keep_screenshots else None
-            if decision.actions:
-                for i, parsed in enumerate(decision.actions):
-                    history.append(PastStep(parsed.call, decision.summary, kept if i == 0 else None))
-            else:
-                history.append(PastStep(None, None, kept))
+            for record_ in outcome.records:
+                if record_.executed or record_.verdict == "skip":
+                    history.append(PastStep(record_.call, decision.summary, kept))
+                    kept = None
+
+            if decision.backend_error is not None:
+                finish("failure", "model_error", decision.backend_error)
+                return
 
             if outcome.answer is not None:
                 answer = outcome.answer
@@ -293,6 +308,10 @@ def _steps(
                     "Do something different."
                 )
         finish("failure", "max_steps", f"no result within {limits.max_steps} steps")
+    except GeneratorExit:
+        reason, error = episode._stop or ("interrupted", "the episode was stopped")
+        finish("failure", reason, error)
+        raise
     except KeyboardInterrupt:
         finish("failure", "interrupted", "interrupted by the user")
         raise
@@ -313,8 +332,13 @@ class _Outcome:
     settle_s: float = 0.0
 
 
-def _act(decision: Decision, env: Environment, policy: Policy, index: int, settle: Settle | None) -> _Outcome:
+def _act(
+    decision: Decision, env: Environment, policy: Policy, index: int, settle: Settle | None, limits: Limits
+) -> _Outcome:
     out = _Outcome()
+    if decision.backend_error is not None:
+        out.errors.append(decision.backend_error)
+        return out
     if not decision.ok:
         out.failed = True
         out.feedback = f"Your previous answer could not be used: {decision.error}"
@@ -339,8 +363,10 @@ def _act(decision: Decision, env: Environment, policy: Policy, index: int, settl
                 ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final")
             )
             out.answer = action.text
-            out.end = ("success", "answered", None)
-            break
+            if limits.stop_on_answer:
+                out.end = ("success", "answered", None)
+                break
+            continue
         verdict = policy.review(action, step=index)
         edited = action_to_dict(verdict.action)
         if verdict.kind == "abort":

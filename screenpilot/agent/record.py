@@ -87,6 +87,12 @@ def record_episode(
             record = recorder.record(step)
             if on_step is not None:
                 on_step(record)
+    except KeyboardInterrupt:
+        episode.stop("interrupted", "interrupted by the user")
+        raise
+    except BaseException as exc:
+        episode.stop("crashed", f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         recorder.finish(episode.result)
     assert episode.result is not None

@@ -159,8 +159,42 @@ def test_device_error_ends_cleanly_and_keeps_steps(make_agent):
 
 def test_model_running_dry_ends_with_model_error(make_agent):
     agent, _ = make_agent(call("click", coordinate=[10, 10]))
-    _, result = run(FakeEnv(), agent)
+    steps, result = run(FakeEnv(), agent)
+    assert (result.reason, result.steps) == ("model_error", 2)
+    assert steps[1].record.outputs == [] and "no answer left" in steps[1].record.errors[-1]
+
+
+def test_a_backend_failure_keeps_the_answers_of_the_step(make_agent):
+    agent, _ = make_agent("I would tap it", max_retries=1)
+    steps, result = run(FakeEnv(), agent)
     assert (result.reason, result.steps) == ("model_error", 1)
+    assert steps[0].record.outputs == ["I would tap it"]
+    assert (
+        "No function call found" in steps[0].record.errors[0]
+        and "no answer left" in steps[0].record.errors[1]
+    )
+
+
+def test_history_lists_only_what_was_done(make_agent):
+    agent, model = make_agent(
+        call("click", coordinate=[10, 10]),
+        call("click", coordinate=[20, 20]),
+        "garbage",
+        call("wait", time=1),
+    )
+    env = FakeEnv()
+    run(env, agent, policy=Confirm(io.StringIO("n\ny\ny\n"), io.StringIO()), limits=Limits(max_steps=4))
+    last = model.calls[-1][1].content[0].text
+    assert '"coordinate": [10, 10]' not in last, "a refused action was not done"
+    assert last.endswith(
+        'Step 1: {"name": "mobile_use", "arguments": {"action": "click", "coordinate": [20, 20]}}; '
+    )
+
+
+def test_answers_can_be_collected_without_stopping(make_agent):
+    agent, _ = make_agent(call("answer", text="42"), call("terminate", status="success"), answer_action=True)
+    _, result = run(FakeEnv(), agent, limits=Limits(stop_on_answer=False))
+    assert (result.reason, result.answer, result.steps) == ("terminated", "42", 2)
 
 
 def test_time_budget(make_agent):

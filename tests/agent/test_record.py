@@ -115,3 +115,21 @@ def test_replay_file_with_unicode_line_separators_in_an_answer(tmp_path):
     f.write_text(json.dumps({"output": answer}, ensure_ascii=False) + "\n", encoding="utf-8")
     model = ReplayModel.from_path(f)
     assert model.complete([]).text == answer
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"), [(KeyboardInterrupt, "interrupted"), (BrokenPipeError, "crashed")]
+)
+def test_an_error_while_recording_a_step_is_the_result(tmp_path, make_agent, error, reason):
+    agent, _ = make_agent(*[call("click", coordinate=[x, 9]) for x in (1, 2, 3)])
+
+    def on_step(record):
+        if record.index == 2:
+            raise error("stop")
+
+    with pytest.raises(error):
+        record_episode(run_episode(FakeEnv(), agent, "g"), RunRecorder(tmp_path), on_step)
+    run = load_run(tmp_path)
+    assert [s.index for s in run.steps] == [1, 2]
+    assert run.result is not None and (run.result.reason, run.result.steps) == (reason, 2)
+    assert run.result.duration_s > 0
