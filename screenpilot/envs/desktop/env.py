@@ -50,7 +50,7 @@ from screenpilot.actions.types import (
 from screenpilot.envs.base import Environment, Observation, Platform, ShellResult
 from screenpilot.envs.desktop.clipboard import Clipboard, PyperclipClipboard, XClipboard
 from screenpilot.envs.desktop.keys import UnknownKeyError, normalize_combo
-from screenpilot.envs.desktop.processes import run_shell
+from screenpilot.envs.desktop.processes import ShellRunner
 from screenpilot.envs.settle import SettleResult, wait_until_stable
 from screenpilot.errors import (
     DeviceError,
@@ -182,6 +182,7 @@ class DesktopBase(Environment):
         self._frame = MonitorFrame(0, 0, Size(0, 0), Size(0, 0))
         self._logical = Size(0, 0)
         self._clipboard: Clipboard | None = None
+        self._shells = ShellRunner()
 
     # -- connection -------------------------------------------------------------------------------------------
     def _display_name(self) -> str | None:
@@ -484,8 +485,11 @@ class DesktopBase(Environment):
         return None
 
     def shell(self, command: str, *, timeout: float = 30.0) -> ShellResult:
-        """Run a command on this machine (output and exit status), e.g. to set up or check a task."""
-        return run_shell(
+        """Run a command on this machine (output and exit status), e.g. to set up or check a task.
+
+        Returns when the shell exits: ``app &`` returns at once and leaves the app running until ``close()``.
+        """
+        return self._shells.run(
             command, timeout=timeout, env=self._shell_environ(), device=self._display or self.name
         )
 
@@ -508,7 +512,10 @@ class DesktopBase(Environment):
         self._connect()
 
     def _close(self) -> None:
-        self._disconnect()
+        try:
+            self._disconnect()
+        finally:
+            self._shells.close()
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -93,38 +94,110 @@ def stop_group(pgid: int, proc: subprocess.Popen[Any] | None = None, *, grace_s:
             proc.wait(timeout=grace_s)
 
 
-def run_shell(
-    command: str,
-    *,
-    timeout: float,
-    env: Mapping[str, str] | None = None,
-    device: str,
-) -> ShellResult:
-    """Run ``command`` with ``/bin/sh -c`` (``cmd /c`` on Windows); stdout and stderr together.
+def _wait_exit(proc: subprocess.Popen[Any], timeout: float) -> int | None:
+    """Wait up to ``timeout`` for ``proc`` to exit; its exit status (negative for a signal), or None.
 
-    On timeout the whole process group is killed (a command that started a GUI app in the background
-    leaves nothing behind) and :class:`DeviceError` says so.
+    Where the platform allows (``waitid`` with ``WNOWAIT``), the process is left unreaped: while it is a
+    zombie its pid, which is also the id of its process group, cannot be given to another process, so the
+    group can still be signalled safely later.
     """
-    argv: Sequence[str] = ["cmd", "/c", command] if sys.platform == "win32" else ["/bin/sh", "-c", command]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(env) if env is not None else None,
-        **new_group_kwargs(),
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop_group(proc.pid, proc, grace_s=0.5)
-        raise DeviceError(
-            f"shell command timed out after {timeout:g} s", device=device, command=command
-        ) from None
-    except BaseException:
-        stop_group(proc.pid, proc, grace_s=0.5)
-        raise
-    return ShellResult(out.decode("utf-8", errors="replace"), proc.returncode)
+    if not _CAN_PEEK:
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped by someone else (e.g. SIGCHLD ignored): no status to peek at
+            return proc.wait()
+        if info is not None and info.si_pid == proc.pid:
+            return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.01)
+
+
+_CAN_PEEK = all(hasattr(os, name) for name in ("waitid", "WNOWAIT", "WNOHANG", "P_PID", "CLD_EXITED"))
+
+
+class ShellRunner:
+    """Runs shell commands for an environment; :meth:`close` stops what they left running in the background.
+
+    A command returns when its shell exits, not when every process holding its output does: output goes to a
+    temporary file, so ``app &`` returns at once with the app still running (a pipe would stay open in the
+    app and make the caller wait for it). The command's process group, with any background process in it,
+    is remembered until it is empty, and ``close()`` stops what is left.
+    """
+
+    def __init__(self) -> None:
+        self._background: list[subprocess.Popen[bytes]] = []  # shells whose groups still have live members
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        device: str,
+    ) -> ShellResult:
+        """Run ``command`` with ``/bin/sh -c`` (``cmd /c`` on Windows); stdout and stderr together.
+
+        ``timeout`` applies to the shell itself: when it is still running then, its whole process group is
+        killed (whatever it started in the background included) and :class:`DeviceError` says so.
+        """
+        self._forget_finished()
+        argv: Sequence[str] = (
+            ["cmd", "/c", command] if sys.platform == "win32" else ["/bin/sh", "-c", command]
+        )
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                **new_group_kwargs(),
+            )
+            try:
+                code = _wait_exit(proc, timeout)
+            except BaseException:
+                stop_group(proc.pid, proc, grace_s=0.5)
+                raise
+            if code is None:
+                stop_group(proc.pid, proc, grace_s=0.5)
+                raise DeviceError(
+                    f"shell command timed out after {timeout:g} s", device=device, command=command
+                )
+            if sys.platform != "win32" and group_alive(proc.pid):
+                self._background.append(proc)  # reaped by close(), after the group is stopped
+            else:
+                proc.wait()
+            out.seek(0)
+            output = out.read()
+        return ShellResult(output.decode("utf-8", errors="replace"), code)
+
+    def _forget_finished(self) -> None:
+        for proc in list(self._background):
+            if not group_alive(proc.pid):
+                proc.wait()
+                self._background.remove(proc)
+
+    @property
+    def background_groups(self) -> list[int]:
+        """The process groups of earlier commands that still have processes running."""
+        self._forget_finished()
+        return [proc.pid for proc in self._background]
+
+    def close(self) -> None:
+        """Stop every process the commands left running (each group: SIGTERM, then SIGKILL)."""
+        while self._background:
+            proc = self._background.pop()
+            stop_group(proc.pid, proc, grace_s=1.0)
 
 
 def tail(path: str | None, limit: int = 2000) -> str:

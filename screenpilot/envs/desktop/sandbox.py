@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from screenpilot.actions.coords import Size
 from screenpilot.envs.base import Observation, ShellResult
 from screenpilot.envs.desktop.env import DesktopBase
-from screenpilot.envs.desktop.processes import new_group_kwargs, stop_group, tail
+from screenpilot.envs.desktop.processes import ShellRunner, new_group_kwargs, stop_group, tail
 from screenpilot.envs.desktop.xvfb import DEFAULT_SIZE, XvfbDisplay
 from screenpilot.envs.settle import wait_until_stable
 from screenpilot.errors import DeviceError, MissingExtraError
@@ -46,11 +46,14 @@ def _make_sigterm_unwind() -> None:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
-def _shutdown(xvfb: XvfbDisplay, apps: list[subprocess.Popen[bytes]]) -> None:
-    while apps:
-        app = apps.pop()
-        stop_group(app.pid, app, grace_s=1.0)
-    xvfb.stop()
+def _shutdown(xvfb: XvfbDisplay, apps: list[subprocess.Popen[bytes]], shells: ShellRunner) -> None:
+    try:
+        while apps:
+            app = apps.pop()
+            stop_group(app.pid, app, grace_s=1.0)
+        shells.close()
+    finally:
+        xvfb.stop()
 
 
 class SandboxEnv(DesktopBase):
@@ -79,7 +82,7 @@ class SandboxEnv(DesktopBase):
         self._apps: list[subprocess.Popen[bytes]] = []  # each the leader of its process group
         self._xconn: Any = None
         self._app_windows: set[int] = set()
-        self._finalizer = weakref.finalize(self, _shutdown, self._xvfb, self._apps)
+        self._finalizer = weakref.finalize(self, _shutdown, self._xvfb, self._apps, self._shells)
 
     # -- display ----------------------------------------------------------------------------------------------
     @property
@@ -129,7 +132,10 @@ class SandboxEnv(DesktopBase):
         return self._xvfb.environ()
 
     def shell(self, command: str, *, timeout: float = 30.0) -> ShellResult:
-        """Run a command here with ``DISPLAY`` set to the sandbox (so GUI programs open inside it)."""
+        """Run a command here with ``DISPLAY`` set to the sandbox (so GUI programs open inside it).
+
+        ``shell("app &")`` returns at once; whatever a command leaves running is stopped by ``close()``.
+        """
         self.start()
         return super().shell(command, timeout=timeout)
 
@@ -216,6 +222,7 @@ class SandboxEnv(DesktopBase):
         try:
             self._disconnect()
             self._stop_app()
+            self._shells.close()
             if self._xconn is not None:
                 with contextlib.suppress(Exception):
                     self._xconn.close()

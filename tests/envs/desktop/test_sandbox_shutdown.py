@@ -1,4 +1,5 @@
-"""Nothing outlives a sandbox: Ctrl-C, SIGTERM or a plain exit of the program that started it."""
+"""Nothing outlives a sandbox: Ctrl-C, SIGTERM or a plain exit of the program that started it, nor what its
+``shell()`` started in the background."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from screenpilot.envs.desktop import SandboxEnv
+from screenpilot.errors import DeviceError
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = f"{sys.executable} -m screenpilot.envs.desktop.demo_app"
@@ -47,6 +51,22 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def running(*argv: str) -> list[int]:
+    """Live processes whose command line is exactly ``argv``."""
+    want = "\0".join(argv).encode() + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline == want and alive(int(entry)):
+            found.append(int(entry))
+    return found
 
 
 def reap(pids: dict[int, str]) -> list[int]:
@@ -127,4 +147,65 @@ def test_a_program_that_forgets_to_close_leaves_nothing_behind() -> None:
             proc.kill()
     left = reap(children)
     assert proc.returncode == 0
+    assert left == []
+
+
+def test_shell_returns_when_the_command_has_only_started_something_in_the_background() -> None:
+    env = SandboxEnv()
+    try:
+        t0 = time.monotonic()
+        plain = env.shell("sleep 300.25 &", timeout=10)
+        quiet = env.shell("sleep 300.5 >/dev/null 2>&1 & echo started; exit 3", timeout=10)
+        elapsed = time.monotonic() - t0
+        # Both still run, each in a process group the environment remembers.
+        pids = running("sleep", "300.25") + running("sleep", "300.5")
+        groups = {os.getpgid(pid) for pid in pids}
+    finally:
+        env.close()
+    left = reap(dict.fromkeys(pids, "sleep"))
+    assert elapsed < 2.0
+    assert plain.exit_code == 0
+    assert (quiet.output, quiet.exit_code) == ("started\n", 3)
+    assert len(pids) == 2 and len(groups) == 2
+    assert left == []  # close() stopped them
+
+
+def test_a_sandbox_dropped_unclosed_stops_what_shell_left_running() -> None:
+    code = (
+        "from screenpilot.envs.desktop import SandboxEnv\n"
+        "env = SandboxEnv()\n"
+        "print(env.shell('sleep 300.75 &').exit_code, flush=True)\n"
+        "input()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "0\n"
+        pids = running("sleep", "300.75")
+        proc.communicate("\n", timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    left = reap(dict.fromkeys(pids, "sleep"))
+    assert proc.returncode == 0
+    assert len(pids) == 1
+    assert left == []
+
+
+def test_a_foreground_command_past_its_timeout_is_killed_with_its_background_ones() -> None:
+    env = SandboxEnv()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match=r"timed out after 0\.5 s"):
+            env.shell("sleep 301.25 & sleep 301.5", timeout=0.5)
+        elapsed = time.monotonic() - t0
+        time.sleep(0.1)
+        left = running("sleep", "301.25") + running("sleep", "301.5")
+        assert env.shell("echo still usable", timeout=5).output == "still usable\n"
+    finally:
+        env.close()
+    reap(dict.fromkeys(left, "sleep"))
+    assert elapsed < 3.0
     assert left == []
