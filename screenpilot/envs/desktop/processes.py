@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 from screenpilot.envs.base import ShellResult
 from screenpilot.errors import DeviceError
@@ -94,6 +94,9 @@ def stop_group(pgid: int, proc: subprocess.Popen[Any] | None = None, *, grace_s:
             proc.wait(timeout=grace_s)
 
 
+_CAN_PEEK = all(hasattr(os, name) for name in ("waitid", "WNOWAIT", "WNOHANG", "P_PID", "CLD_EXITED"))
+
+
 def _wait_exit(proc: subprocess.Popen[Any], timeout: float) -> int | None:
     """Wait up to ``timeout`` for ``proc`` to exit; its exit status (negative for a signal), or None.
 
@@ -122,7 +125,18 @@ def _wait_exit(proc: subprocess.Popen[Any], timeout: float) -> int | None:
         delay = min(delay * 2, 0.01)
 
 
-_CAN_PEEK = all(hasattr(os, name) for name in ("waitid", "WNOWAIT", "WNOHANG", "P_PID", "CLD_EXITED"))
+def _read_all(file: IO[bytes]) -> bytes:
+    """A file's content, read without moving its offset where possible: a background process may still be
+    writing through it, at that same offset."""
+    if not hasattr(os, "pread"):  # Windows
+        file.seek(0)
+        return file.read()
+    chunks: list[bytes] = []
+    offset = 0
+    while chunk := os.pread(file.fileno(), 1 << 16, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 class ShellRunner:
@@ -177,8 +191,7 @@ class ShellRunner:
                 self._background.append(proc)  # reaped by close(), after the group is stopped
             else:
                 proc.wait()
-            out.seek(0)
-            output = out.read()
+            output = _read_all(out)
         return ShellResult(output.decode("utf-8", errors="replace"), code)
 
     def _forget_finished(self) -> None:
@@ -186,12 +199,6 @@ class ShellRunner:
             if not group_alive(proc.pid):
                 proc.wait()
                 self._background.remove(proc)
-
-    @property
-    def background_groups(self) -> list[int]:
-        """The process groups of earlier commands that still have processes running."""
-        self._forget_finished()
-        return [proc.pid for proc in self._background]
 
     def close(self) -> None:
         """Stop every process the commands left running (each group: SIGTERM, then SIGKILL)."""
