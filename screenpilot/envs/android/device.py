@@ -30,7 +30,7 @@ from screenpilot.errors import DeviceError, MissingExtraError, SetupError
 if TYPE_CHECKING:
     import adbutils
 
-#: Marks the exit status appended to a command's output (``cmd\necho MARK$?``).
+#: Marks the exit status appended to a command's output (``(\ncmd\n)\necho MARK$?``).
 EXIT_MARK = "__screenpilot_exit__:"
 
 Command = str | Sequence[str]
@@ -298,9 +298,13 @@ class AndroidDevice:
     def run(
         self, command: Command, *, timeout_s: float | None = None, idempotent: bool = False
     ) -> ShellResult:
-        """Run a shell command; text output and its exit status (read from a marker the shell echoes)."""
+        """Run a shell command; text output and its exit status (read from a marker the shell echoes).
+
+        The command runs in a subshell, on lines of its own, so an ``exit``, a trailing backslash or a
+        comment in it cannot keep the marker line from running.
+        """
         line = command_line(command)
-        data = self._shell(f"{line}\necho {EXIT_MARK}$?", line, timeout_s, idempotent)
+        data = self._shell(f"(\n{line}\n)\necho {EXIT_MARK}$?", line, timeout_s, idempotent)
         at = data.rfind(EXIT_MARK.encode())
         code: int | None = None
         if at >= 0:

@@ -12,6 +12,7 @@ Only the ``cmd`` feature is advertised: with ``shell_v2`` clients would switch p
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shlex
 import socket
@@ -122,24 +123,39 @@ class FakePhone:
 
     # -- the shell -------------------------------------------------------------------------------------------
     def run_shell(self, line: str) -> bytes:
-        """Run one ``shell:`` request: ``;``, newlines, ``&&``, ``||``, ``$?`` and output redirects."""
+        """Run one ``shell:`` request: ``;``, newlines, ``&&``, ``||``, ``$?``, ``( ... )``, ``exit`` and
+        output redirects."""
         with self.lock:
             self.shell_log.append(line)
         out = io.BytesIO()
+        with contextlib.suppress(_ShellExit):  # `exit` at the top level ends the request
+            self._run_list(_parse_commands(line), out)
+        return out.getvalue()
+
+    def _run_list(self, commands: list[tuple[_Command, str]], out: io.BytesIO) -> int:
+        """Run a command list and return the status of the last command run."""
         status = 0
         skip = False
-        for argv, joiner in _split_commands(line):
+        for command, joiner in commands:
             if not skip:
-                argv = [a.replace(_STATUS, str(status)) for a in argv]
-                argv, silent = _strip_redirects(argv)
-                self._stderr_to_null = "2>/dev/null" in argv
-                argv = [a for a in argv if a != "2>/dev/null"]
-                if argv:
-                    data, status = self._run(argv)
-                    if not silent:
-                        out.write(data)
+                if isinstance(command, _Subshell):
+                    try:
+                        status = self._run_list(command.commands, out)
+                    except _ShellExit as leaving:  # `exit` leaves the subshell only
+                        status = leaving.status
+                else:
+                    argv = [a.replace(_STATUS, str(status)) for a in command]
+                    argv, silent = _strip_redirects(argv)
+                    self._stderr_to_null = "2>/dev/null" in argv
+                    argv = [a for a in argv if a != "2>/dev/null"]
+                    if argv and argv[0] == "exit":
+                        raise _ShellExit(int(argv[1]) if argv[1:] and argv[1].isdigit() else status)
+                    if argv:
+                        data, status = self._run(argv)
+                        if not silent:
+                            out.write(data)
             skip = (joiner == "&&" and status != 0) or (joiner == "||" and status == 0)
-        return out.getvalue()
+        return status
 
     def _run(self, argv: list[str]) -> tuple[bytes, int]:
         with self.lock:
@@ -484,8 +500,8 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
     """Split a shell line as ``sh`` does for the forms clients send: yields (text, is_operator).
 
     Single quotes keep everything, double quotes honour backslash before ``"\\$```, a backslash outside
-    quotes escapes the next character; ``;``, ``&&``, ``||``, ``|``, ``&`` and newlines are operators unless
-    quoted (``2>&1`` stays one word).
+    quotes escapes the next character; ``;``, ``&&``, ``||``, ``|``, ``&``, ``(``, ``)`` and newlines are
+    operators unless quoted (``2>&1`` stays one word).
     """
     word: list[str] = []
     in_word = False
@@ -511,14 +527,15 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
                     i += 1
             in_word, i = True, i + 1
         elif c == "\\" and i + 1 < len(line):
-            if line[i + 1] != "\n":
+            if line[i + 1] != "\n":  # a backslash before a newline joins the lines
                 word.append(line[i + 1])
-            in_word, i = True, i + 2
+                in_word = True
+            i += 2
         elif c in " \t\r":
             if in_word:
                 yield "".join(word), False
             word, in_word, i = [], False, i + 1
-        elif c in ";&|\n" and not (c == "&" and word and word[-1].endswith((">", "<"))):
+        elif c in ";&|\n()" and not (c == "&" and word and word[-1].endswith((">", "<"))):
             if in_word:
                 yield "".join(word), False
             word, in_word = [], False
@@ -535,18 +552,54 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
         yield "".join(word), False
 
 
-def _split_commands(line: str) -> Iterator[tuple[list[str], str]]:
-    """Yield (argv, operator after it) for a shell line; pipes and ``&`` run in sequence here."""
-    argv: list[str] = []
-    for text, operator in _tokens(line):
-        if operator:
-            if argv:
-                yield argv, text
-            argv = []
+class _ShellExit(Exception):
+    """``exit``: leaves the innermost subshell, or the whole request."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass
+class _Subshell:
+    commands: list[tuple[_Command, str]]
+
+
+_Command = list[str] | _Subshell
+
+
+def _parse_commands(line: str) -> list[tuple[_Command, str]]:
+    """(command, operator after it) for a shell line; pipes and ``&`` run in sequence here."""
+    tokens = list(_tokens(line))
+    commands, _ = _parse_list(tokens, 0)
+    return commands
+
+
+def _parse_list(tokens: list[tuple[str, bool]], at: int) -> tuple[list[tuple[_Command, str]], int]:
+    """Parse from ``tokens[at]`` up to an unmatched ``)`` (or the end); returns the list and where it stopped."""
+    commands: list[tuple[_Command, str]] = []
+    current: _Command | None = None
+    while at < len(tokens):
+        text, operator = tokens[at]
+        at += 1
+        if not operator:
+            if isinstance(current, _Subshell):
+                continue  # redirects after a subshell are not modelled
+            current = [*(current or []), text]
+        elif text == "(":
+            inner, at = _parse_list(tokens, at)
+            current = _Subshell(inner)
+        elif text == ")":
+            if current:
+                commands.append((current, ";"))
+            return commands, at
         else:
-            argv.append(text)
-    if argv:
-        yield argv, ";"
+            if current:
+                commands.append((current, text))
+            current = None
+    if current:
+        commands.append((current, ";"))
+    return commands, at
 
 
 def _strip_redirects(argv: list[str]) -> tuple[list[str], bool]:
