@@ -41,6 +41,12 @@ def register(
     p.add_argument("--task", action="append", metavar="ID", help="run only this task (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="base seed, recorded in the manifest (default: 0)")
     p.add_argument("--force", action="store_true", help="resume even if the suite or model settings changed")
+    p.add_argument(
+        "--rerun-errors",
+        action="store_true",
+        help="resuming, also rerun the episodes that ended on an infrastructure error "
+        "(device, model, crash or setup failure)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
     p.set_defaults(func=cmd_bench)
@@ -204,6 +210,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         force=args.force,
         progress=not args.no_progress,
+        rerun_errors=args.rerun_errors,
     )
     models = build_model_source(args)
     try:

@@ -9,7 +9,9 @@ Layout of a run folder::
     episodes/<task>/trial-<k>/         each episode's trajectory (agent.record layout)
 
 An episode is finished when its line is in ``results.jsonl``. A folder without a line (the process died or
-was stopped mid-episode) is deleted and the episode run again from scratch.
+was stopped mid-episode) is deleted and the episode run again from scratch. With ``rerun_errors``, an episode
+whose line records an infrastructure error (``infra_error``) is run again as well; its new line supersedes the
+old one.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from screenpilot.tasks.checks import CheckContext, CheckError, CheckOutcome, eva
 from screenpilot.tasks.manifest import Manifest, sha256_text
 from screenpilot.tasks.setup import TaskSetupError, launch_app, run_steps
 from screenpilot.tasks.suite import Suite, Task
-from screenpilot.tasks.summary import format_table, summarize
+from screenpilot.tasks.summary import format_table, is_infra_error, summarize
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -153,6 +155,8 @@ class BenchSettings:
     seed: int = 0
     force: bool = False
     progress: bool = True
+    #: Resuming, also run again the episodes whose line records an infrastructure error.
+    rerun_errors: bool = False
 
     def __post_init__(self) -> None:
         if self.trials < 1 or self.jobs < 1:
@@ -360,7 +364,11 @@ class SuiteRunner:
             force=settings.force,
         )
         repair_results(self.out)
-        finished = {(r["task"], int(r["trial"])) for r in read_results(self.out)}
+        finished = {
+            (r["task"], int(r["trial"]))
+            for r in read_results(self.out)
+            if not (settings.rerun_errors and is_infra_error(r))
+        }
         pending: queue.Queue[tuple[Task, int]] = queue.Queue()
         total = 0
         skipped = 0
@@ -508,6 +516,7 @@ class SuiteRunner:
         env: Environment | None = None
         model: ModelBackend | None = None
         broken = False
+        infra = False  # the run, not the agent, went wrong: device, model, crash or setup
         try:
             t0 = time.perf_counter()
             env = slot.get(task)
@@ -570,6 +579,7 @@ class SuiteRunner:
             if result.reason in INFRA_REASONS:
                 error = f"{result.reason}: {result.error}"
                 broken = result.reason == "device_error"
+                infra = True
             else:
                 t0 = time.perf_counter()
                 ctx = CheckContext(task, env, result, folder, self.suite.base_dir)
@@ -586,21 +596,19 @@ class SuiteRunner:
             error = f"check: {exc}"
         except TaskSetupError as exc:
             error = str(exc)
-            broken = True
+            broken = infra = True
         except ScreenpilotError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            broken = True
+            broken = infra = True
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            broken = True
+            broken = infra = True
         if model is not None:
             self.models.release(model)
         t0 = time.perf_counter()
         teardown_error = self._teardown(task, env)
         if task.teardown:
             phases["teardown_s"] = time.perf_counter() - t0
-        if teardown_error and error is None:
-            error = teardown_error
         if broken or teardown_error:
             slot.drop()
 
@@ -616,6 +624,8 @@ class SuiteRunner:
             "steps": result.steps if result is not None else 0,
             "duration_s": round(time.perf_counter() - t_start, 4),
             "error": error,
+            "infra_error": infra,
+            "teardown_error": teardown_error,
             "check": check.to_dict() if check is not None else None,
             "phases": {k: round(v, 4) for k, v in phases.items()},
             "worker": slot.worker,

@@ -17,12 +17,28 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
+def is_infra_error(line: Mapping[str, Any]) -> bool:
+    """Whether the episode ended on an infrastructure error (device or model failure, a crash, a failed setup)
+    rather than on the agent's own doing. Lines written before ``infra_error`` existed: any error but a
+    check's."""
+    flag = line.get("infra_error")
+    if flag is not None:
+        return bool(flag)
+    error = line.get("error")
+    return bool(error) and not str(error).startswith("check:")
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
 def summarize(results: Iterable[Mapping[str, Any]], task_order: Sequence[str] = ()) -> dict[str, Any]:
-    """Summary of result lines (``task``, ``trial``, ``success``, ``steps``, ``duration_s``, ``error``, ``phases``).
+    """Summary of result lines (``task``, ``trial``, ``success``, ``steps``, ``duration_s``, ``error``,
+    ``infra_error``, ``teardown_error``, ``phases``).
+
+    ``errors`` counts episodes with an error, ``infra_errors`` those of them that ended on an infrastructure
+    error (:func:`is_infra_error`; they count as failures, and ``bench --rerun-errors`` runs them again), and
+    ``teardown_errors`` episodes whose teardown failed (recorded apart: the check alone decides success).
 
     Task rates are averaged over tasks (each task counts once whatever its trial count). pass@k is given for
     k up to the smallest trial count among tasks so every task contributes to every k.
@@ -48,6 +64,8 @@ def summarize(results: Iterable[Mapping[str, Any]], task_order: Sequence[str] = 
                 "success_rate": c / n,
                 "pass_at_k": {str(k): pass_at_k(n, c, k) for k in range(1, n + 1)},
                 "errors": sum(1 for r in lines if r.get("error")),
+                "infra_errors": sum(1 for r in lines if is_infra_error(r)),
+                "teardown_errors": sum(1 for r in lines if r.get("teardown_error")),
                 "agent_success": sum(1 for r in lines if r.get("agent_status") == "success"),
                 "mean_steps": total_steps / n,
                 "mean_step_s": duration / total_steps if total_steps else None,
@@ -68,6 +86,8 @@ def summarize(results: Iterable[Mapping[str, Any]], task_order: Sequence[str] = 
                     for k in range(1, k_max + 1)
                 },
                 "errors": sum(t["errors"] for t in tasks),
+                "infra_errors": sum(t["infra_errors"] for t in tasks),
+                "teardown_errors": sum(t["teardown_errors"] for t in tasks),
                 "agent_success": sum(t["agent_success"] for t in tasks),
                 "successes": sum(t["successes"] for t in tasks),
                 "mean_steps": total_steps / len(all_lines),
@@ -111,7 +131,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
     header = ["task", "trials", "success", "rate"]
     if k_max > 1:
         header.append(f"pass@{k_max}")
-    header += ["agent ok", "errors", "steps", "s/step"]
+    header += ["agent ok", "errors", "infra", "teardown", "steps", "s/step"]
     rows = []
     for t in tasks:
         row = [t["task"], str(t["trials"]), f"{t['successes']}/{t['trials']}", _pct(t["success_rate"])]
@@ -120,6 +140,8 @@ def format_table(summary: Mapping[str, Any]) -> str:
         row += [
             str(t["agent_success"]),
             str(t["errors"]),
+            str(t.get("infra_errors", "-")),
+            str(t.get("teardown_errors", "-")),
             f"{t['mean_steps']:.1f}",
             "-" if t["mean_step_s"] is None else f"{t['mean_step_s']:.2f}",
         ]
@@ -132,6 +154,8 @@ def format_table(summary: Mapping[str, Any]) -> str:
         row += [
             str(overall["agent_success"]),
             str(overall["errors"]),
+            str(overall.get("infra_errors", "-")),
+            str(overall.get("teardown_errors", "-")),
             f"{overall['mean_steps']:.1f}",
             "-" if overall["mean_step_s"] is None else f"{overall['mean_step_s']:.2f}",
         ]
@@ -148,6 +172,12 @@ def format_table(summary: Mapping[str, Any]) -> str:
     if tasks:
         lines.append("  ".join("-" * w for w in widths))
         lines.append(fmt(rows[-1]))
+    infra = overall.get("infra_errors") or 0
+    if infra:
+        lines.append(
+            f"{infra} episode{'s' if infra != 1 else ''} ended on infrastructure errors (counted as failures; "
+            "bench --rerun-errors runs them again)"
+        )
     spread = overall.get("trial_spread")
     if spread:
         lines.append(

@@ -275,3 +275,79 @@ def test_report_never_rewrites_results_with_a_torn_last_line(
     text = results.read_text()
     assert text.endswith("\n") and "succ\n" not in text and "succ{" not in text
     assert sorted(r["task"] for r in read_results(out)) == ["a", "b"]
+
+
+def test_rerun_errors_reruns_only_infrastructure_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from screenpilot.tasks.runner import read_results
+
+    suite = (
+        "tasks:\n"
+        "  - {id: ok, goal: g, env: android, success: {answer: {exact: x}}}\n"
+        "  - {id: flaky, goal: g, env: android, success: {answer: {exact: x}}}\n"
+        "  - {id: nocheck, goal: g, env: android, success: {shell: 'true'}}\n"
+    )
+    answer = _call(action="answer", text="x")
+    # No answer for `flaky`: its episode ends on a model error, an infrastructure failure.
+    args = _bench_args(
+        tmp_path, suite, [{"task": "ok", "output": answer}, {"task": "nocheck", "output": answer}]
+    )
+    out = tmp_path / "out"
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    lines = {r["task"]: r for r in read_results(out)}
+    assert lines["flaky"]["error"].startswith("model_error: ")
+    assert (lines["flaky"]["infra_error"], lines["flaky"]["success"]) == (True, False)
+    # A check that cannot run (the fake environment has no shell) is the task's error, not the run's.
+    assert lines["nocheck"]["error"].startswith("check: ")
+    assert lines["nocheck"]["infra_error"] is False
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["overall"]["errors"], summary["overall"]["infra_errors"]) == (2, 1)
+    assert "1 episode ended on infrastructure errors" in captured.out
+    assert "<th>infrastructure errors</th>" in (out / "report.html").read_text()
+
+    # The model is fixed. A plain resume keeps the failure; --rerun-errors runs that episode again.
+    (tmp_path / "r.jsonl").write_text(json.dumps({"output": answer}) + "\n")
+    assert main(args) == 0
+    assert "0 episodes run, 3 already done" in capsys.readouterr().err
+    assert main([*args, "--rerun-errors"]) == 0
+    captured = capsys.readouterr()
+    assert "1 episodes run, 2 already done" in captured.err
+    lines = {r["task"]: r for r in read_results(out)}
+    assert (lines["flaky"]["success"], lines["flaky"]["error"]) == (True, None)
+    assert lines["nocheck"]["error"].startswith("check: ")  # not rerun
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["overall"]["successes"], summary["overall"]["infra_errors"]) == (2, 0)
+    assert "infrastructure errors" not in captured.out
+
+
+def test_summary_counts_infrastructure_and_teardown_errors() -> None:
+    lines = [
+        {"task": "a", "trial": 1, "success": False, "steps": 0, "error": "setup: x", "infra_error": True},
+        {"task": "a", "trial": 2, "success": False, "steps": 1, "error": "check: y", "infra_error": False},
+        {
+            "task": "a",
+            "trial": 3,
+            "success": True,
+            "steps": 1,
+            "error": None,
+            "teardown_error": "teardown: z",
+        },
+        # A line written before infra_error existed: any error but a check's is the run's.
+        {"task": "b", "trial": 1, "success": False, "steps": 3, "error": "device_error: gone"},
+        {"task": "b", "trial": 2, "success": False, "steps": 3, "error": "check: boom"},
+    ]
+    summary = summarize(lines, ["a", "b"])
+    a, b = summary["tasks"]
+    assert (a["errors"], a["infra_errors"], a["teardown_errors"]) == (2, 1, 1)
+    assert (b["errors"], b["infra_errors"], b["teardown_errors"]) == (2, 1, 0)
+    overall = summary["overall"]
+    assert (overall["errors"], overall["infra_errors"], overall["teardown_errors"]) == (4, 2, 1)
+    table = format_table(summary)
+    header, _, row_a, row_b, _, row_all = table.splitlines()[:6]
+    assert header.split()[-5:] == ["errors", "infra", "teardown", "steps", "s/step"]
+    assert row_a.split()[-5:-2] == ["2", "1", "1"]
+    assert row_b.split()[-5:-2] == ["2", "1", "0"]
+    assert row_all.split()[-5:-2] == ["4", "2", "1"]
+    assert "2 episodes ended on infrastructure errors" in table

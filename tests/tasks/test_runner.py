@@ -421,3 +421,29 @@ def test_per_episode_models_are_closed_after_their_episode(
     assert closed == made[1:]
     source.close()
     assert closed[-1] is made[0]
+
+
+def test_a_failed_teardown_is_recorded_apart_and_the_check_decides(
+    tmp_path: Path, fake_source: FakeSource
+) -> None:
+    from screenpilot.tasks.report import render_report
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "tasks:\n"
+        "  - id: t\n    goal: g\n    env: android\n"
+        "    success: {answer: {normalized: '42'}}\n"
+        "    teardown: [{shell: 'echo stuck >&2; exit 3'}]\n"
+    )
+    out = tmp_path / "out"
+    answers = replay_source([("t", call(action="answer", text="42"))])
+    outcome = run_suite(load_suite(path), out, fake_source, answers, settings())
+    (line,) = read_results(out)
+    assert (line["success"], line["error"], line["infra_error"]) == (True, None, False)
+    assert line["teardown_error"] == "teardown: 'echo stuck >&2; exit 3' exited with 3: stuck"
+    assert "teardown_s" in line["phases"]
+    overall = outcome.summary["overall"]
+    assert (overall["successes"], overall["errors"], overall["teardown_errors"]) == (1, 0, 1)
+    assert fake_source.built[0].closed_count == 1  # an environment whose teardown failed is not reused
+    html = render_report(out)
+    assert "Teardown failed:</strong> teardown: &#39;echo stuck &gt;&amp;2; exit 3&#39; exited with 3" in html
