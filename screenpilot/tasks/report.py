@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -208,7 +209,10 @@ def episode_view(
 
 
 def _anchor(title: str) -> str:
-    return "ep-" + "".join(c if c.isalnum() else "-" for c in title)
+    """A readable HTML id for an episode, unique per title: titles that read the same once punctuation is
+    replaced (tasks ``a.b`` and ``a-b``) differ in the hash of the exact title."""
+    readable = "".join(c if c.isascii() and c.isalnum() else "-" for c in title)
+    return f"ep-{readable}-{hashlib.sha256(title.encode('utf-8')).hexdigest()[:10]}"
 
 
 def _template() -> Any:

@@ -173,3 +173,38 @@ def test_report_for_a_screenpilot_run_folder(tmp_path: Path) -> None:
     assert "screenpilot run: hold the icon" in html
     assert html.count('<img src="data:image/jpeg;base64,') == 2
     assert "&#34;action&#34;: &#34;long_press&#34;" in html  # the parsed action, escaped JSON
+
+
+def test_episode_anchors_are_unique_and_links_reach_their_task(
+    tmp_path: Path, fake_source: FakeSource
+) -> None:
+    import re
+
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(
+        "tasks:\n"
+        "  - {id: a.b, goal: g, env: android, success: {answer: {exact: x}}}\n"
+        "  - {id: a-b, goal: g, env: android, success: {answer: {exact: x}}}\n"
+        "  - {id: a_b, goal: g, env: android, success: {answer: {exact: x}}}\n"
+    )
+    out = tmp_path / "bench"
+    answers: list[tuple[str | None, str]] = [(None, call(action="answer", text="x"))] * 3
+    run_suite(
+        load_suite(suite_file),
+        out,
+        fake_source,
+        ModelPerEpisode(lambda: ReplayModel(answers, name="replay:anchors")),
+        BenchSettings(progress=False, dialect_options={"answer_action": True}),
+    )
+    html = render_report(out)
+    ids = re.findall(r'<details class="episode" id="([^"]+)"', html)
+    assert len(ids) == 3 and len(set(ids)) == 3
+    for task in ("a.b", "a-b", "a_b"):
+        (href,) = re.findall(rf'<a href="#([^"]+)">{re.escape(task)}</a>', html)
+        episode = html[html.index(f'id="{href}"') :]
+        assert (
+            episode[: episode.index("</summary>")]
+            .split("<summary>")[1]
+            .strip()
+            .startswith(f"{task} / trial 1")
+        )
