@@ -435,14 +435,19 @@ class AndroidEnv(Environment):
 
     def screen_text(self) -> str:
         """Visible text and content descriptions from ``uiautomator dump``, one per line, top to bottom."""
-        line = f"uiautomator dump {UI_DUMP_PATH} >/dev/null && cat {UI_DUMP_PATH}"
+        # The old dump is removed first: uiautomator can fail (e.g. "could not get idle state") and still
+        # exit 0, and reading the file it left last time would report a screen that is gone.
+        line = f"rm -f {UI_DUMP_PATH}; uiautomator dump {UI_DUMP_PATH} && cat {UI_DUMP_PATH}"
         data = self.device.text(line, timeout_s=max(self.device.timeout_s, 30.0))
         start = data.find("<?xml")
         if start < 0:
             start = data.find("<hierarchy")
-        if start < 0:
+        said = data[:start] if start >= 0 else data
+        if start < 0 or "dumped to" not in said.lower():
             raise DeviceError(
-                f"uiautomator dump failed: {data.strip()[:300]}", device=self.serial, command=line
+                f"uiautomator dump failed: {said.strip()[:300] or 'it wrote no file'}",
+                device=self.serial,
+                command=line,
             )
         try:
             root = ET.fromstring(data[start:].strip())

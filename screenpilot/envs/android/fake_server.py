@@ -84,6 +84,9 @@ class FakePhone:
     present: bool = True
     hang: bool = False
     ui_xml: str | None = None
+    ui_idle: bool = True
+    """False mimics a screen that never goes idle: ``uiautomator dump`` prints an error, writes no file and
+    still exits 0, as the real one does."""
     files: dict[str, bytes] = field(default_factory=dict)
     handlers: dict[str, Handler] = field(default_factory=dict)
     on_input: Callable[[FakePhone, list[str]], None] | None = None
@@ -361,6 +364,8 @@ class FakePhone:
     def _cmd_uiautomator(self, argv: list[str]) -> tuple[bytes, int]:
         if argv[1:2] != ["dump"]:
             return b"Unknown command\n", 1
+        if not self.ui_idle:
+            return b"ERROR: could not get idle state.\n", 0
         if self.ui_xml is None:
             return b"ERROR: null root node returned by UiTestAutomationBridge.\n", 1
         path = argv[2] if len(argv) > 2 else "/sdcard/window_dump.xml"

@@ -136,6 +136,18 @@ def test_screen_text_reads_the_ui_dump(env: AndroidEnv, phone: FakePhone) -> Non
         env.screen_text()
 
 
+def test_a_failed_ui_dump_never_returns_the_previous_screen(env: AndroidEnv, phone: FakePhone) -> None:
+    phone.ui_xml = '<?xml version="1.0"?><hierarchy><node text="Wi-Fi is off" content-desc=""/></hierarchy>'
+    assert env.screen_text() == "Wi-Fi is off"
+    phone.ui_idle = False  # uiautomator prints an error, writes nothing and exits 0
+    with pytest.raises(DeviceError, match="uiautomator dump failed: ERROR: could not get idle state"):
+        env.screen_text()
+    phone.ui_idle = True
+    phone.handlers["uiautomator"] = lambda device, argv: (b"", 0)  # silent, no file
+    with pytest.raises(DeviceError, match="uiautomator dump failed"):
+        env.screen_text()
+
+
 # -- observation ---------------------------------------------------------------------------------------------
 def test_observation_uses_raw_screencap_and_reports_the_screen(env: AndroidEnv, phone: FakePhone) -> None:
     marked = Image.new("RGB", (1080, 2400), (255, 255, 255))
