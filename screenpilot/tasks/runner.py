@@ -35,6 +35,7 @@ from screenpilot.agent.agent import Agent
 from screenpilot.agent.loop import EpisodeResult, Limits, Settle, StepRecord, run_episode
 from screenpilot.agent.record import RunRecorder, record_episode, write_json_atomic
 from screenpilot.envs.base import Environment, Observation, Platform
+from screenpilot.envs.settle import SettleResult, wait_until_stable
 from screenpilot.errors import MissingExtraError, ScreenpilotError, SetupError
 from screenpilot.model.base import Completion, Message, ModelBackend
 from screenpilot.model.qwen25vl import Qwen25VLDialect
@@ -259,6 +260,17 @@ class PreparedEnv(Environment):
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
+
+    def settle(self, timeout_s: float | None = None) -> SettleResult:
+        """Wait for the screen to stop changing: the inner environment's own ``settle`` (a faster capture
+        path) where it has one, else polling its observations."""
+        own = getattr(self.inner, "settle", None)
+        if callable(own):
+            result: SettleResult = own(timeout_s=timeout_s)
+            return result
+        if timeout_s is None:
+            return wait_until_stable(lambda: self.inner.observe().screenshot)
+        return wait_until_stable(lambda: self.inner.observe().screenshot, timeout_s=timeout_s)
 
 
 class _Slot:

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from screenpilot.actions.coords import Size
 from screenpilot.agent.loop import Limits
 from screenpilot.agent.record import load_run
+from screenpilot.envs.settle import SettleResult
 from screenpilot.model.base import Completion
 from screenpilot.model.replay import ReplayModel
 from screenpilot.tasks.manifest import ManifestMismatch
@@ -447,3 +449,60 @@ def test_a_failed_teardown_is_recorded_apart_and_the_check_decides(
     assert fake_source.built[0].closed_count == 1  # an environment whose teardown failed is not reused
     html = render_report(out)
     assert "Teardown failed:</strong> teardown: &#39;echo stuck &gt;&amp;2; exit 3&#39; exited with 3" in html
+
+
+class SettlingEnv(ShellFakeEnv):
+    """Has its own settle, as the Android and desktop environments do; counts captures."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.settle_timeouts: list[float | None] = []
+        self.observed = 0
+
+    def _observe(self) -> Any:
+        self.observed += 1
+        return super()._observe()
+
+    def settle(self, timeout_s: float | None = None) -> SettleResult:
+        self.settle_timeouts.append(timeout_s)
+        return SettleResult(stable=True, waited_s=0.0, frames=1, last=None)
+
+
+def test_bench_settles_through_the_environment_own_settle(tmp_path: Path) -> None:
+    import argparse
+
+    from screenpilot.cli.main import make_settle
+
+    class Source(FakeSource):
+        def build(self, task: Any, worker: int) -> SettlingEnv:
+            env = SettlingEnv(self.root / f"worker-{worker}")
+            self.built.append(env)
+            return env
+
+    path = tmp_path / "s.yaml"
+    path.write_text("tasks:\n  - {id: note, goal: g, env: android, success: {shell: 'true'}}\n")
+    source = Source(tmp_path / "devices")
+    answers = replay_source(
+        [
+            ("note", call(action="click", coordinate=[10, 20])),
+            ("note", call(action="terminate", status="success")),
+        ]
+    )
+    settle = make_settle(argparse.Namespace(no_settle=False, settle_timeout=1.5))
+    run_suite(load_suite(path), tmp_path / "out", source, answers, settings(), settle=settle)
+    (env,) = source.built
+    (line,) = read_results(tmp_path / "out")
+    assert (line["success"], line["steps"]) == (True, 2)
+    assert env.settle_timeouts == [1.5]  # after the click
+    assert env.observed == 2  # one screen per step; no polling
+
+
+def test_prepared_env_settles_by_polling_when_the_inner_one_cannot() -> None:
+    from screenpilot.envs.fake import FakeEnv
+    from screenpilot.tasks.runner import PreparedEnv
+
+    inner = FakeEnv(Size(64, 64))
+    assert not hasattr(inner, "settle")
+    prepared = PreparedEnv(inner, inner.reset())
+    result = prepared.settle(timeout_s=2.0)
+    assert result.stable and result.frames >= 2 and result.last is not None
