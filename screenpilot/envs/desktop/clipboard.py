@@ -312,7 +312,9 @@ class SelectionOffer:
             property=prop,
         )
         request.requestor.send_event(reply, event_mask=0)
-        self._conn.flush()
+        # A round trip, not just a flush: once the server has handled the reply, keys sent after the
+        # delivery is reported (a Return after pasted text) reach the app after the text.
+        self._conn.sync()
         if prop != X.NONE and request.target != self._targets:
             self.delivered.set()
 

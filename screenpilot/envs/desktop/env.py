@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import threading
@@ -151,6 +152,11 @@ def _x11_platform_module(pyautogui: Any, display: str) -> ModuleType:
 def _is_typable(text: str) -> bool:
     """Whether pyautogui can type ``text`` key by key: printable ASCII, newlines and tabs only."""
     return all((" " <= c <= "~") or c in "\n\t" for c in text)
+
+
+#: What typed text splits at, and the key each separator presses (``\r\n`` is one newline).
+_LINE_BREAKS = re.compile(r"(\r\n|\r|\n|\t)")
+_BREAK_KEYS = {"\r\n": "enter", "\r": "enter", "\n": "enter", "\t": "tab"}
 
 
 class DesktopBase(Environment):
@@ -446,13 +452,22 @@ class DesktopBase(Environment):
                     pg.keyUp(key, _pause=False)
 
     def _type(self, text: str) -> None:
+        """ASCII key by key; other text pasted. Newlines press Return and tabs Tab either way (a pasted newline
+        would be inserted literally, or dropped by a one-line field, instead of submitting)."""
         if not text:
             return
         if _is_typable(text):
             with self._input() as pg:
                 pg.write(text, interval=0.0, _pause=False)
             return
-        self._paste(text)
+        for part in _LINE_BREAKS.split(text):
+            if part in _BREAK_KEYS:
+                self._press((_BREAK_KEYS[part],))
+            elif _is_typable(part):
+                with self._input() as pg:
+                    pg.write(part, interval=0.0, _pause=False)
+            elif part:
+                self._paste(part)
 
     def clipboard(self) -> Clipboard:
         """The clipboard of this environment's display."""

@@ -149,6 +149,30 @@ def test_unicode_text_arrives_exactly_and_the_clipboard_is_restored(sandbox_app:
     assert log.wait_event("submit")["text"] == text
 
 
+@pytest.mark.parametrize("text", ["hello", "héllo", "世界 🙂"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_newline_presses_return_in_any_text(sandbox_app: Env, text: str, newline: str) -> None:
+    env, log = sandbox_app
+    focus_entry(env, log)
+    env.execute(TypeText(text=f"{text}{newline}"))
+    assert log.wait_event("submit")["text"] == text
+    texts = [e["text"] for e in log.of("text")]
+    assert texts[-1] == text
+    assert not any("\n" in t or "\r" in t for t in texts)  # nothing pasted literally
+    assert [e["keysym"] for e in log.of("key") if e["keysym"] == "Return"] == ["Return"]
+
+
+def test_newlines_and_tabs_inside_unicode_text_press_their_keys(sandbox_app: Env) -> None:
+    env, log = sandbox_app
+    focus_entry(env, log)
+    env.execute(TypeText(text="ünï\ncödé\tx"))
+    assert log.wait_event("submit")["text"] == "ünï"
+    log.wait_event("key", keysym="Tab")  # the Tab moves the focus from the entry to the button
+    texts = [e["text"] for e in log.of("text")]
+    assert texts[-1] == "ünïcödé"
+    assert not any("\n" in t or "\t" in t for t in texts)
+
+
 def test_an_empty_clipboard_is_empty_again_after_pasting(sandbox_app: Env) -> None:
     env, log = sandbox_app
     focus_entry(env, log)
