@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from screenpilot.cli.main import main
+from screenpilot.tasks.runner import read_results
 from screenpilot.tasks.summary import format_table, pass_at_k, summarize
 
 
@@ -105,12 +106,17 @@ def test_bench_on_the_fake_env_writes_everything_and_resumes(
         "360x640",
         "--model",
         f"replay:{replay}",
-        "--out",
-        str(out),
         "--no-progress",
     ]
-    assert main([*args, "--trials", "3"]) == 0
+    # Without --answer-action the model is not offered the answer action: a warning, and no answer counts.
+    unoffered = tmp_path / "unoffered"
+    assert main([*args, "--out", str(unoffered)]) == 0
     assert "ask, quit check the agent's answer, but the model is not offered" in capsys.readouterr().err
+    assert all(not r["success"] for r in read_results(unoffered))
+
+    args += ["--answer-action", "--out", str(out)]
+    assert main([*args, "--trials", "3"]) == 0
+    assert "not offered" not in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["overall"]["episodes"] == 6
     assert {t["task"]: t["success_rate"] for t in summary["tasks"]} == {"ask": 1.0, "quit": 0.0}
@@ -152,7 +158,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
         "--model",
         f"replay:{replay}",
     ]
-    cmd += ["--out", str(out), "--no-report", "--screen-size", "360x640"]
+    cmd += ["--out", str(out), "--no-report", "--screen-size", "360x640", "--answer-action"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     results = out / "results.jsonl"
@@ -225,8 +231,6 @@ def _call(**arguments: object) -> str:
 def test_line_separators_in_an_answer_keep_the_bench_folder_readable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from screenpilot.tasks.runner import read_results
-
     answer = "first\u2028second\u2029third\x85end"
     args = _bench_args(
         tmp_path,
@@ -250,8 +254,6 @@ def test_line_separators_in_an_answer_keep_the_bench_folder_readable(
 def test_report_never_rewrites_results_with_a_torn_last_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from screenpilot.tasks.runner import read_results
-
     args = _bench_args(
         tmp_path,
         "tasks:\n"
@@ -280,8 +282,6 @@ def test_report_never_rewrites_results_with_a_torn_last_line(
 def test_rerun_errors_reruns_only_infrastructure_failures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from screenpilot.tasks.runner import read_results
-
     suite = (
         "tasks:\n"
         "  - {id: ok, goal: g, env: android, success: {answer: {exact: x}}}\n"
