@@ -147,10 +147,8 @@ class FakePhone:
                     except _ShellExit as leaving:  # `exit` leaves the subshell only
                         status = leaving.status
                 else:
-                    argv = [a.replace(_STATUS, str(status)) for a in command]
-                    argv, silent = _strip_redirects(argv)
-                    self._stderr_to_null = "2>/dev/null" in argv
-                    argv = [a for a in argv if a != "2>/dev/null"]
+                    argv, silent, self._stderr_to_null = _strip_redirects(command)
+                    argv = [a.replace(_STATUS, str(status)) for a in argv]
                     if argv and argv[0] == "exit":
                         raise _ShellExit(int(argv[1]) if argv[1:] and argv[1].isdigit() else status)
                     if argv:
@@ -509,7 +507,7 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
     operators unless quoted (``2>&1`` stays one word).
     """
     word: list[str] = []
-    in_word = False
+    in_word = quoted = False
     i = 0
     while i < len(line):
         c = line[i]
@@ -517,7 +515,7 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
             end = line.find("'", i + 1)
             end = len(line) if end < 0 else end
             word.append(line[i + 1 : end])
-            in_word, i = True, end + 1
+            in_word, quoted, i = True, True, end + 1
         elif c == '"':
             i += 1
             while i < len(line) and line[i] != '"':
@@ -530,20 +528,20 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
                 else:
                     word.append(line[i])
                     i += 1
-            in_word, i = True, i + 1
+            in_word, quoted, i = True, True, i + 1
         elif c == "\\" and i + 1 < len(line):
             if line[i + 1] != "\n":  # a backslash before a newline joins the lines
                 word.append(line[i + 1])
-                in_word = True
+                in_word = quoted = True
             i += 2
         elif c in " \t\r":
             if in_word:
-                yield "".join(word), False
-            word, in_word, i = [], False, i + 1
+                yield _word(word, quoted), False
+            word, in_word, quoted, i = [], False, False, i + 1
         elif c in ";&|\n()" and not (c == "&" and word and word[-1].endswith((">", "<"))):
             if in_word:
-                yield "".join(word), False
-            word, in_word = [], False
+                yield _word(word, quoted), False
+            word, in_word, quoted = [], False, False
             op = line[i : i + 2] if line[i : i + 2] in ("&&", "||") else c
             yield op, True
             i += len(op)
@@ -554,7 +552,16 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
             word.append(c)
             in_word, i = True, i + 1
     if in_word:
-        yield "".join(word), False
+        yield _word(word, quoted), False
+
+
+class _Quoted(str):
+    """A word with quoted or escaped characters: never a redirect."""
+
+
+def _word(parts: list[str], quoted: bool) -> str:
+    text = "".join(parts)
+    return _Quoted(text) if quoted else text
 
 
 class _ShellExit(Exception):
@@ -607,31 +614,30 @@ def _parse_list(tokens: list[tuple[str, bool]], at: int) -> tuple[list[tuple[_Co
     return commands, at
 
 
-def _strip_redirects(argv: list[str]) -> tuple[list[str], bool]:
-    """Drop ``2>&1`` style redirects; report whether stdout went to /dev/null."""
+def _strip_redirects(argv: list[str]) -> tuple[list[str], bool, bool]:
+    """Drop unquoted redirects; report whether stdout and whether stderr went to /dev/null."""
     kept: list[str] = []
-    silent = False
+    silent = stderr_to_null = False
     skip_next = False
     for i, arg in enumerate(argv):
         if skip_next:
             skip_next = False
             continue
-        if arg == "2>&1":
-            continue
-        if arg == "2>/dev/null":  # kept for the command to see; run_shell drops it
+        if isinstance(arg, _Quoted):
             kept.append(arg)
+        elif arg == "2>&1":
             continue
-        if arg in (">/dev/null", "1>/dev/null"):
+        elif arg == "2>/dev/null":
+            stderr_to_null = True
+        elif arg in (">/dev/null", "1>/dev/null"):
             silent = True
-            continue
-        if arg in (">", "2>") and i + 1 < len(argv):
+        elif arg in (">", "2>") and i + 1 < len(argv):
             silent = silent or (arg == ">" and argv[i + 1] == "/dev/null")
-            if arg == "2>" and argv[i + 1] == "/dev/null":
-                kept.append("2>/dev/null")
+            stderr_to_null = stderr_to_null or (arg == "2>" and argv[i + 1] == "/dev/null")
             skip_next = True
-            continue
-        kept.append(arg)
-    return kept, silent
+        else:
+            kept.append(arg)
+    return kept, silent, stderr_to_null
 
 
 # -- the server ----------------------------------------------------------------------------------------------

@@ -90,6 +90,7 @@ def _typed(text: str) -> str:
         "line one\nline two\tcell",
         "%s%s%%s",
         '$? $(id) ${HOME} "\\$x"',
+        ">/dev/null 2>/dev/null 2>&1 > x",
     ],
 )
 def test_input_text_round_trip(text: str) -> None:
