@@ -91,6 +91,8 @@ def _typed(text: str) -> str:
         "%s%s%%s",
         '$? $(id) ${HOME} "\\$x"',
         ">/dev/null 2>/dev/null 2>&1 > x",
+        ">/dev/null",
+        "2>&1",
     ],
 )
 def test_input_text_round_trip(text: str) -> None:
