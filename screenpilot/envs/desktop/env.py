@@ -172,12 +172,16 @@ class DesktopBase(Environment):
         monitor: int = 1,
         failsafe: bool = True,
         settle_timeout_s: float = 3.0,
+        settle_min_wait_s: float | None = None,
         paste_keys: tuple[str, ...] | None = None,
         paste_wait_s: float = 1.0,
     ) -> None:
         self.monitor = monitor
         self.failsafe = failsafe
         self.settle_timeout_s = settle_timeout_s
+        #: Settling waits this long before comparing frames (None: the shared default of
+        #: :func:`~screenpilot.envs.settle.wait_until_stable`), so a late redraw is not missed.
+        self.settle_min_wait_s = settle_min_wait_s
         self.paste_keys = paste_keys or (("command", "v") if sys.platform == "darwin" else ("ctrl", "v"))
         self.paste_wait_s = paste_wait_s
         self._display: str | None = None
@@ -278,12 +282,24 @@ class DesktopBase(Environment):
             },
         )
 
-    def settle(self, timeout_s: float | None = None) -> SettleResult:
-        """Wait until the screen stops changing (bounded); the loop's settle hook can call this."""
+    def settle(self, timeout_s: float | None = None, min_wait_s: float | None = None) -> SettleResult:
+        """Wait until the screen stops changing (bounded); the loop's settle hook can call this.
+
+        ``min_wait_s`` (default ``settle_min_wait_s``) passes before frames are compared, so an app that
+        redraws a little after the input is not judged settled on the frame from before the action.
+        """
         self._check_ready()
-        return wait_until_stable(
-            self._grab, timeout_s=self.settle_timeout_s if timeout_s is None else timeout_s
+        return self._wait_stable(
+            self.settle_timeout_s if timeout_s is None else timeout_s, min_wait_s=min_wait_s
         )
+
+    def _wait_stable(
+        self, timeout_s: float, *, min_wait_s: float | None = None, interval_s: float = 0.1
+    ) -> SettleResult:
+        min_wait = self.settle_min_wait_s if min_wait_s is None else min_wait_s
+        if min_wait is None:
+            return wait_until_stable(self._grab, timeout_s=timeout_s, interval_s=interval_s)
+        return wait_until_stable(self._grab, timeout_s=timeout_s, interval_s=interval_s, min_wait_s=min_wait)
 
     # -- input ------------------------------------------------------------------------------------------------
     @contextmanager
@@ -488,7 +504,7 @@ class DesktopBase(Environment):
         try:
             self._press(self.paste_keys)
             if offer.wait(self.paste_wait_s) is None:
-                wait_until_stable(self._grab, timeout_s=self.paste_wait_s, interval_s=0.03, min_wait_s=0.05)
+                self._wait_stable(self.paste_wait_s, interval_s=0.03)
         finally:
             try:
                 clip.restore(saved)

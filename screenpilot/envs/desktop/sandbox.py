@@ -26,7 +26,6 @@ from screenpilot.envs.base import Observation, ShellResult
 from screenpilot.envs.desktop.env import DesktopBase
 from screenpilot.envs.desktop.processes import ShellRunner, new_group_kwargs, stop_group, tail
 from screenpilot.envs.desktop.xvfb import DEFAULT_SIZE, XvfbDisplay
-from screenpilot.envs.settle import wait_until_stable
 from screenpilot.errors import DeviceError, MissingExtraError
 
 
@@ -196,7 +195,7 @@ class SandboxEnv(DesktopBase):
                 )
             time.sleep(0.02)
         self._app_windows = new
-        wait_until_stable(self._grab, timeout_s=self.settle_timeout_s, interval_s=0.05)
+        self._wait_stable(self.settle_timeout_s, interval_s=0.05)  # the first draws may come late too
 
     @property
     def app_running(self) -> bool:
