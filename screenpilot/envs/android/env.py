@@ -8,6 +8,7 @@ a point the model picks on the screenshot is the point that gets touched.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -112,6 +113,7 @@ class AndroidEnv(Environment):
         self._apps: list[app_index.App] | None = None
         self._input_usage: str | None = None
         self._ime_installed: bool | None = None
+        self._ime_problem: str | None = None
         self._clipboard_help: str | None = None
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -122,6 +124,7 @@ class AndroidEnv(Environment):
         self._apps = None
         self._input_usage = self._clipboard_help = None
         self._ime_installed = None
+        self._ime_problem = None
         self._capture_used = "png" if self.capture == "png" else "raw"
 
     def _read_props(self) -> dict[str, str]:
@@ -312,7 +315,10 @@ class AndroidEnv(Environment):
 
     # -- text -------------------------------------------------------------------------------------------------
     def type_text(self, text: str) -> None:
-        """Type ``text`` into the focused field, by the first route that can type all of it."""
+        """Type ``text`` into the focused field, by the first route that can type all of it.
+
+        Newlines and tabs are Enter and Tab key presses on every route.
+        """
         if not text:
             return
         route = self.text_route
@@ -325,52 +331,103 @@ class AndroidEnv(Environment):
                 "This device types through `input text`, which cannot type non-ASCII characters such as "
                 f"{_non_ascii(text)!r}. Type ASCII text only."
             )
-        if route in ("auto", "ime") and self._has_adb_keyboard():
-            self._type_with_ime(text)
-            return
+        problems: list[str] = []
+        if route in ("auto", "ime"):
+            if not self._has_adb_keyboard():
+                problems.append(f"ADBKeyboard is not installed ({typing_.ADB_KEYBOARD_PACKAGE})")
+            elif self._ime_problem is not None:
+                problems.append(self._ime_problem)
+            else:
+                try:
+                    self._type_with_ime(text)
+                    return
+                except _RouteUnavailable as exc:
+                    self._ime_problem = str(exc)  # not tried again until the next reset
+                    problems.append(str(exc))
         if route in ("auto", "clipboard"):
             setter = typing_.clipboard_setter(self._clipboard_usage())
             if setter is not None:
                 self._type_with_clipboard(text, setter)
                 return
-        if route != "auto":  # a route the user chose is missing: a setup fault, not the model's
-            what = "ADBKeyboard is not installed" if route == "ime" else "there is no clipboard shell command"
-            raise DeviceError(f"text_route={route!r} cannot be used: {what}", device=self.serial)
+            problems.append("there is no clipboard shell command")
+        if route != "auto":  # a route the user chose cannot be used: a setup fault, not the model's
+            raise DeviceError(
+                f"text_route={route!r} cannot be used: {'; '.join(problems)}", device=self.serial
+            )
         raise typing_.TextInputError(
-            f"This device cannot type {_non_ascii(text)!r}: `input text` takes ASCII only, ADBKeyboard "
-            "(com.android.adbkeyboard) is not installed and there is no clipboard shell command. "
-            "Type ASCII text instead."
+            f"This device cannot type {_non_ascii(text)!r}: `input text` takes ASCII only, "
+            f"{', '.join(problems)}. Type ASCII text instead."
         )
 
     def _has_adb_keyboard(self) -> bool:
+        """Whether ADBKeyboard is installed, enabled or not (``ime list -s`` lists only enabled keyboards)."""
         if self._ime_installed is None:
-            self._ime_installed = typing_.ADB_KEYBOARD in self.device.text("ime list -s").split()
+            self._ime_installed = typing_.ADB_KEYBOARD in self.device.text("ime list -a -s").split()
         return self._ime_installed
 
+    def _current_ime(self) -> str:
+        return self.device.text(["settings", "get", "secure", "default_input_method"]).strip()
+
+    def _select_ime(self, ime: str, *, enable: bool) -> None:
+        """Make ``ime`` the keyboard and check that it is; _RouteUnavailable naming the refusal otherwise.
+
+        ``ime set`` reports some failures ("Unknown input method ... cannot be selected") with exit
+        status 0, so the setting is read back rather than trusting the output.
+        """
+        steps = (["ime", "enable", ime], ["ime", "set", ime]) if enable else (["ime", "set", ime],)
+        for step in steps:
+            result = self.device.run(step)
+            if _refused(result):
+                said = result.output.strip()[:200] or f"exit {result.exit_code}"
+                raise _RouteUnavailable(f"`{command_line(step)}` failed: {said}")
+        current = self._current_ime()
+        if current != ime:
+            raise _RouteUnavailable(f"`ime set {ime}` left {current or 'no keyboard'} selected")
+
     def _type_with_ime(self, text: str) -> None:
-        previous = self.device.text(["settings", "get", "secure", "default_input_method"]).strip()
+        """Type through ADBKeyboard; _RouteUnavailable (nothing typed) when it cannot be selected."""
+        previous = self._current_ime()
         switched = previous != typing_.ADB_KEYBOARD
         if switched:
-            self.device.run(["ime", "enable", typing_.ADB_KEYBOARD])
-            chosen = self.device.run(["ime", "set", typing_.ADB_KEYBOARD])
-            if "selected" not in chosen.output:
-                raise DeviceError(
-                    f"ADBKeyboard could not be selected: {chosen.output.strip()[:200]}",
-                    device=self.serial,
-                    command=f"ime set {typing_.ADB_KEYBOARD}",
-                )
+            try:
+                self._select_ime(typing_.ADB_KEYBOARD, enable=True)
+            except _RouteUnavailable as exc:
+                raise _RouteUnavailable(f"ADBKeyboard could not be selected: {exc}") from exc
             time.sleep(self.ime_switch_wait_s)
+        failure: BaseException | None = None
         try:
-            result = self.device.run(typing_.ime_broadcast(text))
-            if result.exit_code not in (0, None) or "Broadcast completed" not in result.output:
-                raise DeviceError(
-                    f"ADBKeyboard did not take the text: {result.output.strip()[:200]}",
-                    device=self.serial,
-                    command="am broadcast -a ADB_INPUT_B64",
-                )
+            for part in _text_parts(text):
+                if part in _TEXT_KEYS:
+                    self._input(["input", "keyevent", _TEXT_KEYS[part]])
+                    continue
+                result = self.device.run(typing_.ime_broadcast(part))
+                if result.exit_code != 0 or "Broadcast completed" not in result.output:
+                    raise DeviceError(
+                        f"ADBKeyboard did not take the text: {result.output.strip()[:200]}",
+                        device=self.serial,
+                        command="am broadcast -a ADB_INPUT_B64",
+                    )
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             if switched and self.restore_ime and previous and previous != "null":
-                self.device.run(["ime", "set", previous])
+                self._restore_ime(previous, failure)
+
+    def _restore_ime(self, previous: str, failure: BaseException | None) -> None:
+        """Select the user's keyboard again. If that fails while another error is on its way, the other
+        error is the one raised and the failed restore is noted on it."""
+        try:
+            self._select_ime(previous, enable=False)
+        except (_RouteUnavailable, DeviceError) as exc:
+            problem = DeviceError(
+                f"could not select the previous keyboard again: {exc}",
+                device=self.serial,
+                command=f"ime set {previous}",
+            )
+            if failure is None:
+                raise problem from exc
+            failure.add_note(str(problem))
 
     def _clipboard_usage(self) -> str:
         if self._clipboard_help is None:
@@ -378,17 +435,29 @@ class AndroidEnv(Environment):
         return self._clipboard_help
 
     def _type_with_clipboard(self, text: str, setter: str) -> None:
-        self.device.run(["cmd", "clipboard", setter, text])
+        """Paste ``text`` part by part; a clip that was not set (or not kept) is never pasted."""
         getter = typing_.clipboard_getter(self._clipboard_usage())
-        if getter is not None:
-            held = self.device.run(["cmd", "clipboard", getter], idempotent=True).output
-            if held.rstrip("\n") != text.rstrip("\n"):
+        for part in _text_parts(text):
+            if part in _TEXT_KEYS:
+                self._input(["input", "keyevent", _TEXT_KEYS[part]])
+                continue
+            result = self.device.run(["cmd", "clipboard", setter, part])
+            if _refused(result):
                 raise DeviceError(
-                    "the clipboard did not keep the text to paste",
+                    "the clipboard refused the text: "
+                    f"{result.output.strip()[:200] or f'exit {result.exit_code}'}",
                     device=self.serial,
                     command=f"cmd clipboard {setter}",
                 )
-        self._input(["input", "keyevent", "KEYCODE_PASTE"])
+            if getter is not None:
+                held = self.device.run(["cmd", "clipboard", getter], idempotent=True).output
+                if held.rstrip("\n") != part:
+                    raise DeviceError(
+                        "the clipboard did not keep the text to paste",
+                        device=self.serial,
+                        command=f"cmd clipboard {setter}",
+                    )
+            self._input(["input", "keyevent", "KEYCODE_PASTE"])
 
     # -- apps -------------------------------------------------------------------------------------------------
     def installed_apps(self, *, refresh: bool = False) -> list[app_index.App]:
@@ -462,6 +531,33 @@ class AndroidEnv(Environment):
                 if value:
                     texts.append(value)
         return "\n".join(texts)
+
+
+class _RouteUnavailable(Exception):
+    """A text route cannot be used on this device (nothing was typed); the message says why."""
+
+
+_TEXT_KEYS = {"\n": "KEYCODE_ENTER", "\t": "KEYCODE_TAB"}
+
+
+def _text_parts(text: str) -> list[str]:
+    """``text`` as runs of characters and single newlines/tabs, which are typed as key presses."""
+    return [part for part in re.split(r"([\n\t])", text) if part]
+
+
+def _refused(result: ShellResult) -> bool:
+    """Whether a settings-style shell command failed, by exit status or by what it printed.
+
+    AOSP's ``ime`` prints "Unknown input method ... cannot be selected" and still exits 0.
+    """
+    output = result.output
+    return (
+        result.exit_code != 0
+        or "Unknown input method" in output
+        or "cannot be" in output
+        or "Exception" in output
+        or output.lstrip().startswith("Error")
+    )
 
 
 def _batched(commands: Sequence[Sequence[str]], limit: int = 3000) -> list[str]:

@@ -70,7 +70,16 @@ class FakePhone:
     model: str = "Pixel_7"
     apps: dict[str, tuple[str | None, str]] = field(default_factory=lambda: dict(DEFAULT_APPS))
     adb_keyboard: bool = False
+    """ADBKeyboard is installed."""
+    adb_keyboard_enabled: bool = True
+    """...and enabled (``ime list -s`` shows only enabled keyboards, ``ime list -a -s`` all installed)."""
+    adb_keyboard_selectable: bool = True
+    """False: ``ime set`` refuses ADBKeyboard with AOSP's failure text, and still exits 0."""
     clipboard: bool = False
+    clipboard_getter: bool = True
+    """The clipboard command can read the clip back (``get-primary-clip-text``)."""
+    clipboard_refuses: bool = False
+    """Setting the clip fails (an exception, exit 255) and the old clip stays."""
     draganddrop: bool = True
     screencap_header: int = 16
     screencap_format: int = 1
@@ -271,13 +280,17 @@ class FakePhone:
                 return b"No shell command implementation.\n", 255
             verb = argv[2] if len(argv) > 2 else "help"
             if verb == "set-primary-clip-text" and len(argv) > 3:
+                if self.clipboard_refuses:
+                    return (
+                        b"Exception occurred while executing 'set-primary-clip-text':\njava.lang.SecurityException\n",
+                        255,
+                    )
                 self.clip = argv[3]
                 return self._ok()
-            if verb == "get-primary-clip-text":
+            if verb == "get-primary-clip-text" and self.clipboard_getter:
                 return self._ok(self.clip + "\n")
-            return self._ok(
-                "Clipboard service commands:\n  help\n  set-primary-clip-text TEXT\n  get-primary-clip-text\n"
-            )
+            getter = "  get-primary-clip-text\n" if self.clipboard_getter else ""
+            return self._ok("Clipboard service commands:\n  help\n  set-primary-clip-text TEXT\n" + getter)
         return b"cmd: Can't find service: " + service.encode() + b"\n", 20
 
     def _activity(self, package: str) -> str:
@@ -340,15 +353,24 @@ class FakePhone:
 
     def _cmd_ime(self, argv: list[str]) -> tuple[bytes, int]:
         installed = [LATIN_IME] + ([ADB_KEYBOARD_IME] if self.adb_keyboard else [])
+        enabled = [LATIN_IME] + (
+            [ADB_KEYBOARD_IME] if self.adb_keyboard and self.adb_keyboard_enabled else []
+        )
         verb = argv[1] if len(argv) > 1 else ""
         if verb == "list":
-            return self._ok("".join(i + "\n" for i in installed))
-        if verb in ("enable", "set"):
-            ime = argv[-1]
+            return self._ok("".join(i + "\n" for i in (installed if "-a" in argv else enabled)))
+        ime = argv[-1]
+        if verb == "enable":
             if ime not in installed:
+                return self._ok(f"Unknown input method {ime} cannot be enabled for user #0\n")
+            already = ime in enabled
+            if ime == ADB_KEYBOARD_IME:
+                self.adb_keyboard_enabled = True
+            return self._ok(f"Input method {ime}: {'already' if already else 'now'} enabled for user #0\n")
+        if verb == "set":
+            if ime not in enabled or (ime == ADB_KEYBOARD_IME and not self.adb_keyboard_selectable):
                 return self._ok(f"Unknown input method {ime} cannot be selected for user #0\n")
-            if verb == "set":
-                self.ime = ime
+            self.ime = ime
             return self._ok(f"Input method {ime} selected for user #0\n")
         return b"Unknown command\n", 255
 

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 from screenpilot.errors import UnsupportedActionError
 
-ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
+ADB_KEYBOARD_PACKAGE = "com.android.adbkeyboard"
+ADB_KEYBOARD = f"{ADB_KEYBOARD_PACKAGE}/.AdbIME"
 #: Longest text per ``input text`` call; long ones are split so no single command runs for too long.
 CHUNK = 200
 

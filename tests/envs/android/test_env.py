@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -376,6 +377,135 @@ def test_non_ascii_through_the_clipboard(make_env: MakeEnv, phone: FakePhone) ->
     env.execute(TypeText(text="Grüße aus Köln"))
     assert phone.text == "Grüße aus Köln"
     assert phone.inputs[-1] == "input keyevent KEYCODE_PASTE"
+
+
+def test_a_keyboard_ime_set_refuses_is_never_trusted(make_env: MakeEnv, phone: FakePhone) -> None:
+    phone.adb_keyboard = True
+    phone.adb_keyboard_selectable = False  # "Unknown input method ... cannot be selected", exit 0
+    env = make_env()
+    env.reset()
+    with pytest.raises(TextInputError, match=r"ADBKeyboard could not be selected.*cannot be selected"):
+        env.execute(TypeText(text="Grüße"))
+    assert phone.text == ""
+    assert not any(c.startswith("am broadcast") for c in phone.commands)  # nothing sent into the void
+    phone.clipboard = True  # the next route takes over
+    env.reset()
+    env.execute(TypeText(text="Grüße"))
+    assert phone.text == "Grüße"
+    assert phone.ime == LATIN_IME
+
+
+def test_a_keyboard_whose_selection_does_not_stick_is_not_used(make_env: MakeEnv, phone: FakePhone) -> None:
+    phone.adb_keyboard = True
+    phone.clipboard = True
+    # `ime set` claims success but the setting does not change
+    phone.handlers["ime"] = lambda device, argv: (
+        (f"Input method {argv[-1]} selected for user #0\n".encode(), 0)
+        if argv[1] == "set"
+        else FakePhone._cmd_ime(device, argv)
+    )
+    env = make_env()
+    env.reset()
+    env.execute(TypeText(text="日本"))
+    assert phone.text == "日本"
+    assert phone.inputs[-1] == "input keyevent KEYCODE_PASTE"
+    assert not any(c.startswith("am broadcast") for c in phone.commands)
+
+
+def test_forced_ime_route_that_cannot_be_selected_is_a_device_error(
+    make_env: MakeEnv, phone: FakePhone
+) -> None:
+    phone.adb_keyboard = True
+    phone.adb_keyboard_selectable = False
+    env = make_env(text_route="ime")
+    env.reset()
+    with pytest.raises(
+        DeviceError, match="text_route='ime' cannot be used: ADBKeyboard could not be selected"
+    ):
+        env.execute(TypeText(text="ß"))
+    assert phone.text == ""
+
+
+def test_an_installed_but_disabled_adb_keyboard_is_enabled_and_used(
+    make_env: MakeEnv, phone: FakePhone
+) -> None:
+    phone.adb_keyboard = True
+    phone.adb_keyboard_enabled = False  # installed, so only `ime list -a` shows it
+    env = make_env()
+    env.reset()
+    env.execute(TypeText(text="你好"))
+    assert phone.text == "你好"
+    assert f"ime enable {ADB_KEYBOARD_IME}" in phone.commands
+    assert phone.ime == LATIN_IME
+
+
+def test_newlines_and_tabs_in_non_ascii_text_are_key_presses(make_env: MakeEnv, phone: FakePhone) -> None:
+    phone.adb_keyboard = True
+    env = make_env()
+    env.reset()
+    env.execute(TypeText(text="Grüße\naus Köln\tß\n"))
+    assert phone.text == "Grüße\naus Köln\tß\n"
+    keys = [c for c in phone.inputs if c.startswith("input keyevent")]
+    assert keys == [
+        "input keyevent KEYCODE_ENTER",
+        "input keyevent KEYCODE_TAB",
+        "input keyevent KEYCODE_ENTER",
+    ]
+    broadcasts = [c.rsplit(" ", 1)[1] for c in phone.commands if c.startswith("am broadcast")]
+    assert all("\n" not in base64.b64decode(b).decode() for b in broadcasts)
+
+    clipboard_phone = FakePhone(serial="clip-1", clipboard=True)
+    with FakeAdbServer([clipboard_phone]) as fake:
+        clip_env = AndroidEnv(port=fake.port, timeout_s=5.0)
+        clip_env.reset()
+        clip_env.execute(TypeText(text="première\nligne"))
+        assert clipboard_phone.text == "première\nligne"
+        assert "input keyevent KEYCODE_ENTER" in clipboard_phone.inputs
+        assert "\n" not in clipboard_phone.clip
+
+
+def test_a_failed_keyboard_restore_does_not_hide_the_typing_error(
+    make_env: MakeEnv, phone: FakePhone
+) -> None:
+    phone.adb_keyboard = True
+
+    def refuse_restore(device: FakePhone, argv: list[str]) -> tuple[bytes, int]:
+        if argv[1:] == ["set", LATIN_IME]:
+            return f"Unknown input method {argv[-1]} cannot be selected for user #0\n".encode(), 0
+        return FakePhone._cmd_ime(device, argv)
+
+    phone.handlers["ime"] = refuse_restore
+    phone.handlers["am"] = lambda device, argv: (b"Error: broadcast refused\n", 1)
+    env = make_env()
+    env.reset()
+    with pytest.raises(DeviceError, match="ADBKeyboard did not take the text") as caught:
+        env.execute(TypeText(text="ß"))
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert "could not select the previous keyboard again" in notes
+    assert LATIN_IME in notes
+
+    assert phone.ime == ADB_KEYBOARD_IME  # left switched, as reported
+    phone.ime = LATIN_IME
+    del phone.handlers["am"]  # typing works; only the restore fails, and that is reported
+    with pytest.raises(DeviceError, match="could not select the previous keyboard again") as restore:
+        env.execute(TypeText(text="ß"))
+    assert restore.value.command == f"ime set {LATIN_IME}"
+    assert phone.text == "ß"
+
+
+def test_a_clipboard_that_refuses_the_text_never_pastes_the_old_clip(
+    make_env: MakeEnv, phone: FakePhone
+) -> None:
+    phone.clipboard = True
+    phone.clipboard_getter = False  # nothing to read back: the setter's own answer has to count
+    phone.clipboard_refuses = True
+    phone.clip = "old secret"
+    env = make_env()
+    env.reset()
+    with pytest.raises(DeviceError, match="the clipboard refused the text"):
+        env.execute(TypeText(text="café"))
+    assert phone.text == ""
+    assert "input keyevent KEYCODE_PASTE" not in phone.inputs
 
 
 def test_non_ascii_without_a_route_is_refused(env: AndroidEnv, phone: FakePhone) -> None:
