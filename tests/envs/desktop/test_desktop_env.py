@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,3 +102,24 @@ def test_typing_unicode_gives_the_user_their_clipboard_back(desktop: Any) -> Non
     log.wait_for(lambda events: any(e["event"] == "text" and e["text"].endswith("ça va") for e in events))
     assert user.get_text() == "my notes ✎"
     user.close(stop_daemons=True)
+
+
+def test_shell_returns_at_once_for_a_background_command_and_close_stops_it(
+    test_display: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    display, _ = test_display
+    monkeypatch.setenv("DISPLAY", display.name)
+    env = DesktopEnv()
+    try:
+        t0 = time.monotonic()
+        result = env.shell("sleep 302.25 & echo $!", timeout=10)
+        elapsed = time.monotonic() - t0
+        pid = int(result.output)
+        assert os.getpgid(pid) != os.getpgid(0)  # running, in a group of its own
+    finally:
+        env.close()
+    time.sleep(0.1)
+    with contextlib.suppress(FileNotFoundError):  # gone entirely: fine
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state in "ZX", f"sleep {pid} still runs after close()"
+    assert (result.exit_code, elapsed < 2.0) == (0, True)
