@@ -8,7 +8,8 @@ is on this mouse); points outside the screen are refused instead.
 Cleanup is layered so nothing outlives the sandbox: ``close()`` (also from ``with`` and the CLI's
 ``finally``, so Ctrl-C included), a ``weakref.finalize`` that runs at interpreter exit or when the object is
 dropped unclosed, SIGTERM turned into ``SystemExit`` (when the program has no handler of its own) so those
-run on ``kill`` too, and process groups, so helpers forked by the app or by ``xclip`` are stopped as well.
+run on ``kill`` too, and process groups, so helpers forked by the app or by ``xclip``, and whatever a
+``shell()`` command left running in the background, are stopped as well.
 """
 
 from __future__ import annotations
