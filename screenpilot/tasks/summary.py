@@ -134,32 +134,9 @@ def format_table(summary: Mapping[str, Any]) -> str:
     header += ["agent ok", "errors", "infra", "teardown", "steps", "s/step"]
     rows = []
     for t in tasks:
-        row = [t["task"], str(t["trials"]), f"{t['successes']}/{t['trials']}", _pct(t["success_rate"])]
-        if k_max > 1:
-            row.append(_pct(t["pass_at_k"].get(str(k_max))))
-        row += [
-            str(t["agent_success"]),
-            str(t["errors"]),
-            str(t.get("infra_errors", "-")),
-            str(t.get("teardown_errors", "-")),
-            f"{t['mean_steps']:.1f}",
-            "-" if t["mean_step_s"] is None else f"{t['mean_step_s']:.2f}",
-        ]
-        rows.append(row)
+        rows.append(_row(t["task"], t["trials"], t, k_max))
     if tasks:
-        row = ["overall", str(overall["episodes"]), f"{overall['successes']}/{overall['episodes']}"]
-        row.append(_pct(overall["success_rate"]))
-        if k_max > 1:
-            row.append(_pct(overall["pass_at_k"].get(str(k_max))))
-        row += [
-            str(overall["agent_success"]),
-            str(overall["errors"]),
-            str(overall.get("infra_errors", "-")),
-            str(overall.get("teardown_errors", "-")),
-            f"{overall['mean_steps']:.1f}",
-            "-" if overall["mean_step_s"] is None else f"{overall['mean_step_s']:.2f}",
-        ]
-        rows.append(row)
+        rows.append(_row("overall", overall["episodes"], overall, k_max))
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
 
     def fmt(cells: Sequence[str]) -> str:
@@ -187,3 +164,19 @@ def format_table(summary: Mapping[str, Any]) -> str:
         ks = ", ".join(f"pass@{k} {_pct(v)}" for k, v in overall["pass_at_k"].items())
         lines.append(ks)
     return "\n".join(lines)
+
+
+def _row(name: str, count: int, stats: dict[str, Any], k_max: int) -> list[str]:
+    """One table row: a task's statistics or the overall ones, which share their fields."""
+    row = [name, str(count), f"{stats['successes']}/{count}", _pct(stats["success_rate"])]
+    if k_max > 1:
+        row.append(_pct(stats["pass_at_k"].get(str(k_max))))
+    return [
+        *row,
+        str(stats["agent_success"]),
+        str(stats["errors"]),
+        str(stats.get("infra_errors", "-")),
+        str(stats.get("teardown_errors", "-")),
+        f"{stats['mean_steps']:.1f}",
+        "-" if stats["mean_step_s"] is None else f"{stats['mean_step_s']:.2f}",
+    ]
