@@ -16,14 +16,14 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from screenpilot.actions.types import Answer, Terminate, action_to_dict
+from screenpilot.actions.types import Action, Answer, Terminate, action_to_dict
 from screenpilot.agent.agent import Agent, Decision
 from screenpilot.agent.policy import ApproveAll, Policy
 from screenpilot.envs.base import Environment, Observation
 from screenpilot.envs.settle import screen_digest
-from screenpilot.errors import DeviceError, ModelOutputError
+from screenpilot.errors import DeviceError, ModelOutputError, ScreenpilotError
 from screenpilot.model.base import Usage
-from screenpilot.model.dialect import PastStep
+from screenpilot.model.dialect import ParsedAction, PastStep
 
 EndReason = Literal[
     "terminated",
@@ -38,6 +38,11 @@ EndReason = Literal[
     "interrupted",
     "crashed",
 ]
+
+#: The most characters of one raw model output a step record keeps (head and tail; the middle is cut).
+MAX_RECORDED_OUTPUT = 20_000
+#: The most characters of one error message a step record keeps.
+MAX_RECORDED_ERROR = 2_000
 
 
 @dataclass(frozen=True)
@@ -233,13 +238,16 @@ def _steps(
             else:
                 observe_s = reset_s
             digest = screen_digest(observation.screenshot)
+            t0 = time.perf_counter()
             decision = agent.decide(goal, observation, history, feedback=feedback)
+            decide_s = time.perf_counter() - t0
             shown_feedback, feedback = feedback, None
 
             outcome = _act(decision, env, policy, index, settle, limits)
             timings = Timings(
                 observe_s=observe_s,
-                model_s=decision.model_s,
+                # the whole call, so time spent on a backend's retries that ended in an error counts too
+                model_s=max(decision.model_s, decide_s - decision.parse_s),
                 parse_s=decision.parse_s,
                 execute_s=outcome.execute_s,
                 settle_s=outcome.settle_s,
@@ -252,8 +260,8 @@ def _steps(
                 screen=tuple(observation.size),  # type: ignore[arg-type]
                 model_screen=tuple(decision.space.model),  # type: ignore[arg-type]
                 screen_digest=digest,
-                outputs=[a.output for a in decision.attempts],
-                errors=errors,
+                outputs=[clip_text(a.output, MAX_RECORDED_OUTPUT) for a in decision.attempts],
+                errors=[clip_text(e, MAX_RECORDED_ERROR) for e in errors],
                 actions=outcome.records,
                 summary=decision.summary,
                 feedback=shown_feedback,
@@ -263,6 +271,8 @@ def _steps(
             )
             episode.steps = index
             yield Step(record, observation.screenshot)
+            if outcome.raised is not None:  # recorded above; now let it end the episode as it would have
+                raise outcome.raised
 
             # History lists what was done: executed actions (or, in a dry run, skipped ones), not refused or
             # failed ones, which the model hears about through the feedback instead.
@@ -312,8 +322,8 @@ def _steps(
         reason, error = episode._stop or ("interrupted", "the episode was stopped")
         finish("failure", reason, error)
         raise
-    except KeyboardInterrupt:
-        finish("failure", "interrupted", "interrupted by the user")
+    except KeyboardInterrupt as exc:
+        finish("failure", "interrupted", str(exc) or "interrupted by the user")
         raise
     except Exception as exc:
         finish("failure", "crashed", f"{type(exc).__name__}: {exc}")
@@ -330,11 +340,16 @@ class _Outcome:
     end: tuple[Literal["success", "failure"], EndReason, str | None] | None = None
     execute_s: float = 0.0
     settle_s: float = 0.0
+    executed_any: bool = False
+    raised: BaseException | None = None
+    """An unexpected exception (or Ctrl-C) met while acting: raised again once the step is recorded."""
 
 
 def _act(
     decision: Decision, env: Environment, policy: Policy, index: int, settle: Settle | None, limits: Limits
 ) -> _Outcome:
+    """Review, execute and settle the decision's actions. Whatever goes wrong on the way ends up in the
+    outcome (and so in the step's record), never lost with the step."""
     out = _Outcome()
     if decision.backend_error is not None:
         out.errors.append(decision.backend_error)
@@ -343,80 +358,120 @@ def _act(
         out.failed = True
         out.feedback = f"Your previous answer could not be used: {decision.error}"
         return out
-    executed_any = False
-    for parsed in decision.actions:
-        model_dict, device_dict = action_to_dict(parsed.model), action_to_dict(parsed.device)
-        action = parsed.device
-        if isinstance(action, Terminate):
-            out.records.append(
-                ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final")
-            )
-            ok = action.status == "success"
-            out.end = (
-                "success" if ok else "failure",
-                "terminated",
-                None if ok else "the agent reported failure",
-            )
-            break
-        if isinstance(action, Answer):
-            out.records.append(
-                ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final")
-            )
-            out.answer = action.text
-            if limits.stop_on_answer:
-                out.end = ("success", "answered", None)
+    try:
+        for parsed in decision.actions:
+            if not _act_one(parsed, env, policy, index, limits, out):
                 break
-            continue
-        verdict = policy.review(action, step=index)
-        edited = action_to_dict(verdict.action)
-        if verdict.kind == "abort":
-            out.records.append(
-                ActionRecord(
-                    model=model_dict, device=edited, call=parsed.call, verdict="abort", error=verdict.reason
-                )
+        if out.executed_any and settle is not None and out.end is None:
+            _settle(env, settle, out)
+    except DeviceError as exc:  # from settle: the step's actions did reach the device
+        out.errors.append(str(exc))
+        out.end = ("failure", "device_error", str(exc))
+    except BaseException as exc:  # recorded with the step, then raised again
+        _unexpected(out, exc)
+    return out
+
+
+def _unexpected(out: _Outcome, exc: BaseException) -> None:
+    """Note an exception nobody planned for; the loop raises it again after recording the step."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    error = (str(exc) or "interrupted by the user") if interrupted else f"{type(exc).__name__}: {exc}"
+    out.errors.append(error)
+    out.end = ("failure", "interrupted" if interrupted else "crashed", error)
+    out.raised = exc
+
+
+def _settle(env: Environment, settle: Settle, out: _Outcome) -> None:
+    t0 = time.perf_counter()
+    try:
+        settle(env)
+    finally:
+        out.settle_s = time.perf_counter() - t0
+
+
+def _act_one(
+    parsed: ParsedAction, env: Environment, policy: Policy, index: int, limits: Limits, out: _Outcome
+) -> bool:
+    """Handle one action of a step; False when the step's remaining actions must not run."""
+    model_dict, device_dict = action_to_dict(parsed.model), action_to_dict(parsed.device)
+    action = parsed.device
+    if isinstance(action, Terminate):
+        out.records.append(
+            ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final")
+        )
+        ok = action.status == "success"
+        out.end = ("success" if ok else "failure", "terminated", None if ok else "the agent reported failure")
+        return False
+    if isinstance(action, Answer):
+        out.records.append(
+            ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final")
+        )
+        out.answer = action.text
+        if limits.stop_on_answer:
+            out.end = ("success", "answered", None)
+            return False
+        return True
+    verdict = policy.review(action, step=index)
+    edited = action_to_dict(verdict.action)
+    if verdict.kind == "abort":
+        out.records.append(
+            ActionRecord(
+                model=model_dict, device=edited, call=parsed.call, verdict="abort", error=verdict.reason
             )
-            out.end = ("failure", "aborted", verdict.reason)
-            break
-        if verdict.kind == "refuse":
-            out.records.append(
-                ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="refuse")
-            )
-            out.feedback = f"The action {parsed.call} was refused: {verdict.reason}. Choose another action."
-            break
-        if verdict.kind == "skip":
-            out.records.append(
-                ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="skip")
-            )
-            continue
-        t0 = time.perf_counter()
-        try:
-            env.execute(verdict.action)
-        except ModelOutputError as exc:  # e.g. an action this environment cannot do: the model's mistake
-            out.execute_s += time.perf_counter() - t0
-            out.records.append(
-                ActionRecord(
-                    model=model_dict, device=edited, call=parsed.call, executed=False, error=str(exc)
-                )
-            )
-            out.errors.append(str(exc))
+        )
+        out.end = ("failure", "aborted", verdict.reason)
+        return False
+    if verdict.kind == "refuse":
+        out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="refuse"))
+        out.feedback = f"The action {parsed.call} was refused: {verdict.reason}. Choose another action."
+        return False
+    if verdict.kind == "skip":
+        out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, verdict="skip"))
+        return True
+    return _execute(parsed, verdict.action, model_dict, edited, env, out)
+
+
+def _execute(
+    parsed: ParsedAction,
+    action: Action,
+    model_dict: dict[str, Any],
+    edited: dict[str, Any],
+    env: Environment,
+    out: _Outcome,
+) -> bool:
+    """Execute one approved action and record what happened to it; False when the step must stop."""
+    t0 = time.perf_counter()
+    try:
+        env.execute(action)
+    except BaseException as exc:
+        out.execute_s += time.perf_counter() - t0
+        error = str(exc) if isinstance(exc, ScreenpilotError) else f"{type(exc).__name__}: {exc}"
+        out.records.append(
+            ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=False, error=error)
+        )
+        if isinstance(
+            exc, ModelOutputError
+        ):  # e.g. an action this environment cannot do: the model's mistake
+            out.errors.append(error)
             out.failed = True
             out.feedback = f"The action {parsed.call} could not be done: {exc}"
-            break
-        except DeviceError as exc:
-            out.execute_s += time.perf_counter() - t0
-            out.records.append(
-                ActionRecord(
-                    model=model_dict, device=edited, call=parsed.call, executed=False, error=str(exc)
-                )
-            )
-            out.errors.append(str(exc))
-            out.end = ("failure", "device_error", str(exc))
-            break
-        out.execute_s += time.perf_counter() - t0
-        executed_any = True
-        out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=True))
-    if executed_any and settle is not None and out.end is None:
-        t0 = time.perf_counter()
-        settle(env)
-        out.settle_s = time.perf_counter() - t0
-    return out
+            return False
+        if isinstance(exc, DeviceError):
+            out.errors.append(error)
+            out.end = ("failure", "device_error", error)
+            return False
+        raise
+    out.execute_s += time.perf_counter() - t0
+    out.executed_any = True
+    out.records.append(ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=True))
+    return True
+
+
+def clip_text(text: str, limit: int) -> str:
+    """``text`` if it is at most ``limit`` characters, else its head and tail around a note saying how many
+    characters were cut, so one huge model answer cannot blow up a run folder."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    cut = len(text) - 2 * keep
+    return f"{text[:keep]}\n[... {cut} characters cut ...]\n{text[len(text) - keep :]}"

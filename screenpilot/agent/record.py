@@ -10,6 +10,7 @@ Layout of a run folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from screenpilot.agent.loop import Episode, EpisodeResult, Step, StepRecord
-from screenpilot.errors import SetupError
+from screenpilot.errors import ScreenpilotError, SetupError
 
 TRAJECTORY = "trajectory.jsonl"
 RESULT = "result.json"
@@ -37,43 +38,80 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+class RecordingError(ScreenpilotError):
+    """The run folder could not be written (disk full, folder gone or read-only); what was written is kept."""
+
+
 class RunRecorder:
-    """Writes one episode into ``folder`` as it runs."""
+    """Writes one episode into ``folder`` as it runs.
+
+    A write that fails (``ENOSPC`` and the like) raises :class:`RecordingError` naming the folder; every step
+    written before it stays readable.
+    """
 
     def __init__(
         self, folder: str | Path, meta: dict[str, Any] | None = None, *, overwrite: bool = False
     ) -> None:
         self.folder = Path(folder)
+        self.steps_written = 0
         if (self.folder / TRAJECTORY).exists() and not overwrite:
             raise SetupError(f"{self.folder} already holds a recorded run; choose another --out folder")
-        (self.folder / SCREENS).mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for name in (TRAJECTORY, RESULT):
-                (self.folder / name).unlink(missing_ok=True)
-        write_json_atomic(self.folder / META, meta or {})
-        self._fh = open(self.folder / TRAJECTORY, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            (self.folder / SCREENS).mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                for name in (TRAJECTORY, RESULT):
+                    (self.folder / name).unlink(missing_ok=True)
+            write_json_atomic(self.folder / META, meta or {})
+            self._fh = open(self.folder / TRAJECTORY, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
+        except OSError as exc:
+            raise SetupError(f"cannot write the run folder {self.folder}: {exc.strerror or exc}") from exc
+
+    def _failed(self, exc: OSError, what: str) -> RecordingError:
+        kept = (
+            f"the {self.steps_written} step(s) before it are kept"
+            if self.steps_written
+            else "no step was kept"
+        )
+        return RecordingError(
+            f"cannot write {what} in the run folder {self.folder}: {exc.strerror or exc}; {kept}"
+        )
 
     def record(self, step: Step) -> StepRecord:
+        """Write the step's screenshot and its trajectory line (fsynced) and return the record as written."""
         name = f"{SCREENS}/step-{step.record.index:04d}.png"
-        step.screenshot.save(self.folder / name, compress_level=1)
         record = step.record.model_copy(update={"screenshot": name})
-        self._fh.write(record.model_dump_json() + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            step.screenshot.save(self.folder / name, compress_level=1)
+            self._fh.write(record.model_dump_json() + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # a partial screenshot of an unrecorded step helps nobody
+                (self.folder / name).unlink(missing_ok=True)
+            raise self._failed(exc, f"step {step.record.index}") from exc
+        self.steps_written += 1
         return record
 
     def finish(self, result: EpisodeResult | None) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        """Close the trajectory and write ``result.json`` (when there is a result)."""
+        self.close()
         if result is not None:
-            write_json_atomic(self.folder / RESULT, result.model_dump(mode="json"))
+            try:
+                write_json_atomic(self.folder / RESULT, result.model_dump(mode="json"))
+            except OSError as exc:
+                raise self._failed(exc, RESULT) from exc
+
+    def close(self) -> None:
+        """Close the trajectory file; a flush that fails now (the disk is full) loses only a torn last line."""
+        if not self._fh.closed:
+            with contextlib.suppress(OSError):
+                self._fh.close()
 
     def __enter__(self) -> RunRecorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        self.close()
 
 
 def record_episode(
@@ -81,22 +119,34 @@ def record_episode(
     recorder: RunRecorder,
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> EpisodeResult:
-    """Drive ``episode`` to the end, recording each step; the result is written even on error or Ctrl-C."""
+    """Drive ``episode`` to the end, recording each step; the result is written even on error or Ctrl-C.
+
+    When the run stops on an error, that error is raised once ``result.json`` is written (or could not be: then
+    the first error is still the one raised).
+    """
     try:
         for step in episode:
             record = recorder.record(step)
             if on_step is not None:
                 on_step(record)
-    except KeyboardInterrupt:
-        episode.stop("interrupted", "interrupted by the user")
+    except KeyboardInterrupt as exc:
+        episode.stop("interrupted", str(exc) or "interrupted by the user")
+        _finish_after_error(recorder, episode)
         raise
     except BaseException as exc:
-        episode.stop("crashed", f"{type(exc).__name__}: {exc}")
+        episode.stop(
+            "crashed", str(exc) if isinstance(exc, RecordingError) else f"{type(exc).__name__}: {exc}"
+        )
+        _finish_after_error(recorder, episode)
         raise
-    finally:
-        recorder.finish(episode.result)
+    recorder.finish(episode.result)
     assert episode.result is not None
     return episode.result
+
+
+def _finish_after_error(recorder: RunRecorder, episode: Episode) -> None:
+    with contextlib.suppress(RecordingError):
+        recorder.finish(episode.result)
 
 
 @dataclass(frozen=True)

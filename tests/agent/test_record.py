@@ -43,7 +43,9 @@ def test_crash_or_ctrl_c_loses_nothing_recorded(tmp_path, make_agent, error, rea
     with pytest.raises(error):
         record_episode(run_episode(Env(), agent, "g"), rec)
     run = load_run(tmp_path / "run")
-    assert [s.index for s in run.steps] == [1]
+    # the step whose action raised is recorded too, with what happened to its action
+    assert [s.index for s in run.steps] == [1, 2]
+    assert not run.steps[1].actions[0].executed and "stop" in (run.steps[1].actions[0].error or "")
     assert run.result is not None and run.result.reason == reason and run.result.status == "failure"
 
 
