@@ -31,3 +31,9 @@ def _int_at_least(text: str, minimum: int) -> int:
         wanted = "at least 1" if minimum == 1 else f"{minimum} or more"
         raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
     return value
+
+
+def non_empty_text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text

@@ -1,17 +1,22 @@
-"""The one place where concrete environments and model backends are chosen from command-line values."""
+"""The one place where concrete environments, model backends and dialects are chosen from :class:`Settings`."""
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from collections.abc import Callable
 
 from screenpilot.actions.coords import Size
 from screenpilot.envs.base import Environment
 from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.model.base import ModelBackend
+from screenpilot.model.dialect import Dialect, Platform
+from screenpilot.settings import DEFAULT_MODEL, ENV_NAMES, Settings
 
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
-ENV_NAMES = ("android", "desktop", "sandbox", "fake")
+__all__ = ["DEFAULT_MODEL", "ENV_NAMES", "build_env", "build_model", "make_dialect", "make_settle"]
+
+DEFAULT_SANDBOX_SIZE = Size(1280, 800)
+DEFAULT_FAKE_SIZE = Size(1080, 2400)
+
+Settle = Callable[[Environment], None]
 
 
 def _missing(exc: ImportError, extra: str, purpose: str) -> SetupError:
@@ -21,39 +26,40 @@ def _missing(exc: ImportError, extra: str, purpose: str) -> SetupError:
     return MissingExtraError(extra, name, purpose)
 
 
-def build_env(args: argparse.Namespace) -> Environment:
-    name = args.env
+def build_env(settings: Settings, *, serial: str | None = None, app: str | None = None) -> Environment:
+    """The environment ``settings.env`` names. ``serial`` and ``app`` override the settings' own (a bench
+    worker's device, a task's app)."""
+    name = settings.env
     if name == "fake":
         from screenpilot.envs.fake import FakeEnv
 
-        return FakeEnv(args.screen_size or Size(1080, 2400))
+        return FakeEnv(settings.screen_size or DEFAULT_FAKE_SIZE)
     if name == "android":
         try:
             from screenpilot.envs.android import AndroidEnv
         except ImportError as exc:
             raise _missing(exc, "android", "--env android") from exc
-        serials = args.serial or []
-        if len(serials) > 1:
+        if serial is None and len(settings.serial) > 1:
             raise SetupError("screenpilot run takes one --serial; several are for screenpilot bench")
-        return AndroidEnv(serial=serials[0] if serials else None)
+        return AndroidEnv(serial=serial or (settings.serial[0] if settings.serial else None))
     if name == "desktop":
         try:
             from screenpilot.envs.desktop import DesktopEnv
         except ImportError as exc:
             raise _missing(exc, "desktop", "--env desktop") from exc
-        return DesktopEnv(monitor=args.monitor)
+        return DesktopEnv(monitor=settings.monitor or 1)
     if name == "sandbox":
         try:
             from screenpilot.envs.desktop import SandboxEnv
         except ImportError as exc:
             raise _missing(exc, "desktop", "--env sandbox") from exc
-        size = args.screen_size or Size(1280, 800)
-        return SandboxEnv(size=size, app=args.app)
-    raise SetupError(f"unknown environment {name!r}; choose one of {', '.join(ENV_NAMES)}")
+        return SandboxEnv(size=settings.screen_size or DEFAULT_SANDBOX_SIZE, app=app or settings.app)
+    raise SetupError(f"choose an environment with --env: one of {', '.join(ENV_NAMES)}")
 
 
-def build_model(args: argparse.Namespace) -> ModelBackend:
-    spec: str = args.model
+def build_model(settings: Settings) -> ModelBackend:
+    """The model backend ``settings.model`` names: ``replay:FILE``, a server URL, or a local model."""
+    spec = settings.model
     if spec.startswith("replay:"):
         from screenpilot.model.replay import ReplayModel
 
@@ -65,9 +71,9 @@ def build_model(args: argparse.Namespace) -> ModelBackend:
             raise _missing(exc, "server", "an OpenAI-compatible server model") from exc
         return OpenAIBackend(
             spec,
-            served_model=args.served_model,
-            api_key=args.api_key,
-            max_tokens=args.max_new_tokens,
+            served_model=settings.served_model,
+            api_key=settings.api_key_value,
+            max_tokens=settings.max_new_tokens,
         )
     try:
         from screenpilot.model.transformers_backend import TransformersBackend
@@ -75,20 +81,36 @@ def build_model(args: argparse.Namespace) -> ModelBackend:
         raise _missing(exc, "local", "a local transformers model") from exc
     return TransformersBackend(
         spec,
-        device=args.device,
-        dtype=args.dtype,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
-        max_new_tokens=args.max_new_tokens,
-        **({"cache_implementation": "static"} if args.cache_implementation == "static" else {}),
+        device=settings.device,
+        dtype=settings.dtype,
+        min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+        max_new_tokens=settings.max_new_tokens,
+        **({"cache_implementation": "static"} if settings.cache_implementation == "static" else {}),
     )
 
 
-def dialect_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "min_pixels": args.min_pixels,
-        "max_pixels": args.max_pixels,
-        "answer_action": args.answer_action,
-        "reasoning": args.reasoning,
-        "keep_images": args.keep_images,
-    }
+def make_dialect(settings: Settings, platform: Platform) -> Dialect:
+    """The dialect the settings choose, for a phone (``mobile``) or a desktop screen: the one place a dialect
+    class is picked."""
+    from screenpilot.model.qwen25vl import Qwen25VLDialect
+
+    return Qwen25VLDialect.for_platform(platform, **settings.dialect_options())
+
+
+def make_settle(settings: Settings) -> Settle | None:
+    """The loop's settle hook: the environment's own ``settle`` (a faster capture path) where it has one,
+    else polling its observations until they stop changing; ``None`` with ``settle=False``."""
+    if not settings.settle:
+        return None
+    from screenpilot.envs.settle import SupportsSettle, wait_until_stable
+
+    timeout = settings.settle_timeout
+
+    def settle(env: Environment) -> None:
+        if isinstance(env, SupportsSettle):
+            env.settle(timeout_s=timeout)
+        else:
+            wait_until_stable(lambda: env.observe().screenshot, timeout_s=timeout)
+
+    return settle

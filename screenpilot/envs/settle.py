@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -23,6 +24,13 @@ class SettleResult:
     waited_s: float
     frames: int
     last: Image.Image | None
+
+
+@runtime_checkable
+class SupportsSettle(Protocol):
+    """An environment with its own, faster way to wait until its screen stops changing."""
+
+    def settle(self, timeout_s: float | None = None) -> SettleResult: ...
 
 
 def wait_until_stable(

@@ -184,6 +184,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
 def test_bench_sandbox_takes_the_parsed_screen_size() -> None:
     from screenpilot.actions.coords import Size
     from screenpilot.cli.main import build_parser
+    from screenpilot.cli.options import settings_from_args
     from screenpilot.cli.suite_commands import build_task_env
     from screenpilot.tasks.suite import Task
 
@@ -202,13 +203,13 @@ def test_bench_sandbox_takes_the_parsed_screen_size() -> None:
         ]
     )
     task = Task(id="t", goal="g", env="sandbox", success={"answer": {"exact": "x"}})
-    env = build_task_env(args, task, 0)
+    env = build_task_env(settings_from_args(args), task, 0)
     try:
         assert env.size == Size(640, 480)  # type: ignore[attr-defined]
     finally:
         env.close()
-    args.screen_size = None
-    env = build_task_env(args, task, 0)
+    del args.screen_size
+    env = build_task_env(settings_from_args(args), task, 0)
     try:
         assert env.size == Size(1280, 800)  # type: ignore[attr-defined]
     finally:

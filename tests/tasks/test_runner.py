@@ -469,9 +469,8 @@ class SettlingEnv(ShellFakeEnv):
 
 
 def test_bench_settles_through_the_environment_own_settle(tmp_path: Path) -> None:
-    import argparse
-
-    from screenpilot.cli.main import make_settle
+    from screenpilot.cli.wiring import make_settle
+    from screenpilot.settings import Settings
 
     class Source(FakeSource):
         def build(self, task: Any, worker: int) -> SettlingEnv:
@@ -488,7 +487,7 @@ def test_bench_settles_through_the_environment_own_settle(tmp_path: Path) -> Non
             ("note", call(action="terminate", status="success")),
         ]
     )
-    settle = make_settle(argparse.Namespace(no_settle=False, settle_timeout=1.5))
+    settle = make_settle(Settings(settle_timeout=1.5))
     run_suite(load_suite(path), tmp_path / "out", source, answers, settings(), settle=settle)
     (env,) = source.built
     (line,) = read_results(tmp_path / "out")

@@ -1,0 +1,179 @@
+"""The command-line options that fill :class:`~screenpilot.settings.Settings`, shared by the subcommands.
+
+Every option here is a settings field of the same name. Options default to "not given" on the command line, so
+the defaults live in one place (the settings) and :func:`settings_from_args` knows what the user typed: an
+option given for an environment that does not use it is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from screenpilot.cli.argtypes import non_negative_int, positive_int, screen_size
+from screenpilot.settings import DIALECT_NAMES, ENV_NAMES, Settings
+
+ParentFactory = Any
+
+
+def _default(name: str) -> Any:
+    field = Settings.model_fields[name]
+    return field.default
+
+
+def _add(group: Any, *flags: str, dest: str, **kwargs: Any) -> None:
+    """Add an option whose default is "not given"; its help names the settings' default."""
+    help_text = kwargs.pop("help", "")
+    shown = kwargs.pop("shown_default", _default(dest))
+    if shown not in (None, False, ()) and "default:" not in help_text:
+        help_text = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
+    group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, help=help_text, **kwargs)
+
+
+def model_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("model")
+    _add(
+        g,
+        "--model",
+        dest="model",
+        help="local directory or hub id (transformers), http://HOST:PORT/v1 (OpenAI-compatible server) or "
+        "replay:FILE|RUN_DIR",
+    )
+    _add(
+        g,
+        "--dialect",
+        dest="dialect",
+        choices=DIALECT_NAMES,
+        help="the model family's prompt and output format",
+        shown_default=DIALECT_NAMES[0],
+    )
+    _add(
+        g,
+        "--served-model",
+        dest="served_model",
+        help="model name on the server (default: the first it lists)",
+    )
+    _add(g, "--api-key", dest="api_key", help="server API key (default: $OPENAI_API_KEY); never recorded")
+    _add(
+        g,
+        "--request-timeout",
+        dest="request_timeout",
+        type=float,
+        metavar="S",
+        help="longest wait for one server answer, in seconds",
+    )
+    _add(
+        g,
+        "--device",
+        dest="device",
+        help="torch device for a local model (default: cuda if available; auto spreads the layers over all GPUs)",
+    )
+    _add(g, "--dtype", dest="dtype", help="torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)")
+    _add(g, "--max-new-tokens", dest="max_new_tokens", type=positive_int, help="generation limit")
+    _add(
+        g,
+        "--cache-implementation",
+        dest="cache_implementation",
+        choices=("dynamic", "static"),
+        help="local model KV cache; static compiles once (about a minute) and then decodes ~3x faster on a GPU",
+    )
+    _add(g, "--min-pixels", dest="min_pixels", type=positive_int, help="image pixel floor")
+    _add(
+        g,
+        "--max-pixels",
+        dest="max_pixels",
+        type=positive_int,
+        help="image pixel cap; lower it (e.g. 1003520 = 1280*28*28) to trade grounding for speed",
+    )
+    _add(
+        g,
+        "--answer-action",
+        dest="answer_action",
+        action="store_true",
+        help="offer the `answer` action (AndroidWorld variant)",
+    )
+    _add(g, "--reasoning", dest="reasoning", action="store_true", help="ask for <thinking>/<conclusion>")
+    _add(
+        g,
+        "--keep-images",
+        dest="keep_images",
+        type=non_negative_int,
+        metavar="N",
+        help="also show the last N screenshots",
+    )
+    _add(
+        g,
+        "--max-retries",
+        dest="max_retries",
+        type=non_negative_int,
+        help="re-asks per step after an unusable answer",
+    )
+    return p
+
+
+def env_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("environment")
+    g.add_argument("--env", choices=ENV_NAMES, required=True, help="where to act")
+    _add(
+        g,
+        "--serial",
+        dest="serial",
+        action="append",
+        help="android: device serial (default: $ANDROID_SERIAL or the only one connected)",
+    )
+    _add(
+        g,
+        "--monitor",
+        dest="monitor",
+        type=positive_int,
+        help="desktop: monitor number, 1 = primary",
+        shown_default=1,
+    )
+    _add(
+        g,
+        "--screen-size",
+        dest="screen_size",
+        type=screen_size,
+        help="sandbox/fake: screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)",
+    )
+    _add(g, "--app", dest="app", help="sandbox: command to launch on the virtual display, e.g. 'xterm'")
+    _add(
+        g,
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="do not wait for the screen to settle after actions",
+    )
+    _add(
+        g,
+        "--settle-timeout",
+        dest="settle_timeout",
+        type=float,
+        metavar="S",
+        help="longest settle wait in seconds",
+    )
+    return p
+
+
+def loop_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("episode")
+    _add(g, "--max-steps", dest="max_steps", type=positive_int, help="step budget")
+    _add(g, "--max-seconds", dest="max_seconds", type=float, metavar="S", help="time budget per episode")
+    _add(
+        g,
+        "--max-failed-steps",
+        dest="max_failed_steps",
+        type=positive_int,
+        help="consecutive failed steps allowed",
+    )
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings the parsed command line gives: the options that were typed, the defaults for the rest.
+    Raises :class:`~screenpilot.settings.SettingsError` (a usage error) listing every bad value."""
+    given = {name: value for name, value in vars(args).items() if name in Settings.model_fields}
+    return Settings.from_options(given)
