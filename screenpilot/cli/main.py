@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -17,100 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from screenpilot import __version__
-from screenpilot.actions.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateSpace
+from screenpilot.actions.coords import CoordinateSpace
 from screenpilot.actions.types import action_to_dict
 from screenpilot.cli import suite_commands, wiring
-from screenpilot.cli.argtypes import non_negative_int, positive_int, screen_size
+from screenpilot.cli.argtypes import non_empty_text, positive_int, screen_size
+from screenpilot.cli.options import env_options, loop_options, model_options, settings_from_args
 from screenpilot.errors import ModelOutputError, ScreenpilotError, SetupError
-from screenpilot.model.qwen25vl import Qwen25VLDialect
-
-
-def model_options() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        default=wiring.DEFAULT_MODEL,
-        help="local directory or hub id (transformers), http://HOST:PORT/v1 (OpenAI-compatible server) or "
-        "replay:FILE|RUN_DIR (default: %(default)s)",
-    )
-    g.add_argument("--served-model", help="model name on the server (default: the first it lists)")
-    g.add_argument(
-        "--api-key", default=os.environ.get("OPENAI_API_KEY"), help="server API key ($OPENAI_API_KEY)"
-    )
-    g.add_argument(
-        "--device",
-        default=None,
-        help="torch device for a local model (default: cuda if available; auto spreads the layers over all GPUs)",
-    )
-    g.add_argument(
-        "--dtype", default=None, help="torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)"
-    )
-    g.add_argument("--max-new-tokens", type=positive_int, default=256, help="generation limit (default: 256)")
-    g.add_argument(
-        "--cache-implementation",
-        choices=("dynamic", "static"),
-        default="dynamic",
-        help="local model KV cache; static compiles once (about a minute) and then decodes ~3x faster on a GPU",
-    )
-    g.add_argument("--min-pixels", type=positive_int, default=QWEN_MIN_PIXELS, help="image pixel floor")
-    g.add_argument(
-        "--max-pixels",
-        type=positive_int,
-        default=QWEN_MAX_PIXELS,
-        help="image pixel cap; lower it (e.g. 1003520 = 1280*28*28) to trade grounding for speed",
-    )
-    g.add_argument(
-        "--answer-action", action="store_true", help="offer the `answer` action (AndroidWorld variant)"
-    )
-    g.add_argument(
-        "--reasoning", action="store_true", help="ask for <thinking>/<conclusion> around each call"
-    )
-    g.add_argument(
-        "--keep-images",
-        type=non_negative_int,
-        default=0,
-        metavar="N",
-        help="also show the last N screenshots",
-    )
-    g.add_argument(
-        "--max-retries", type=non_negative_int, default=2, help="re-asks per step after an unusable answer"
-    )
-    return p
-
-
-def env_options() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("environment")
-    g.add_argument("--env", choices=wiring.ENV_NAMES, required=True, help="where to act")
-    g.add_argument(
-        "--serial", action="append", help="Android device serial (default: $ANDROID_SERIAL or the only one)"
-    )
-    g.add_argument("--monitor", type=int, default=1, help="desktop monitor number, 1 = primary (default: 1)")
-    g.add_argument(
-        "--screen-size",
-        type=screen_size,
-        help="sandbox/fake screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)",
-    )
-    g.add_argument("--app", help="sandbox: command to launch on the virtual display, e.g. 'xterm'")
-    g.add_argument(
-        "--no-settle", action="store_true", help="do not wait for the screen to settle after actions"
-    )
-    g.add_argument(
-        "--settle-timeout", type=float, default=3.0, help="longest settle wait in seconds (default: 3)"
-    )
-    return p
-
-
-def loop_options() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("episode")
-    g.add_argument("--max-steps", type=positive_int, default=30, help="step budget (default: 30)")
-    g.add_argument("--max-seconds", type=float, default=None, help="time budget per episode")
-    g.add_argument(
-        "--max-failed-steps", type=positive_int, default=3, help="consecutive failed steps allowed"
-    )
-    return p
+from screenpilot.model.dialect import Dialect
+from screenpilot.settings import DIALECT_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,10 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     tool_parent.add_argument(
         "--screen", type=screen_size, required=True, help="device screen size WxH, e.g. 1080x2400"
     )
-    tool_parent.add_argument("--min-pixels", type=positive_int, default=QWEN_MIN_PIXELS)
-    tool_parent.add_argument("--max-pixels", type=positive_int, default=QWEN_MAX_PIXELS)
+    tool_parent.add_argument("--min-pixels", type=positive_int, default=argparse.SUPPRESS)
+    tool_parent.add_argument("--max-pixels", type=positive_int, default=argparse.SUPPRESS)
+    tool_parent.add_argument("--dialect", choices=DIALECT_NAMES, default=argparse.SUPPRESS)
     tool_parent.add_argument(
-        "--answer-action", action="store_true", help="AndroidWorld variant with `answer`"
+        "--answer-action",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="AndroidWorld variant with `answer`",
     )
 
     p = sub.add_parser("prompt", parents=[tool_parent], help="print the system message the model is given")
@@ -145,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run", parents=[model_options(), env_options(), loop_options()], help="run one task on a device"
     )
-    p.add_argument("task", help="what the agent should do, in plain words")
+    p.add_argument("task", type=non_empty_text, help="what the agent should do, in plain words")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<date>-<time>)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="decide but never execute")
@@ -172,11 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _space(args: argparse.Namespace) -> tuple[Qwen25VLDialect, CoordinateSpace]:
+def _space(args: argparse.Namespace) -> tuple[Dialect, CoordinateSpace]:
     """The dialect and coordinate space for ``--tool``/``--screen`` and the pixel limits."""
-    dialect = Qwen25VLDialect(
-        args.tool, min_pixels=args.min_pixels, max_pixels=args.max_pixels, answer_action=args.answer_action
-    )
+    settings = settings_from_args(args)
+    dialect = wiring.make_dialect(settings, "mobile" if args.tool == "mobile_use" else "desktop")
     try:
         return dialect, dialect.coordinate_space(args.screen)
     except ValueError as exc:
@@ -220,48 +136,30 @@ def default_run_folder(root: Path = Path("runs")) -> Path:
     return folder
 
 
-def make_settle(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The loop's settle hook: the environment's own ``settle`` (a faster capture path) where it has one,
-    else polling its observations until they stop changing."""
-    if args.no_settle:
-        return None
-    from screenpilot.envs.base import Environment
-    from screenpilot.envs.settle import wait_until_stable
-
-    def settle(env: Environment) -> None:
-        own = getattr(env, "settle", None)
-        if callable(own):
-            own(timeout_s=args.settle_timeout)
-        else:
-            wait_until_stable(lambda: env.observe().screenshot, timeout_s=args.settle_timeout)
-
-    return settle
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from screenpilot.agent.agent import Agent
     from screenpilot.agent.loop import Limits, run_episode
     from screenpilot.agent.policy import ApproveAll, Confirm, DryRun, Policy
     from screenpilot.agent.record import RunRecorder, record_episode
 
-    try:
-        limits = Limits(
-            max_steps=args.max_steps, max_seconds=args.max_seconds, max_failed_steps=args.max_failed_steps
-        )
-    except ValueError as exc:
-        raise SetupError(str(exc)) from exc
+    settings = settings_from_args(args)
+    limits = Limits(
+        max_steps=settings.max_steps,
+        max_seconds=settings.max_seconds,
+        max_failed_steps=settings.max_failed_steps,
+    )
     policy: Policy = DryRun() if args.dry_run else Confirm() if args.confirm else ApproveAll()
     out = args.out or default_run_folder()
 
-    model = wiring.build_model(args)
+    model = wiring.build_model(settings)
     try:
-        env = wiring.build_env(args)
+        env = wiring.build_env(settings)
     except BaseException:
         model.close()
         raise
     try:
-        dialect = Qwen25VLDialect.for_platform(env.platform, **wiring.dialect_options(args))
-        agent = Agent(model, dialect, max_retries=args.max_retries)
+        dialect = wiring.make_dialect(settings, env.platform)
+        agent = Agent(model, dialect, max_retries=settings.max_retries)
         meta: dict[str, Any] = {
             "screenpilot": __version__,
             "goal": args.task,
@@ -271,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "dialect": dialect.describe(),
             "limits": limits.__dict__,
             "policy": type(policy).__name__,
+            "settings": settings.describe(),
         }
         recorder = RunRecorder(out, meta)
         model.begin_episode(None)
@@ -280,8 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.task,
             limits=limits,
             policy=policy,
-            settle=make_settle(args),
-            keep_screenshots=args.keep_images > 0,
+            settle=wiring.make_settle(settings),
+            keep_screenshots=settings.keep_images > 0,
         )
         on_step = None if args.quiet else _print_step
         try:

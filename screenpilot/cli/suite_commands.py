@@ -9,10 +9,10 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
-from screenpilot.actions.coords import Size
 from screenpilot.cli.argtypes import positive_int
 from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
+from screenpilot.settings import Settings
 
 ParentFactory = Callable[[], argparse.ArgumentParser]
 
@@ -108,113 +108,103 @@ def register(
 
 
 class CliEnvSource:
-    """Environments for bench workers from the command line: worker i drives ``--serial`` number i, or its
-    own sandbox display."""
+    """Environments for bench workers from the settings: worker i drives ``--serial`` number i, or its own
+    sandbox display."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     def key(self, task: Any) -> Hashable:
-        if self.args.env == "sandbox":
-            return ("sandbox", task.app or self.args.app)
-        return self.args.env
+        if self.settings.env == "sandbox":
+            return ("sandbox", task.app or self.settings.app)
+        return self.settings.env
 
     def build(self, task: Any, worker: int) -> Environment:
-        return build_task_env(self.args, task, worker)
+        return build_task_env(self.settings, task, worker)
 
 
-def build_task_env(args: argparse.Namespace, task: Any, worker: int) -> Environment:
+def build_task_env(settings: Settings, task: Any, worker: int) -> Environment:
     """The environment worker ``worker`` uses for ``task``."""
-    name = args.env
-    if name == "android":
-        from screenpilot.cli.wiring import _missing
-
-        try:
-            from screenpilot.envs.android import AndroidEnv
-        except ImportError as exc:
-            raise _missing(exc, "android", "--env android") from exc
-        serials = args.serial or []
-        return AndroidEnv(serial=serials[worker] if serials else None)
-    if name == "sandbox":
-        from screenpilot.cli.wiring import _missing
-
-        try:
-            from screenpilot.envs.desktop import SandboxEnv
-        except ImportError as exc:
-            raise _missing(exc, "desktop", "--env sandbox") from exc
-        return SandboxEnv(size=args.screen_size or Size(1280, 800), app=task.app or args.app)
     from screenpilot.cli import wiring
 
-    return wiring.build_env(args)
+    serials = settings.serial
+    return wiring.build_env(
+        settings,
+        serial=serials[worker] if settings.env == "android" and serials else None,
+        app=task.app if settings.env == "sandbox" else None,
+    )
 
 
-def _check_env(args: argparse.Namespace, suite: Any) -> int:
+def _check_env(settings: Settings, jobs_given: int | None, suite: Any) -> int:
     """Tasks must be for ``--env`` (the fake environment accepts all); returns the number of workers."""
-    if args.env != "fake":
-        wrong = [t.id for t in suite.tasks if t.env != args.env]
+    env = settings.env
+    if env != "fake":
+        wrong = [t.id for t in suite.tasks if t.env != env]
         if wrong:
             raise SetupError(
-                f"tasks {', '.join(wrong)} are for another environment than --env {args.env}; "
+                f"tasks {', '.join(wrong)} are for another environment than --env {env}; "
                 "run them separately (--task ID) or with their own --env"
             )
-    serials = args.serial or []
-    jobs = args.jobs or max(1, len(serials))
-    if args.env == "android" and jobs > 1 and len(serials) < jobs:
+    serials = settings.serial
+    jobs = jobs_given or max(1, len(serials))
+    if env == "android" and jobs > 1 and len(serials) < jobs:
         raise SetupError(f"--jobs {jobs} on Android needs {jobs} devices: give --serial once per device")
-    if args.env == "desktop" and jobs > 1:
+    if env == "desktop" and jobs > 1:
         raise SetupError("the desktop has one screen: use --jobs 1, or --env sandbox for parallel displays")
     return int(jobs)
 
 
-def build_model_source(args: argparse.Namespace) -> Any:
+def build_model_source(settings: Settings) -> Any:
     """Replay models are stateful, so each episode gets its own; a server is shared as is; a local model is
     shared behind a lock (one GPU)."""
     from screenpilot.cli import wiring
     from screenpilot.tasks.runner import ModelPerEpisode, SharedModel
 
-    spec: str = args.model
+    spec = settings.model
     if spec.startswith("replay:"):
-        return ModelPerEpisode(lambda: wiring.build_model(args))
-    model = wiring.build_model(args)
+        return ModelPerEpisode(lambda: wiring.build_model(settings))
+    model = wiring.build_model(settings)
     return SharedModel(model, serialize=not spec.startswith(("http://", "https://")))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from screenpilot.agent.loop import Limits
     from screenpilot.cli import wiring
-    from screenpilot.cli.main import make_settle
+    from screenpilot.cli.options import settings_from_args
     from screenpilot.tasks.runner import BenchSettings, run_suite
     from screenpilot.tasks.suite import AnswerCheck, load_suite, walk_checks
 
+    options = settings_from_args(args)
     suite = load_suite(args.suite).select(args.task)
-    jobs = _check_env(args, suite)
+    jobs = _check_env(options, args.jobs, suite)
     asking = [t.id for t in suite.tasks if any(isinstance(c, AnswerCheck) for c in walk_checks(t.success))]
-    if asking and not args.answer_action and args.env in ("android", "fake"):
+    if asking and not options.answer_action and options.env in ("android", "fake"):
         print(
             f"screenpilot: warning: {', '.join(asking)} check the agent's answer, but the model is not offered "
             "the answer action; add --answer-action",
             file=sys.stderr,
         )
-    try:
-        limits = Limits(
-            max_steps=args.max_steps, max_seconds=args.max_seconds, max_failed_steps=args.max_failed_steps
-        )
-    except ValueError as exc:
-        raise SetupError(str(exc)) from exc
+    limits = Limits(
+        max_steps=options.max_steps,
+        max_seconds=options.max_seconds,
+        max_failed_steps=options.max_failed_steps,
+    )
     settings = BenchSettings(
         trials=args.trials,
         jobs=jobs,
         limits=limits,
-        max_retries=args.max_retries,
-        dialect_options=wiring.dialect_options(args),
+        max_retries=options.max_retries,
+        dialect_options=options.dialect_options(),
         seed=args.seed,
         force=args.force,
         progress=not args.no_progress,
         rerun_errors=args.rerun_errors,
     )
-    models = build_model_source(args)
+    models = build_model_source(options)
     try:
-        outcome = run_suite(suite, args.out, CliEnvSource(args), models, settings, settle=make_settle(args))
+        outcome = run_suite(
+            suite, args.out, CliEnvSource(options), models, settings, settle=wiring.make_settle(options)
+        )
     finally:
         models.close()
     print(outcome.table)
@@ -256,8 +246,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _eval_model(args: argparse.Namespace) -> Any:
     from screenpilot.cli import wiring
+    from screenpilot.cli.options import settings_from_args
 
-    return wiring.build_model(args)
+    return wiring.build_model(settings_from_args(args))
 
 
 def _write_json(path: Path | None, data: dict[str, Any]) -> None:
@@ -268,7 +259,7 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 
 
 def cmd_eval_grounding(args: argparse.Namespace) -> int:
-    from screenpilot.cli import wiring
+    from screenpilot.cli.options import settings_from_args
     from screenpilot.tasks.evaluate import evaluate_grounding, format_grounding
 
     model = _eval_model(args)
@@ -277,7 +268,7 @@ def cmd_eval_grounding(args: argparse.Namespace) -> int:
             args.data,
             model,
             tool=args.tool,
-            dialect_options=wiring.dialect_options(args),
+            dialect_options=settings_from_args(args).dialect_options(),
             limit=args.limit,
             progress=not args.no_progress,
             box_format=args.bbox_format,
@@ -290,7 +281,7 @@ def cmd_eval_grounding(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_steps(args: argparse.Namespace) -> int:
-    from screenpilot.cli import wiring
+    from screenpilot.cli.options import settings_from_args
     from screenpilot.tasks.evaluate import evaluate_steps, format_steps
 
     model = _eval_model(args)
@@ -299,7 +290,7 @@ def cmd_eval_steps(args: argparse.Namespace) -> int:
             args.data,
             model,
             level=args.level,
-            dialect_options=wiring.dialect_options(args),
+            dialect_options=settings_from_args(args).dialect_options(),
             limit=args.limit,
             progress=not args.no_progress,
         )
