@@ -27,7 +27,11 @@ from screenpilot.envs.base import Observation, ShellResult
 from screenpilot.envs.desktop.env import DesktopBase
 from screenpilot.envs.desktop.processes import ShellRunner, new_group_kwargs, stop_group, tail
 from screenpilot.envs.desktop.xvfb import DEFAULT_SIZE, XvfbDisplay
-from screenpilot.errors import DeviceError, MissingExtraError
+from screenpilot.errors import DeviceError, MissingExtraError, SetupError
+
+
+class AppStartError(SetupError):
+    """The sandbox's app command exited before it opened a window (a wrong command, a missing module)."""
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -183,10 +187,9 @@ class SandboxEnv(DesktopBase):
         while not (new := self._top_windows() - before):
             code = self._app.poll()
             if code is not None:
-                raise DeviceError(
-                    f"the app exited with status {code} before opening a window: {tail(str(log_path))}",
-                    device=self._xvfb.name,
-                    command=command,
+                raise AppStartError(
+                    f"the app {command!r} exited with status {code} before opening a window; "
+                    f"its output: {' '.join(tail(str(log_path)).split()) or '(none)'}"
                 )
             if time.monotonic() >= deadline:
                 raise DeviceError(

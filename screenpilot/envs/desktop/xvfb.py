@@ -6,6 +6,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -130,6 +131,12 @@ class XvfbDisplay:
         """An environment for child processes that puts them on this display (and on no other)."""
         env: dict[str, Any] = dict(os.environ if base is None else base)
         env["DISPLAY"] = self.name
+        # ``python3 -m …`` in an app or a shell step means the interpreter running screenpilot (its virtual
+        # environment), not whichever python3 comes first on the user's PATH.
+        interpreter_dir = os.path.dirname(sys.executable)
+        path = env.get("PATH", os.defpath)
+        if interpreter_dir and path.split(os.pathsep)[0] != interpreter_dir:
+            env["PATH"] = os.pathsep.join([interpreter_dir, path])
         env.pop("WAYLAND_DISPLAY", None)
         env.pop("XAUTHORITY", None)
         return env
