@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from screenpilot import __version__
 from screenpilot.actions.coords import CoordinateSpace
@@ -21,7 +18,7 @@ from screenpilot.actions.types import action_to_dict
 from screenpilot.cli import suite_commands, wiring
 from screenpilot.cli.argtypes import non_empty_text, positive_int, screen_size
 from screenpilot.cli.options import env_options, loop_options, model_options, settings_from_args
-from screenpilot.errors import ModelOutputError, ScreenpilotError, SetupError
+from screenpilot.errors import ModelOutputError, SetupError
 from screenpilot.model.dialect import Dialect
 from screenpilot.settings import DIALECT_NAMES
 
@@ -126,100 +123,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_run_folder(root: Path = Path("runs")) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = root / stamp
-    n = 1
-    while folder.exists():
-        n += 1
-        folder = root / f"{stamp}-{n}"
-    return folder
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from screenpilot.agent.agent import Agent
-    from screenpilot.agent.loop import Limits, run_episode
     from screenpilot.agent.policy import ApproveAll, Confirm, DryRun, Policy
-    from screenpilot.agent.record import RunRecorder, record_episode
+    from screenpilot.cli import run_command
 
     settings = settings_from_args(args)
-    limits = Limits(
-        max_steps=settings.max_steps,
-        max_seconds=settings.max_seconds,
-        max_failed_steps=settings.max_failed_steps,
-    )
     policy: Policy = DryRun() if args.dry_run else Confirm() if args.confirm else ApproveAll()
-    out = args.out or default_run_folder()
-
-    model = wiring.build_model(settings)
-    try:
-        env = wiring.build_env(settings)
-    except BaseException:
-        model.close()
-        raise
-    try:
-        dialect = wiring.make_dialect(settings, env.platform)
-        agent = Agent(model, dialect, max_retries=settings.max_retries)
-        meta: dict[str, Any] = {
-            "screenpilot": __version__,
-            "goal": args.task,
-            "started": time.time(),
-            "env": env.describe(),
-            "model": model.describe(),
-            "dialect": dialect.describe(),
-            "limits": limits.__dict__,
-            "policy": type(policy).__name__,
-            "settings": settings.describe(),
-        }
-        recorder = RunRecorder(out, meta)
-        model.begin_episode(None)
-        episode = run_episode(
-            env,
-            agent,
-            args.task,
-            limits=limits,
-            policy=policy,
-            settle=wiring.make_settle(settings),
-            keep_screenshots=settings.keep_images > 0,
-        )
-        on_step = None if args.quiet else _print_step
-        try:
-            result = record_episode(episode, recorder, on_step)
-        except SetupError:
-            raise  # exit status 2, like any other setup error
-        except ScreenpilotError as exc:
-            print(f"screenpilot: error: {exc} (recorded in {out})", file=sys.stderr)
-            return 1
-    finally:
-        env.close()
-        model.close()
-    line = f"{result.status}: {result.reason} after {result.steps} steps in {result.duration_s:.1f}s"
-    if result.answer is not None:
-        line += f"; answer: {result.answer}"
-    if result.error:
-        line += f" ({result.error})"
-    print(line)
-    print(f"run folder: {out}", file=sys.stderr)
-    return 0 if result.status == "success" else 1
-
-
-def _print_step(record: Any) -> None:
-    parts = []
-    for a in record.actions:
-        fields = " ".join(f"{k}={v}" for k, v in a.device.items() if k != "action")
-        flag = (
-            ""
-            if a.executed or a.verdict == "final"
-            else f" [{a.verdict if a.verdict != 'approve' else 'failed'}]"
-        )
-        parts.append(f"{a.device['action']} {fields}".strip() + flag)
-    if not parts:
-        parts.append("no action: " + (record.errors[-1] if record.errors else "unknown"))
-    t = record.timings
-    print(
-        f"step {record.index}: {'; '.join(parts)}  (model {t.model_s:.2f}s, execute {t.execute_s:.2f}s)",
-        file=sys.stderr,
-    )
+    folder = run_command.given_run_folder(args.out) if args.out else run_command.new_run_folder()
+    return run_command.run_task(settings, args.task, policy, folder, quiet=args.quiet)
 
 
 if __name__ == "__main__":
