@@ -1,13 +1,18 @@
-"""The run manifest: what is needed to reproduce a benchmark run, and the guard against mixing runs.
+"""The run manifest: what is needed to reproduce a benchmark run, and the guards against mixing runs.
 
 ``fingerprint`` holds the settings results depend on (suite bytes, model, dialect, limits, seed). Resuming a
 run folder whose fingerprint differs would silently blend two experiments, so it is refused unless forced.
+:class:`FolderLock` keeps a second process out of a folder a run is using. The recorded command line never
+holds a secret (:func:`redact_argv`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import platform
 import threading
 import time
@@ -19,6 +24,11 @@ from screenpilot.agent.record import write_json_atomic
 from screenpilot.errors import SetupError
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
+
+#: Options whose value is a secret; the recorded command line shows ``REDACTED`` instead.
+SECRET_OPTIONS = ("--api-key",)
+REDACTED = "REDACTED"
 
 
 class ManifestMismatch(SetupError):
@@ -27,6 +37,72 @@ class ManifestMismatch(SetupError):
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _secret_option(token: str) -> bool:
+    """Whether ``token`` names a secret option, also as argparse's unambiguous prefix (``--api-k``)."""
+    return token.startswith("--") and len(token) > 3 and any(o.startswith(token) for o in SECRET_OPTIONS)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """``argv`` with the values of secret options (``--api-key VALUE``, ``--api-key=VALUE``) replaced."""
+    out: list[str] = []
+    hide_next = False
+    for token in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+        elif token.startswith("--") and "=" in token and _secret_option(token.split("=", 1)[0]):
+            out.append(token.split("=", 1)[0] + "=" + REDACTED)
+        else:
+            out.append(token)
+            hide_next = _secret_option(token)
+    return out
+
+
+class FolderLock:
+    """An exclusive lock on a run folder (``flock`` on ``FOLDER/.lock``), held while a run uses it.
+
+    The kernel releases it when the process ends, however it ends, so a crash never leaves the folder locked.
+    The lock file holds the owner's pid, for the refusal a second process gets.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`SetupError` naming the folder and the process that holds it."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SetupError(f"cannot lock {self.path.parent}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            owner = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise SetupError(
+                f"{self.path.parent} is in use by another screenpilot bench (pid {owner}); "
+                "wait for it to end or use another --out folder"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

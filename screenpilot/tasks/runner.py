@@ -12,19 +12,30 @@ An episode is finished when its line is in ``results.jsonl``. A folder without a
 was stopped mid-episode) is deleted and the episode run again from scratch. With ``rerun_errors``, an episode
 whose line records an infrastructure error (``infra_error``) is run again as well; its new line supersedes the
 old one.
+
+One process at a time uses a run folder (:class:`~screenpilot.tasks.manifest.FolderLock`). A run stops early,
+keeping what finished, when a signal asks it to (SIGINT, SIGTERM, SIGHUP: the running episodes end after their
+current step, are recorded as ``interrupted`` in their folder and in ``summary.json``, and get no result line)
+or when its episodes keep ending on the same infrastructure error (``BenchSettings.same_error_limit`` in a row),
+which no further episode would escape. ``summary.json`` says how many episodes were planned and finished and
+whether the run is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import queue
+import re
 import shutil
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TextIO
@@ -32,18 +43,18 @@ from typing import Any, ClassVar, Protocol, TextIO
 from screenpilot import __version__
 from screenpilot.actions.types import Action
 from screenpilot.agent.agent import Agent
-from screenpilot.agent.loop import EpisodeResult, Limits, Settle, StepRecord, run_episode
-from screenpilot.agent.record import RunRecorder, record_episode, write_json_atomic
+from screenpilot.agent.loop import Episode, EpisodeResult, Limits, Settle, run_episode
+from screenpilot.agent.record import RESULT, RunRecorder, record_episode, write_json_atomic
 from screenpilot.envs.base import Environment, Observation, Platform
 from screenpilot.envs.settle import SettleResult, wait_until_stable
 from screenpilot.errors import MissingExtraError, ScreenpilotError, SetupError
 from screenpilot.model.base import Completion, Message, ModelBackend
 from screenpilot.model.qwen25vl import Qwen25VLDialect
 from screenpilot.tasks.checks import CheckContext, CheckError, CheckOutcome, evaluate
-from screenpilot.tasks.manifest import Manifest, sha256_text
+from screenpilot.tasks.manifest import FolderLock, Manifest, redact_argv, sha256_text
 from screenpilot.tasks.setup import TaskSetupError, launch_app, run_steps
 from screenpilot.tasks.suite import Suite, Task
-from screenpilot.tasks.summary import format_table, is_infra_error, summarize
+from screenpilot.tasks.summary import completion, format_table, is_infra_error, summarize
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -51,6 +62,9 @@ EPISODES = "episodes"
 
 #: Episode end reasons that mean the run, not the agent, went wrong.
 INFRA_REASONS = frozenset({"device_error", "model_error", "crashed"})
+
+#: Signals that stop a run; the exit status is 128 + the signal's number.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 # -- where environments and models come from ------------------------------------------------------------------
@@ -86,11 +100,12 @@ class _LockedModel:
         self._lock = lock
         self.name = model.name
 
-    def complete(self, messages: list[Message] | Any) -> Completion:
+    def complete(self, messages: Sequence[Message], *, deadline: float | None = None) -> Completion:
+        kwargs = {} if deadline is None else {"deadline": deadline}
         if self._lock is None:
-            return self._model.complete(messages)
+            return self._model.complete(messages, **kwargs)
         with self._lock:
-            return self._model.complete(messages)
+            return self._model.complete(messages, **kwargs)
 
     def begin_episode(self, task_id: str | None) -> None:
         """A shared model must be stateless across episodes; nothing to select."""
@@ -158,23 +173,62 @@ class BenchSettings:
     progress: bool = True
     #: Resuming, also run again the episodes whose line records an infrastructure error.
     rerun_errors: bool = False
+    #: Stop the run when this many episodes in a row end on the same infrastructure error (0: never).
+    same_error_limit: int = 3
+    #: After SIGTERM or SIGHUP, how long running episodes get to reach the end of a step before their
+    #: environments are closed under them.
+    stop_grace_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.trials < 1 or self.jobs < 1:
             raise SetupError("--trials and --jobs must be at least 1")
+        if self.same_error_limit < 0 or self.stop_grace_s < 0:
+            raise SetupError("same_error_limit and stop_grace_s must not be negative")
 
 
 @dataclass(frozen=True)
 class BenchOutcome:
+    """What a run did: ``ran`` episodes finished now, ``skipped`` finished before. ``signal`` is the signal
+    that stopped it (``interrupted``), ``stopped`` why it stopped early (a signal or a run-wide failure)."""
+
     out: Path
     summary: dict[str, Any]
     ran: int
     skipped: int
     interrupted: bool
+    signal: int | None = None
+    stopped: str | None = None
 
     @property
     def table(self) -> str:
         return format_table(self.summary)
+
+    @property
+    def complete(self) -> bool:
+        """Every planned episode finished."""
+        return bool(self.summary.get("complete", True))
+
+    @property
+    def exit_status(self) -> int:
+        """0 complete; 128 + signal when a signal stopped it; 1 when it stopped early for another reason."""
+        if self.signal is not None:
+            return 128 + self.signal
+        return 0 if self.complete or self.stopped is None else 1
+
+
+def prepare_out(out: Path) -> Path:
+    """Create the run folder ``out`` (with its parents); a path that is not and cannot be a folder is a
+    one-line :class:`SetupError`."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise SetupError(f"--out {out} is a file, not a run folder; choose a folder") from exc
+    except OSError as exc:
+        raise SetupError(f"cannot create the run folder {out}: {exc.strerror or exc}") from exc
+    if not out.is_dir():
+        raise SetupError(f"--out {out} is not a folder; choose a folder")
+    return out
 
 
 def episode_dir(out: Path, task_id: str, trial: int) -> Path:
@@ -222,6 +276,46 @@ def repair_results(out: Path) -> None:
 
 class _Stopped(Exception):
     """Raised between steps when the run is being stopped."""
+
+
+def _failure_key(line: Mapping[str, Any]) -> str | None:
+    """What an infrastructure error says with its numbers masked, so the same failure twice compares equal."""
+    if not is_infra_error(line):
+        return None
+    return re.sub(r"\d+(\.\d+)?", "#", str(line.get("error") or ""))
+
+
+class _SameErrorStreak:
+    """Counts episodes in a row (in the order they end) that end on the same infrastructure error."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.count = 0
+        self.error = ""
+
+    def add(self, line: Mapping[str, Any]) -> int:
+        key = _failure_key(line)
+        self.count = self.count + 1 if key is not None and key == self.key else int(key is not None)
+        self.key = key
+        self.error = str(line.get("error") or "")
+        return self.count
+
+
+@contextmanager
+def _signals_stop(handler: Callable[[int], None]) -> Iterator[None]:
+    """While inside, SIGINT, SIGTERM and SIGHUP call ``handler`` (main thread only, where Python allows
+    handlers; elsewhere nothing changes). The previous handlers are restored on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, lambda signum, frame: handler(signum))
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class _WorkerRetired(Exception):
@@ -281,8 +375,11 @@ class _Slot:
         self.worker = worker
         self.env: Environment | None = None
         self.key: Hashable = None
+        self.closed = False  # the run was aborted: no environment is built any more
 
     def get(self, task: Task) -> Environment:
+        if self.closed:
+            raise _Stopped()
         key = self.source.key(task)
         if self.env is not None and key != self.key:
             self.drop()
@@ -309,6 +406,9 @@ class _Slot:
 
 
 class SuiteRunner:
+    """Runs a suite into a run folder; see the module docstring. ``stop`` ends the run after the current
+    step of each running episode."""
+
     def __init__(
         self,
         suite: Suite,
@@ -332,9 +432,20 @@ class SuiteRunner:
         self._bar: Any = None
         self._done = 0
         self._successes = 0
+        self._planned = 0
         self.manifest: Manifest | None = None
         self._retired: list[SetupError] = []
         self._retired_workers: set[int] = set()
+        self._pending: queue.Queue[tuple[Task, int]] = queue.Queue()
+        self._running: dict[int, tuple[str, int]] = {}
+        self._interrupted: dict[tuple[str, int], None] = {}
+        self._slots: dict[int, _Slot] = {}
+        self._streak = _SameErrorStreak()
+        self.signal: int | None = None
+        self.stopped: str | None = None
+        self._deadline: float | None = None
+        self._abort = False
+        self._aborted = False
 
     # -- manifest ---------------------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
@@ -354,105 +465,139 @@ class SuiteRunner:
     def _dialect(self, platform: Platform) -> Qwen25VLDialect:
         return Qwen25VLDialect.for_platform(platform, **dict(self.settings.dialect_options))
 
+    def _open_manifest(self) -> Manifest:
+        settings = self.settings
+        suite = {
+            "path": str(self.suite.path),
+            "name": self.suite.name,
+            "sha256": self.suite.sha256,
+            "tasks": [t.id for t in self.suite.tasks],
+        }
+        extra = {
+            "suite": suite,
+            "trials": settings.trials,
+            "jobs": settings.jobs,
+            "seeds": {"base": settings.seed},
+            "command": redact_argv(list(sys.argv)),
+        }
+        return Manifest.open(self.out, self.fingerprint(), extra, force=settings.force)
+
     # -- run --------------------------------------------------------------------------------------------------
     def run(self) -> BenchOutcome:
-        settings = self.settings
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.manifest = Manifest.open(
-            self.out,
-            self.fingerprint(),
-            {
-                "suite": {
-                    "path": str(self.suite.path),
-                    "name": self.suite.name,
-                    "sha256": self.suite.sha256,
-                    "tasks": [t.id for t in self.suite.tasks],
-                },
-                "trials": settings.trials,
-                "jobs": settings.jobs,
-                "seeds": {"base": settings.seed},
-                "command": sys.argv,
-            },
-            force=settings.force,
-        )
-        repair_results(self.out)
-        finished = {
-            (r["task"], int(r["trial"]))
-            for r in read_results(self.out)
-            if not (settings.rerun_errors and is_infra_error(r))
-        }
-        pending: queue.Queue[tuple[Task, int]] = queue.Queue()
-        total = 0
-        skipped = 0
-        for trial in range(1, settings.trials + 1):
-            for task in self.suite.tasks:
-                total += 1
-                if (task.id, trial) in finished:
-                    skipped += 1
-                    continue
-                pending.put((task, trial))
-        earlier = [r for r in read_results(self.out) if (r["task"], int(r["trial"])) in finished]
-        self._done = skipped
-        self._successes = sum(
-            1
-            for r in earlier
-            if r["success"]
-            and int(r["trial"]) <= settings.trials
-            and r["task"] in {t.id for t in self.suite.tasks}
-        )
-        self._open_bar(total, skipped)
-        jobs = min(settings.jobs, max(1, pending.qsize()))
-        ran = [0]
-        interrupted = False
-        workers = list(range(jobs))
-        try:
-            # Rounds: a worker that retired (no device) may hand back an episode after the others found the
-            # queue empty and left; the healthy workers then go again.
-            while workers and not pending.empty() and not self.stop.is_set():
-                threads = [
-                    threading.Thread(
-                        target=self._worker, args=(i, pending, ran), name=f"bench-worker-{i}", daemon=True
-                    )
-                    for i in workers
-                ]
-                for t in threads:
-                    t.start()
-                try:
-                    while any(t.is_alive() for t in threads):
-                        for t in threads:
-                            t.join(0.1)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    self.stop.set()
-                    print(
-                        "\nscreenpilot: stopping after the current step (Ctrl-C again to abort)",
-                        file=self.stream,
-                    )
-                    for t in threads:
-                        t.join()
-                workers = [i for i in workers if i not in self._retired_workers]
-        finally:
-            if self._bar is not None:
-                self._bar.close()
-        if self.stop.is_set():
-            interrupted = True
-        summary = self.write_summary()
-        if self._retired and not pending.empty():
-            left = pending.qsize()
+        """Run every planned episode not finished yet; returns what happened (see :class:`BenchOutcome`)."""
+        prepare_out(self.out)
+        with FolderLock(self.out), _signals_stop(self._on_signal):
+            self.manifest = self._open_manifest()
+            repair_results(self.out)
+            skipped = self._plan()
+            ran = [0]
+            self._open_bar(self._planned, skipped)
+            try:
+                self._run_workers(ran)
+            finally:
+                if self._bar is not None:
+                    self._bar.close()
+            summary = self.write_summary()
+        if self._retired and not self._pending.empty():
+            left = self._pending.qsize()
             raise SetupError(
                 f"{self._retired[0]} ({left} episode{'s' if left != 1 else ''} not run; "
                 "run the same command again to resume)"
             )
-        return BenchOutcome(self.out, summary, ran[0], skipped, interrupted)
+        interrupted = self.signal is not None or (self.stop.is_set() and self.stopped is None)
+        return BenchOutcome(self.out, summary, ran[0], skipped, interrupted, self.signal, self.stopped)
+
+    def _plan(self) -> int:
+        """Queue the episodes to run; returns how many finished before."""
+        settings = self.settings
+        earlier = {
+            (r["task"], int(r["trial"])): r
+            for r in read_results(self.out)
+            if not (settings.rerun_errors and is_infra_error(r))
+        }
+        skipped = 0
+        for trial in range(1, settings.trials + 1):
+            for task in self.suite.tasks:
+                self._planned += 1
+                line = earlier.get((task.id, trial))
+                if line is None:
+                    self._pending.put((task, trial))
+                    continue
+                skipped += 1
+                self._successes += bool(line["success"])
+        self._done = skipped
+        return skipped
+
+    def _run_workers(self, ran: list[int]) -> None:
+        pending = self._pending
+        workers = list(range(min(self.settings.jobs, max(1, pending.qsize()))))
+        # Rounds: a worker that retired (no device) may hand back an episode after the others found the
+        # queue empty and left; the healthy workers then go again.
+        while workers and not pending.empty() and not self.stop.is_set():
+            threads = [
+                threading.Thread(target=self._worker, args=(i, ran), name=f"bench-worker-{i}", daemon=True)
+                for i in workers
+            ]
+            for t in threads:
+                t.start()
+            if not self._wait(threads):
+                return
+            workers = [i for i in workers if i not in self._retired_workers]
+
+    def _wait(self, threads: list[threading.Thread]) -> bool:
+        """Wait for the workers; False when the run was aborted (their environments closed under them)."""
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.1)
+            late = self._deadline is not None and time.monotonic() > self._deadline
+            if self._abort or late:
+                self._abort_running()
+                return False
+        return True
+
+    def _on_signal(self, signum: int) -> None:
+        """First signal: stop after the current step (SIGTERM and SIGHUP: within ``stop_grace_s``). A second
+        one aborts at once."""
+        name = signal.Signals(signum).name
+        if self.signal is not None:
+            self._abort = True
+            self._say(f"\nscreenpilot: {name} again: closing the running episodes now")
+            return
+        self.signal = signum
+        self.stopped = "Ctrl-C" if signum == signal.SIGINT else name
+        if signum != signal.SIGINT:
+            self._deadline = time.monotonic() + self.settings.stop_grace_s
+        self.stop.set()
+        again = "Ctrl-C" if signum == signal.SIGINT else name
+        self._say(f"\nscreenpilot: stopping after the current step ({again} again to abort)")
+
+    def _abort_running(self) -> None:
+        """Mark the running episodes interrupted and close their environments (displays, apps) from here;
+        their threads are left to die with the process, and nothing they finish later is recorded."""
+        with self._lock:
+            self._aborted = True
+            for key in self._running.values():
+                self._interrupted[key] = None
+        for slot in list(self._slots.values()):
+            slot.closed = True
+            slot.drop()
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # the terminal is gone (SIGHUP), the stream closed
+            print(text, file=self.stream, flush=True)
 
     def write_summary(self) -> dict[str, Any]:
+        """Summarise the finished episodes, with how much of the plan finished, into ``summary.json``."""
         ids = [t.id for t in self.suite.tasks]
         lines = [
             r for r in read_results(self.out) if r["task"] in ids and int(r["trial"]) <= self.settings.trials
         ]
-        summary = summarize(lines, ids)
+        summary = summarize(lines, ids, {t.id: t.tags for t in self.suite.tasks})
         summary["suite"] = self.suite.name
         summary["trials"] = self.settings.trials
+        planned = self._planned or len(ids) * self.settings.trials
+        interrupted = [{"task": t, "trial": k} for t, k in self._interrupted]
+        summary.update(completion(planned, len(lines), interrupted, self.stopped))
         write_json_atomic(self.out / SUMMARY, summary)
         return summary
 
@@ -471,36 +616,54 @@ class SuiteRunner:
             rate = f"{self._successes}/{self._done}" if self._done else "0/0"
             self._bar.set_postfix_str(f"success {rate}", refresh=True)
 
-    def _worker(self, worker: int, pending: queue.Queue[tuple[Task, int]], ran: list[int]) -> None:
+    def _worker(self, worker: int, ran: list[int]) -> None:
         slot = _Slot(self.envs, worker)
+        with self._lock:
+            self._slots[worker] = slot
         try:
             while not self.stop.is_set():
                 try:
-                    task, trial = pending.get_nowait()
+                    task, trial = self._pending.get_nowait()
                 except queue.Empty:
                     return
-                try:
-                    line = self.run_episode(task, trial, slot)
-                except _Stopped:
+                if not self._run_one(slot, task, trial, ran):
                     return
-                except _WorkerRetired as exc:
-                    pending.put((task, trial))
-                    with self._lock:
-                        self._retired.append(exc.error)
-                        self._retired_workers.add(worker)
-                    print(f"\nscreenpilot: worker {worker} stopped: {exc.error}", file=self.stream)
-                    return
-                except BaseException:
-                    self.stop.set()
-                    raise
-                self._append(line)
-                with self._lock:
-                    ran[0] += 1
         finally:
             slot.drop()
 
-    def _append(self, line: dict[str, Any]) -> None:
+    def _run_one(self, slot: _Slot, task: Task, trial: int, ran: list[int]) -> bool:
+        """Run one episode on ``slot`` and record it; False when this worker is to stop."""
         with self._lock:
+            self._running[slot.worker] = (task.id, trial)
+        try:
+            line = self.run_episode(task, trial, slot)
+        except _Stopped:
+            with self._lock:
+                self._interrupted[(task.id, trial)] = None
+                self._running.pop(slot.worker, None)
+            return False
+        except _WorkerRetired as exc:
+            self._pending.put((task, trial))
+            with self._lock:
+                self._running.pop(slot.worker, None)
+                self._retired.append(exc.error)
+                self._retired_workers.add(slot.worker)
+            self._say(f"\nscreenpilot: worker {slot.worker} stopped: {exc.error}")
+            return False
+        except BaseException:
+            self.stop.set()
+            raise
+        if self._append(line, slot.worker):
+            with self._lock:
+                ran[0] += 1
+        return True
+
+    def _append(self, line: dict[str, Any], worker: int) -> bool:
+        """Record a finished episode (not once the run was aborted); returns whether it was recorded."""
+        with self._lock:
+            self._running.pop(worker, None)
+            if self._aborted:
+                return False
             with open(self.out / RESULTS, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
                 fh.flush()
@@ -510,6 +673,35 @@ class SuiteRunner:
             if self._bar is not None:
                 self._bar.update(1)
                 self._update_bar()
+            else:
+                self._say(self._episode_line(line))
+            self._check_same_errors(line)
+        return True
+
+    def _episode_line(self, line: Mapping[str, Any]) -> str:
+        """The line printed for a finished episode when there is no progress bar."""
+        if line["success"]:
+            verdict = "success"
+        elif line.get("error"):
+            verdict = f"failure, {'infrastructure ' if is_infra_error(line) else ''}error: {line['error']}"
+        else:
+            verdict = f"failure ({line.get('agent_reason') or 'check failed'})"
+        return (
+            f"[{self._done}/{self._planned}] {line['task']} trial {line['trial']}: {verdict} "
+            f"({line['steps']} steps, {line['duration_s']:.1f} s; success so far {self._successes}/{self._done})"
+        )
+
+    def _check_same_errors(self, line: Mapping[str, Any]) -> None:
+        """Stop the run when episodes keep ending on the same infrastructure error (called under the lock)."""
+        limit = self.settings.same_error_limit
+        count = self._streak.add(line)
+        if not limit or count < limit or self._pending.empty() or self.stop.is_set():
+            return
+        self.stopped = (
+            f"the last {count} episodes all ended on the same infrastructure error: {self._streak.error}"
+        )
+        self.stop.set()
+        self._say(f"\nscreenpilot: {self.stopped}; stopping the run")
 
     # -- one episode ------------------------------------------------------------------------------------------
     def run_episode(self, task: Task, trial: int, slot: _Slot) -> dict[str, Any]:
@@ -587,7 +779,10 @@ class SuiteRunner:
                 settle=self.settle,
                 keep_screenshots=int(self.settings.dialect_options.get("keep_images", 0) or 0) > 0,
             )
-            result = record_episode(episode, recorder, self._check_stop)
+            result = record_episode(episode, recorder, lambda record: self._check_stop(episode))
+            if result.reason == "interrupted" or self._aborted:
+                self._mark_interrupted(folder, result)
+                raise _Stopped()
             if result.reason in INFRA_REASONS:
                 error = f"{result.reason}: {result.error}"
                 broken = result.reason == "device_error"
@@ -657,9 +852,18 @@ class SuiteRunner:
             return f"teardown: {type(exc).__name__}: {exc}"
         return None
 
-    def _check_stop(self, record: StepRecord) -> None:
+    def _check_stop(self, episode: Episode) -> None:
+        """Between steps: end the episode as ``interrupted`` when the run is being stopped."""
         if self.stop.is_set():
-            raise _Stopped()
+            episode.stop("interrupted", f"the run was stopped ({self.stopped or 'stop requested'})")
+
+    def _mark_interrupted(self, folder: Path, result: EpisodeResult) -> None:
+        """An episode whose environment was closed under it (the run aborted) failed because of that: its
+        ``result.json`` says interrupted, not the error the closing caused."""
+        if result.reason != "interrupted":
+            why = f"the run was stopped ({self.stopped or 'aborted'}) during a step"
+            fixed = result.model_copy(update={"reason": "interrupted", "error": why, "status": "failure"})
+            write_json_atomic(folder / RESULT, fixed.model_dump(mode="json"))
 
 
 def run_suite(
