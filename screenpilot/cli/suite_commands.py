@@ -16,6 +16,13 @@ from screenpilot.settings import Settings
 
 ParentFactory = Callable[[], argparse.ArgumentParser]
 
+BENCH_EXIT_STATUS = (
+    "Exit status: 0 every planned episode finished (whatever the success rate); 1 the run stopped early because "
+    "the model or the environment failed for the whole run (finished results kept, reason printed); 2 usage or "
+    "setup error (nothing ran, or nothing more ran); 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (finished results "
+    "kept, the run marked incomplete). The same command again resumes."
+)
+
 
 def register(
     sub: Any,
@@ -29,6 +36,7 @@ def register(
         "bench",
         parents=[model_options(), env_options(), loop_options()],
         help="run a task suite (K trials per task, N devices at a time) into a resumable run folder",
+        epilog=BENCH_EXIT_STATUS,
     )
     p.add_argument("suite", type=Path, help="suite file (YAML)")
     p.add_argument(
@@ -47,7 +55,11 @@ def register(
         help="resuming, also rerun the episodes that ended on an infrastructure error "
         "(device, model, crash or setup failure)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar: one line per finished episode instead (also when stderr is not a terminal)",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
     p.set_defaults(func=cmd_bench)
 
@@ -171,10 +183,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from screenpilot.agent.loop import Limits
     from screenpilot.cli import wiring
     from screenpilot.cli.options import settings_from_args
-    from screenpilot.tasks.runner import BenchSettings, run_suite
+    from screenpilot.tasks.manifest import FolderLock
+    from screenpilot.tasks.runner import BenchSettings, prepare_out, run_suite
     from screenpilot.tasks.suite import AnswerCheck, load_suite, walk_checks
 
     options = settings_from_args(args)
+    with FolderLock(prepare_out(args.out)):  # refuse a bad or busy --out before the model loads
+        pass
     suite = load_suite(args.suite).select(args.task)
     jobs = _check_env(options, args.jobs, suite)
     asking = [t.id for t in suite.tasks if any(isinstance(c, AnswerCheck) for c in walk_checks(t.success))]
@@ -197,7 +212,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         dialect_options=options.dialect_options(),
         seed=args.seed,
         force=args.force,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),
         rerun_errors=args.rerun_errors,
     )
     models = build_model_source(options)
@@ -217,7 +232,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"run folder: {args.out} ({outcome.ran} episodes run, {outcome.skipped} already done)",
         file=sys.stderr,
     )
-    return 130 if outcome.interrupted else 0
+    if outcome.signal is None and outcome.stopped is not None:
+        print(
+            f"screenpilot: error: the run stopped early: {outcome.stopped}; fix that, then run the same "
+            "command with --rerun-errors to resume and rerun those episodes",
+            file=sys.stderr,
+        )
+    return outcome.exit_status
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
