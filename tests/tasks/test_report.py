@@ -208,3 +208,49 @@ def test_episode_anchors_are_unique_and_links_reach_their_task(
             .strip()
             .startswith(f"{task} / trial 1")
         )
+
+
+def label_strip(text: str) -> Image.Image:
+    screen = Image.new("RGB", (1080, 2400), (255, 255, 255))
+    return draw_action(screen, TypeText(text=text)).crop((0, 2100, 1080, 2400))
+
+
+@pytest.mark.parametrize("text", ["Grüße", "ß", "世界", "日本語", "한국"])
+def test_labels_draw_letters_beyond_ascii_not_boxes(text: str) -> None:
+    # A private-use code point that no font has is drawn as the font's box: a covered letter must look different.
+    boxes = label_strip("\U0010fffd" * len(text))
+    for index, char in enumerate(text):
+        boxed = text[:index] + "\U0010fffd" + text[index + 1 :]
+        assert label_strip(text).tobytes() != label_strip(boxed).tobytes(), char
+    assert label_strip(text).tobytes() != boxes.tobytes()
+
+
+def test_labels_fall_back_to_the_builtin_font_and_the_page_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from screenpilot.tasks import fonts
+
+    outputs = [call(action="type", text="Grüße"), call(action="terminate", status="success")]
+    run_dir = make_run(tmp_path, outputs)
+    assert "fonts-noto-cjk" not in render_report(run_dir)  # fonts are installed here
+    monkeypatch.setattr(fonts, "FONT_PATHS", (str(tmp_path / "none.ttf"),))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no fc-match
+    fonts.font_files.cache_clear()
+    try:
+        assert fonts.font_files() == ()
+        strip = label_strip("Grüße, 世界")
+        assert strip.getcolors(1_000_000) != [(1080 * 300, (255, 255, 255))]  # still drawn
+        assert "apt-get install fonts-dejavu-core fonts-noto-cjk" in render_report(run_dir)
+    finally:
+        monkeypatch.undo()
+        fonts.font_files.cache_clear()
+
+
+def make_run(tmp_path: Path, outputs: list[str], name: str = "run") -> Path:
+    """A real ``screenpilot run`` folder on the fake environment, driven by a replay file."""
+    replay = tmp_path / f"{name}.jsonl"
+    replay.write_text("".join(json.dumps({"output": o}) + "\n" for o in outputs))
+    run_dir = tmp_path / name
+    args = ["run", "goal", "--env", "fake", "--screen-size", "360x640", "--model", f"replay:{replay}"]
+    assert main([*args, "--out", str(run_dir), "--quiet", "--no-settle"]) == 0
+    return run_dir
