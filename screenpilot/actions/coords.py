@@ -140,10 +140,20 @@ class CoordinateSpace:
         return min(max(dx, 0), dst.width - 1), min(max(dy, 0), dst.height - 1)
 
     def to_device(self, x: float, y: float) -> tuple[int, int]:
+        """A model-frame point (fractions allowed, as the model wrote it) as a device pixel."""
         return self._convert(x, y, self.model, self.device)
 
     def to_model(self, x: float, y: float) -> tuple[int, int]:
+        """A device-frame point as a pixel of the model's image."""
         return self._convert(x, y, self.device, self.model)
+
+    def model_pixel(self, x: float, y: float) -> tuple[int, int]:
+        """A model-frame point as a pixel of the model's image: rounded to the nearest and clamped.
+
+        Points the model writes with fractions go through here or :meth:`to_device`, each straight from the
+        written value, so no point is ever rounded twice.
+        """
+        return min(max(round(x), 0), self.model.width - 1), min(max(round(y), 0), self.model.height - 1)
 
     def contains_model_point(self, x: float, y: float) -> bool:
         """Whether a model-frame point lies on the image (edges included, one pixel of tolerance)."""

@@ -1,9 +1,15 @@
-"""Tolerant extraction of function calls from raw model text.
+"""Tolerant, bounded extraction of function calls from raw model text.
 
 Models wrap their calls in ``<tool_call>`` tags, but real outputs also carry reasoning before the call,
-several calls, a missing closing tag, emoji stand-ins for the tags, code fences or a bare JSON line. This
-module finds the ``{"name": ..., "arguments": ...}`` objects in all of those; what the arguments mean is the
-dialect's business.
+several calls, a missing opening or closing tag, emoji stand-ins for the tags, code fences or a bare JSON
+line. This module finds the ``{"name": ..., "arguments": ...}`` objects in all of those; what the arguments
+mean is the dialect's business.
+
+Only clearly called objects count: one inside a tag block (or right before a closing tag), or one standing
+on its own line. An object inside running prose ("I will not do {...} yet") or inside ``<thinking>`` /
+``<conclusion>`` is the model talking about an action, and is never returned. The text is read in one pass
+(work linear in its length, at most :data:`MAX_OUTPUT_CHARS` characters), and whatever the text, the only
+exception raised is :class:`ToolCallParseError`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from screenpilot.errors import ModelOutputError
+
+#: Longest answer read, in characters (far beyond any generation limit in use); longer ones are refused.
+MAX_OUTPUT_CHARS = 65_536
+#: Most calls taken from one answer.
+MAX_CALLS = 16
+#: Longest text argument (``type``, ``answer``, ``open``, ``key``), in characters.
+MAX_TEXT_CHARS = 4_096
+#: Deepest nesting of objects and arrays inside one call.
+MAX_NESTING = 16
 
 
 class ToolCallParseError(ModelOutputError):
@@ -33,121 +48,316 @@ class ToolCall:
         return json.dumps({"name": self.name, "arguments": self.arguments})
 
 
-# Delimiters seen in the wild: the tags, and emoji in their place (72B). Only openers mark where calls start.
-_OPEN = re.compile(r"<tool_call>|⚗|📐")
-_DELIMITER = re.compile(r"</?tool_call>|⚗|📐")
-# Reasoning before the call (up to its closing tag, or the call if unclosed) and the summary after it (possibly
-# cut off): never actions, whatever they quote.
-_ASIDES = re.compile(
-    r"<(thinking|think)>.*?(?:</\1>|(?=<tool_call>|⚗|📐))|<conclusion>.*?(?:</conclusion>|$)", re.S
-)
+_CALL_FORM = '{"name": <function-name>, "arguments": <args-json-object>}'
 
 
 def extract_tool_calls(text: str) -> list[ToolCall]:
-    """Return every call found in ``text``, in order. Raises :class:`ToolCallParseError` when there is none.
+    """Return every clearly called call in ``text``, in order; raise :class:`ToolCallParseError` if none.
 
-    JSON objects are decoded wherever they start, so tags inside string arguments, code fences, a missing
-    opening or closing tag and bare lines all work; when calls follow an opening delimiter, objects before it
-    (the model quoting something while it reasons) are ignored.
+    Calls inside tag blocks win: when there are any, bare lines elsewhere are taken for quotes.
     """
     if not text or not text.strip():
         raise ToolCallParseError("The answer was empty. Reply with a <tool_call> block.")
-    body = _ASIDES.sub(" ", text)
-    found, broken = _objects_in(body)
-    opener = _OPEN.search(body)
-    if opener is not None and any(start >= opener.start() for start, _ in found):
-        found = [(start, call) for start, call in found if start >= opener.start()]
-    if found:
-        return [call for _, call in found]
-    if broken and (_DELIMITER.search(body) or '"name"' in body):
+    if len(text) > MAX_OUTPUT_CHARS:
         raise ToolCallParseError(
-            f"The <tool_call> block is not valid JSON ({broken[0]}). Write exactly one JSON object "
-            '{"name": <function-name>, "arguments": <args-json-object>} inside <tool_call></tool_call>.'
+            f"The answer is {len(text)} characters long; at most {MAX_OUTPUT_CHARS} characters are read. "
+            "Reply with one short <tool_call> block."
         )
-    raise ToolCallParseError(
-        "No function call found. Reply with <tool_call>\n"
-        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>.'
-    )
+    scan = _Scanner(text)
+    scan.run()
+    found = _Findings(text, scan)
+    calls = found.tagged or found.bare
+    if len(calls) > MAX_CALLS:
+        raise ToolCallParseError(f"The answer holds {len(calls)} calls; send at most {MAX_CALLS} at a time.")
+    if not calls:
+        raise ToolCallParseError(found.why_none())
+    return calls
 
 
-def _objects_in(body: str) -> tuple[list[tuple[int, ToolCall]], list[str]]:
-    """Call-shaped JSON objects of ``body`` with their offsets, and why the ones that failed to decode did."""
-    decoder = json.JSONDecoder()
-    calls: list[tuple[int, ToolCall]] = []
-    errors: list[str] = []
-    i = 0
-    while True:
-        i = body.find("{", i)
-        if i < 0:
-            break
-        try:
-            obj, end = decoder.raw_decode(body, i)
-        except json.JSONDecodeError as exc:
-            obj, end = _lenient(body, i)
-            if obj is None:
-                errors.append(exc.msg)
-                i += 1
-                continue
-        call = _as_call(obj)
-        if call is not None:
-            calls.append((i, call))
-            i = end
-        else:
-            i += 1
-    return calls, errors
+# -- one pass over the text ----------------------------------------------------------------------------------------
+_TOKEN = re.compile(r"""[{}"'\\\n]|</?tool_call>|⚗|📐|</?think(?:ing)?>|</?conclusion>""")
+_OPENERS = frozenset({"<tool_call>", "⚗", "📐"})
+_EMOJI = frozenset({"⚗", "📐"})
+_THINK = frozenset({"<think>", "<thinking>"})
+_THINK_END = frozenset({"</think>", "</thinking>"})
+_BLANK = " \t\r\f\v\n"
+_VALUE_START = "{[,:"  # a quote after one of these opens a string; anywhere else it is prose (I'll, "so")
 
 
-def _lenient(body: str, start: int) -> tuple[Any, int]:
-    """Accept a Python-literal dict (single quotes, True/False) spanning a balanced brace run.
+@dataclass(frozen=True)
+class _Open:
+    """Where an object starts: its offset, whether a tag block holds it, and where its line starts."""
 
-    Braces inside quoted strings do not count.
+    start: int
+    block: bool
+    line: int
+
+
+@dataclass(frozen=True)
+class _Span:
+    """A balanced ``{...}`` that no other balanced one contains."""
+
+    at: _Open
+    end: int  # exclusive
+
+
+class _Scanner:
+    """Finds balanced top-level objects, tag blocks and asides in one left-to-right pass.
+
+    Braces are matched with a stack, so unbalanced braces in prose cost nothing later. Strings are only
+    recognised inside an open object (a quote after ``{ [ , :``) and end at the end of their line, so a
+    stray apostrophe spoils at most one line. Any tag outside a string abandons objects still open.
     """
-    depth = 0
-    quote: str | None = None
-    escaped = False
-    for j in range(start, len(body)):
-        ch = body[j]
-        if quote is not None:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = None
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                try:
-                    return ast.literal_eval(body[start : j + 1]), j + 1
-                except (ValueError, SyntaxError, MemoryError, RecursionError):
-                    return None, start
-    return None, start
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.spans: list[_Span] = []
+        self.unclosed: list[tuple[list[_Open], int]] = []  # objects left open at a tag or the end, and where
+        self.stack: list[_Open] = []
+        self.quote: str | None = None
+        self.escaped_until = -1
+        self.block = False
+        self.aside: str | None = None  # "think" or "conclusion" while inside one
+        self.line = 0
+
+    def run(self) -> None:
+        for match in _TOKEN.finditer(self.text):
+            token, pos = match.group(), match.start()
+            if self.aside is not None:
+                self._aside(token, match.end())
+            elif self.quote is not None:
+                self._string(token, pos, match.end())
+            else:
+                self._structure(token, pos, match.end())
+        self._abandon(len(self.text))
+
+    def _aside(self, token: str, end: int) -> None:
+        if self.aside == "conclusion":
+            if token == "</conclusion>":
+                self.aside, self.line = None, end
+        elif token in _THINK_END:
+            self.aside, self.line = None, end
+        elif token in _OPENERS:  # reasoning left unclosed ends where the call starts
+            self.aside = None
+            self._tag(token, end)
+
+    def _string(self, token: str, pos: int, end: int) -> None:
+        if pos < self.escaped_until:
+            return
+        if token == "\\":
+            self.escaped_until = end + 1
+        elif token == self.quote:
+            self.quote = None
+        elif token == "\n":  # JSON and Python strings never span lines: this one was prose
+            self.quote, self.line = None, end
+
+    def _structure(self, token: str, pos: int, end: int) -> None:
+        if token == "{":
+            self.stack.append(_Open(pos, self.block, self.line))
+        elif token == "}":
+            self._close(end)
+        elif token in "\"'":
+            if self.stack and self._after_value_start(pos):
+                self.quote = token
+        elif token == "\n":
+            self.line = end
+        elif token != "\\":
+            self._tag(token, end)
+
+    def _close(self, end: int) -> None:
+        if not self.stack:
+            return
+        opened = self.stack.pop()
+        while self.spans and self.spans[-1].at.start > opened.start:
+            self.spans.pop()
+        self.spans.append(_Span(opened, end))
+
+    def _after_value_start(self, pos: int) -> bool:
+        j = pos - 1
+        while j >= 0 and self.text[j] in _BLANK:
+            j -= 1
+        return j >= 0 and self.text[j] in _VALUE_START
+
+    def _tag(self, token: str, end: int) -> None:
+        self._abandon(end)
+        self.line = end
+        if token in _THINK:
+            self.aside = "think"
+        elif token == "<conclusion>":
+            self.aside, self.block = "conclusion", False
+        elif token in _EMOJI:
+            self.block = not self.block
+        elif token in _OPENERS:
+            self.block = True
+        elif token == "</tool_call>":
+            self.block = False
+
+    def _abandon(self, where: int) -> None:
+        if self.stack:
+            self.unclosed.append((self.stack, where))
+            self.stack = []
+        self.quote = None
+
+
+# -- what the objects are -------------------------------------------------------------------------------------------
+_CLOSER_AFTER = re.compile(r"[\s`]*(?:</tool_call>|⚗|📐)")
+_LINE_AFTER = re.compile(r"[ \t\r\f\v`]*(?:\n|\Z|</?tool_call>|⚗|📐|</?think(?:ing)?>|<conclusion>)")
+_LINE_BEFORE = re.compile(r"[ \t\r\f\v]*(?:```[\w-]*[ \t\r\f\v]*)?")
+
+
+class _Unusable(Exception):
+    """An object that cannot be a call; the message says why, for the model."""
+
+
+class _Findings:
+    """Sorts the scanned objects into calls in tag blocks, calls on their own lines, and reasons for none."""
+
+    def __init__(self, text: str, scan: _Scanner) -> None:
+        self.text, self.scan = text, scan
+        self.tagged: list[ToolCall] = []
+        self.bare: list[ToolCall] = []
+        self.problems: list[str] = []  # why clearly called objects were unusable
+        self.in_prose = False  # a call-shaped object stood in running text
+        self._line_starts: dict[int, int] = {}
+        self.broken = [(start, end) for group, end in scan.unclosed if (start := self._broken(group)) >= 0]
+        self._sort_all(scan.spans)
+
+    def _broken(self, group: list[_Open]) -> int:
+        """Start of the first object of ``group`` (left open) that was clearly called, or -1."""
+        for at in group:
+            if at.block or self._own_line(at, None):
+                return at.start
+        return -1
+
+    def _sort_all(self, spans: list[_Span]) -> None:
+        """Sort every span but those inside a broken call: its inner arguments object is not a call."""
+        broken = iter(self.broken)
+        current = next(broken, None)
+        for span in spans:
+            while current is not None and current[1] <= span.at.start:
+                current = next(broken, None)
+            if current is None or not current[0] < span.at.start:
+                self._sort(span)
+
+    def _sort(self, span: _Span) -> None:
+        tagged = span.at.block or _CLOSER_AFTER.match(self.text, span.end) is not None
+        called = tagged or self._own_line(span.at, span.end)
+        try:
+            call = _as_call(_decode(self.text[span.at.start : span.end]))
+        except _Unusable as exc:
+            if called:
+                self.problems.append(str(exc))
+            return
+        if call is None:
+            return
+        if not called:
+            self.in_prose = True
+        else:
+            (self.tagged if tagged else self.bare).append(call)
+
+    def _own_line(self, at: _Open, end: int | None) -> bool:
+        if at.line not in self._line_starts:  # each line is measured once
+            found = _LINE_BEFORE.match(self.text, at.line)
+            self._line_starts[at.line] = found.end() if found else at.line
+        if self._line_starts[at.line] != at.start:
+            return False
+        return end is None or _LINE_AFTER.match(self.text, end) is not None
+
+    def why_none(self) -> str:
+        if self.problems:
+            return f"The call is not usable: {self.problems[0]}. Write exactly one JSON object {_CALL_FORM} inside <tool_call></tool_call>."
+        if self.broken:
+            start, end = self.broken[0]
+            return (
+                f"The <tool_call> block is not valid JSON ({_json_error(self.text[start:end])}). Write exactly "
+                f"one JSON object {_CALL_FORM} inside <tool_call></tool_call>."
+            )
+        if self.in_prose:
+            return (
+                "A call written inside a sentence is not executed. Put the call alone inside <tool_call>\n"
+                f"{_CALL_FORM}\n</tool_call>."
+            )
+        return f"No function call found. Reply with <tool_call>\n{_CALL_FORM}\n</tool_call>."
+
+
+def _json_error(text: str) -> str:
+    try:
+        json.loads(text)
+    except RecursionError:
+        return "nested too deeply"
+    except ValueError as exc:
+        return getattr(exc, "msg", None) or str(exc).split(":")[0]
+    return "unbalanced braces"
+
+
+# -- decoding ---------------------------------------------------------------------------------------------------------
+def _decode(source: str) -> Any:
+    """JSON, or failing that a Python literal (single quotes, True/False/None), as plain JSON values."""
+    try:
+        return _plain(json.loads(source))
+    except (ValueError, RecursionError) as exc:
+        json_error = getattr(exc, "msg", None) or "nested too deeply"
+    try:
+        value = ast.literal_eval(source)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise _Unusable(f"not valid JSON ({json_error})") from None
+    return _plain(value)
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON values (tuples become lists); refuses deep nesting and other Python types."""
+    if depth > MAX_NESTING:
+        raise _Unusable(f"nested more than {MAX_NESTING} levels deep")
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise _Unusable("object keys must be strings")
+        return {key: _plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, depth + 1) for item in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise _Unusable(f"a {type(value).__name__} is not a JSON value")
 
 
 def _as_call(obj: Any) -> ToolCall | None:
+    """The call an object spells, None if it is no call at all; :class:`_Unusable` if it is a broken one.
+
+    ``parameters`` is read as ``arguments`` (models trained on OpenAI-style schemas write it); the name is
+    kept either way, for the dialect to check.
+    """
     if not isinstance(obj, dict):
         return None
-    if "name" in obj and "arguments" in obj:
-        args = obj["arguments"]
-        if isinstance(args, str):  # OpenAI-style arguments string
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
-                return None
-        if isinstance(args, dict) and isinstance(obj["name"], str):
-            return ToolCall(obj["name"], args)
-        return None
-    if "action" in obj and isinstance(obj["action"], str):
-        return ToolCall(None, dict(obj))
+    if "name" in obj:
+        if not isinstance(obj["name"], str):
+            raise _Unusable('"name" must be a string')
+        return ToolCall(obj["name"], _arguments(obj))
+    if isinstance(obj.get("action"), str):
+        return ToolCall(None, obj)
     return None
 
 
+def _arguments(obj: dict[str, Any]) -> dict[str, Any]:
+    if "arguments" in obj and "parameters" in obj:
+        raise _Unusable('the call has both "arguments" and "parameters"; give "arguments" only')
+    args = obj.get("arguments", obj.get("parameters"))
+    if isinstance(args, str):  # OpenAI-style arguments string
+        try:
+            args = _plain(json.loads(args))
+        except (ValueError, RecursionError):
+            raise _Unusable('"arguments" is a string that is not a JSON object') from None
+    if not isinstance(args, dict):
+        raise _Unusable('"arguments" must be a JSON object')
+    return args
+
+
+# -- argument values ------------------------------------------------------------------------------------------------
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A short JSON rendering of a value for an error message."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_point(value: Any, field: str) -> tuple[float, float]:
@@ -156,25 +366,33 @@ def parse_point(value: Any, field: str) -> tuple[float, float]:
         value = [value["x"], value["y"]]
     if isinstance(value, str):
         value = _NUMBER.findall(value)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and not any(isinstance(v, bool) for v in value):
         try:
-            x, y = float(value[0]), float(value[1])
-        except (TypeError, ValueError):
+            x, y = _finite(value[0]), _finite(value[1])
+        except (TypeError, ValueError, OverflowError):
             pass
         else:
-            if x == x and y == y and abs(x) != float("inf") and abs(y) != float("inf"):
-                return x, y
-    raise ToolCallParseError(f"`{field}` must be a pair of numbers [x, y], got {json.dumps(value)}.")
+            return x, y
+    raise ToolCallParseError(f"`{field}` must be a pair of numbers [x, y], got {show(value)}.")
 
 
 def parse_number(value: Any, field: str) -> float:
-    """Read a number that may arrive as a string."""
-    if isinstance(value, bool):
-        raise ToolCallParseError(f"`{field}` must be a number, got {json.dumps(value)}.")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        m = _NUMBER.fullmatch(value.strip())
-        if m:
-            return float(value)
-    raise ToolCallParseError(f"`{field}` must be a number, got {json.dumps(value)}.")
+    """Read a finite number that may arrive as a string."""
+    if not isinstance(value, bool):
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = value.strip()
+        if isinstance(value, (int, float, str)):
+            try:
+                return _finite(value)
+            except (ValueError, OverflowError):
+                pass
+    raise ToolCallParseError(f"`{field}` must be a number, got {show(value)}.")
+
+
+def _finite(value: Any) -> float:
+    if isinstance(value, str) and not _NUMBER.fullmatch(value.strip()):
+        raise ValueError(value)
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(value)
+    return number

@@ -22,11 +22,13 @@ from screenpilot.actions.coords import (
     Size,
 )
 from screenpilot.actions.parse import (
+    MAX_TEXT_CHARS,
     ToolCall,
     ToolCallParseError,
     extract_tool_calls,
     parse_number,
     parse_point,
+    show,
 )
 from screenpilot.actions.types import (
     Action,
@@ -48,6 +50,7 @@ from screenpilot.model.base import ImagePart, Message, TextPart
 from screenpilot.model.dialect import ParsedAction, PastStep, Platform
 
 ToolName = Literal["mobile_use", "computer_use"]
+_Pixel = Callable[[float, float], tuple[int, int]]
 
 SYSTEM_PREAMBLE = "You are a helpful assistant."
 
@@ -373,20 +376,25 @@ class Qwen25VLDialect:
         return m.group(1).strip() or None if m else None
 
     def parse(self, text: str, space: CoordinateSpace) -> list[ParsedAction]:
-        calls = extract_tool_calls(text)
+        """Actions of every call in ``text``; each point is rounded once, straight into each frame."""
         parsed = []
-        for call in calls:
-            action = self.call_to_action(call, space)
-            named = call if call.name is not None else ToolCall(self.tool, call.arguments)
-            parsed.append(
-                ParsedAction(model=action, device=space.action_to_device(action), call=named.as_json())
-            )
+        for call in extract_tool_calls(text):
+            model = self._action(call, space, space.model_pixel)
+            device = self._action(call, space, space.to_device)
+            named = ToolCall(self.tool, call.arguments)
+            parsed.append(ParsedAction(model=model, device=device, call=named.as_json()))
         return parsed
 
     def call_to_action(self, call: ToolCall, space: CoordinateSpace) -> Action:
         """Map one call's arguments (model frame) to a typed action in the model frame."""
+        return self._action(call, space, space.model_pixel)
+
+    def _action(self, call: ToolCall, space: CoordinateSpace, pixel: _Pixel) -> Action:
+        """The call as an action whose points ``pixel`` turns into pixels of one frame."""
         if call.name is not None and call.name != self.tool:
-            raise ToolCallParseError(f"Unknown function {call.name!r}; the only function is {self.tool!r}.")
+            raise ToolCallParseError(
+                f"Unknown function {call.name[:60]!r}; the only function is {self.tool!r}."
+            )
         args = call.arguments
         kind = args.get("action")
         allowed = _MOBILE_ACTIONS if self.tool == "mobile_use" else _DESKTOP_ACTIONS
@@ -394,9 +402,9 @@ class Qwen25VLDialect:
             allowed = allowed | {"answer"}
         if not isinstance(kind, str) or kind not in allowed:
             raise ToolCallParseError(
-                f"Unknown action {json.dumps(kind)} for {self.tool}; use one of: {', '.join(sorted(allowed))}."
+                f"Unknown action {show(kind)} for {self.tool}; use one of: {', '.join(sorted(allowed))}."
             )
-        point = _PointReader(args, kind, space)
+        point = _PointReader(args, kind, space, pixel)
         builder = _mobile_action if self.tool == "mobile_use" else _desktop_action
         try:
             return builder(kind, args, point)
@@ -412,10 +420,10 @@ def _first_line(exc: Exception) -> str:
 
 
 class _PointReader:
-    """Reads and range-checks points of one call in the model frame."""
+    """Reads and range-checks points of one call in the model frame, and gives them as ``pixel`` maps them."""
 
-    def __init__(self, args: dict[str, Any], kind: str, space: CoordinateSpace) -> None:
-        self.args, self.kind, self.space = args, kind, space
+    def __init__(self, args: dict[str, Any], kind: str, space: CoordinateSpace, pixel: _Pixel) -> None:
+        self.args, self.kind, self.space, self.pixel = args, kind, space, pixel
 
     def __call__(self, field: str, *, required: bool = True) -> tuple[int, int] | None:
         value = self.args.get(field)
@@ -429,13 +437,17 @@ class _PointReader:
             raise ToolCallParseError(
                 f"`{field}` [{x:g}, {y:g}] is outside the screen; x must be within 0..{w} and y within 0..{h}."
             )
-        return round(x), round(y)
+        return self.pixel(x, y)
 
 
 def _text(args: dict[str, Any], kind: str, field: str = "text") -> str:
     value = args.get(field)
     if not isinstance(value, str):
         raise ToolCallParseError(f"action={kind} requires `{field}` as a string.")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ToolCallParseError(
+            f"`{field}` of action={kind} is {len(value)} characters long; at most {MAX_TEXT_CHARS} are allowed."
+        )
     return value
 
 
