@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from screenpilot.actions.coords import CoordinateSpace
 from screenpilot.envs.base import Observation
 from screenpilot.errors import ModelOutputError
-from screenpilot.model.base import Message, ModelBackend, ModelBackendError, TextPart, Usage
+from screenpilot.model.base import (
+    Completion,
+    DeadlineExceeded,
+    Message,
+    ModelBackend,
+    ModelBackendError,
+    TextPart,
+    Usage,
+)
 from screenpilot.model.dialect import Dialect, ParsedAction, PastStep
 
 
@@ -39,6 +47,8 @@ class Decision:
     error: str | None = None
     backend_error: str | None = None
     """Set when the model backend failed (server down, replay exhausted): the episode cannot go on."""
+    failed_call_s: float = 0.0
+    """Time spent in a model call that ended without an answer (its retries included)."""
 
     @property
     def ok(self) -> bool:
@@ -51,7 +61,8 @@ class Decision:
 
     @property
     def model_s(self) -> float:
-        return sum(a.model_s for a in self.attempts)
+        """Time in model calls, a call that failed after retries included."""
+        return sum(a.model_s for a in self.attempts) + self.failed_call_s
 
     @property
     def parse_s(self) -> float:
@@ -63,7 +74,9 @@ class Agent:
     """A model plus the dialect it speaks.
 
     ``max_retries`` is how many times an unusable answer is sent back to the model with its error before
-    the decision gives up.
+    the decision gives up. A ``deadline`` (``time.monotonic()``) bounds every model call of a decision; when
+    it comes first the decision has no actions and an error, but no ``backend_error``: the time budget ended
+    it, not the backend.
     """
 
     model: ModelBackend
@@ -78,6 +91,7 @@ class Agent:
         history: Sequence[PastStep],
         *,
         feedback: str | None = None,
+        deadline: float | None = None,
     ) -> Decision:
         space = self.dialect.coordinate_space(observation.size)
         messages = self.dialect.messages(goal, observation.screenshot, space, history, feedback)
@@ -85,9 +99,16 @@ class Agent:
         for attempt in range(self.max_retries + 1):
             t0 = time.perf_counter()
             try:
-                completion = self.model.complete(messages)
-            except ModelBackendError as exc:  # keep what the model already answered in this step
-                return Decision(space, (), tuple(attempts), error=str(exc), backend_error=str(exc))
+                completion = self._ask(messages, deadline)
+            except DeadlineExceeded as exc:  # keep what the model already answered in this step
+                return Decision(
+                    space, (), tuple(attempts), error=str(exc), failed_call_s=time.perf_counter() - t0
+                )
+            except ModelBackendError as exc:
+                failed_s = time.perf_counter() - t0
+                return Decision(
+                    space, (), tuple(attempts), error=str(exc), backend_error=str(exc), failed_call_s=failed_s
+                )
             t1 = time.perf_counter()
             try:
                 actions = self.dialect.parse(completion.text, space)
@@ -109,3 +130,10 @@ class Agent:
                 space, tuple(actions), tuple(attempts), summary=self.dialect.summary(completion.text)
             )
         raise AssertionError("unreachable")
+
+    def _ask(self, messages: list[Message], deadline: float | None) -> Completion:
+        if deadline is None:  # backends written before deadlines existed keep working without one
+            return self.model.complete(messages)
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded("the time budget ran out before the model could be asked")
+        return self.model.complete(messages, deadline=deadline)

@@ -239,7 +239,8 @@ def _steps(
                 observe_s = reset_s
             digest = screen_digest(observation.screenshot)
             t0 = time.perf_counter()
-            decision = agent.decide(goal, observation, history, feedback=feedback)
+            deadline = None if limits.max_seconds is None else start + limits.max_seconds
+            decision = agent.decide(goal, observation, history, feedback=feedback, deadline=deadline)
             decide_s = time.perf_counter() - t0
             shown_feedback, feedback = feedback, None
 

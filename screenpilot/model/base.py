@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from screenpilot.errors import ScreenpilotError
+from screenpilot.errors import ScreenpilotError, SetupError
+
+T = TypeVar("T")
+
+#: The start-up check's default bound: a bad model fails within it, before the first episode.
+CHECK_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class Usage(BaseModel):
     output_tokens: int | None = None
     time_to_first_token_s: float | None = None
     total_s: float = 0.0
+    """Wall time of the whole call: every try and every wait between tries included."""
+    tries: int = 1
+    """How many requests the call took (more than 1 when transient failures were retried)."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +68,50 @@ class Completion:
     text: str
     usage: Usage
 
+    @property
+    def tries(self) -> int:
+        return self.usage.tries
+
+    @property
+    def total_s(self) -> float:
+        return self.usage.total_s
+
 
 class ModelBackendError(ScreenpilotError):
     """The backend could not produce an answer (server down, out of memory, replay exhausted)."""
+
+
+class DeadlineExceeded(ModelBackendError):
+    """The call's deadline came before an answer: the time budget, not the backend, ended it."""
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (a ``time.monotonic()`` value), or None without one."""
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def run_bounded(fn: Callable[[], T], timeout_s: float, what: str) -> T:
+    """``fn()`` in a daemon thread, waited for at most ``timeout_s``; SetupError if it takes longer.
+
+    For start-up checks whose libraries have no overall timeout (name resolution, a hub client's retries):
+    the check must answer in time, and a late thread is left to finish on its own.
+    """
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"check {what}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise SetupError(f"{what} did not answer within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
 
 
 @runtime_checkable
@@ -70,7 +121,10 @@ class ModelBackend(Protocol):
     #: Identifies the model in run manifests (hub id, path, URL or replay file).
     name: str
 
-    def complete(self, messages: Sequence[Message]) -> Completion: ...
+    def complete(self, messages: Sequence[Message], *, deadline: float | None = None) -> Completion:
+        """The model's answer. ``deadline`` (a ``time.monotonic()`` value) bounds the call, retries included:
+        past it the backend raises :class:`DeadlineExceeded` (or returns what it generated so far)."""
+        ...
 
     def begin_episode(self, task_id: str | None) -> None:
         """Called before each episode; replay models use it to pick the task's answers."""
@@ -80,6 +134,17 @@ class ModelBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsCheck(Protocol):
+    """A backend that can check, once and quickly, that it will be able to answer.
+
+    Called before the first episode; raises :class:`~screenpilot.errors.SetupError` with what to do (start
+    the server, download the weights, pick a served model) within about ``timeout_s``.
+    """
+
+    def check(self, timeout_s: float = CHECK_TIMEOUT_S) -> None: ...
 
 
 def render_chatml(messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:

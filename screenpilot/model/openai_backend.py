@@ -12,16 +12,30 @@ import base64
 import email.utils
 import io
 import json
+import logging
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from PIL import Image
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from screenpilot.errors import MissingExtraError, SetupError
-from screenpilot.model.base import Completion, ImagePart, Message, ModelBackendError, TextPart, Usage
+from screenpilot.model.base import (
+    CHECK_TIMEOUT_S,
+    Completion,
+    DeadlineExceeded,
+    ImagePart,
+    Message,
+    ModelBackendError,
+    TextPart,
+    Usage,
+    run_bounded,
+    seconds_left,
+)
+
+log = logging.getLogger("screenpilot.model")
+T = TypeVar("T")
 
 _OPTIONS = frozenset(
     {
@@ -103,11 +117,17 @@ def chat_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 class OpenAIBackend:
     """Chat completions over HTTP with bounded, backed-off retries of transient failures.
 
+    Construction does no I/O. :meth:`check` asks ``GET /models`` once, with a short timeout, and picks the
+    served model (the first listed unless ``served_model`` names one the server must list); without a
+    ``served_model``, the first :meth:`complete` runs it when nobody did.
+
     Retried: connection errors, timeouts, 408/425/429 and 5xx (waiting what ``Retry-After`` asks, up to
-    ``retry_after_max_s``). Other 4xx answers are not retried: they raise :class:`ServerError` quoting the
-    server. Options: ``attempts`` (5), ``backoff_s`` (first wait, 1.0), ``backoff_max_s`` (30),
-    ``retry_after_max_s`` (60), ``stream`` (False; True measures time to first token), ``stop`` (list of
-    strings), ``temperature`` (0), ``extra_body`` (merged into each request, e.g. vLLM sampling extras).
+    ``retry_after_max_s``), each retry logged as a warning on the ``screenpilot.model`` logger. Other 4xx
+    answers are not retried: they raise :class:`ServerError` quoting the server. ``request_timeout_s`` bounds
+    each request; a call's ``deadline`` bounds the call, retries included. Options: ``attempts`` (5),
+    ``backoff_s`` (first wait, 1.0), ``backoff_max_s`` (30), ``retry_after_max_s`` (60), ``stream`` (False;
+    True measures time to first token), ``stop`` (list of strings), ``temperature`` (0), ``extra_body``
+    (merged into each request, e.g. vLLM sampling extras).
     """
 
     def __init__(
@@ -117,25 +137,20 @@ class OpenAIBackend:
         served_model: str | None = None,
         api_key: str | None = None,
         max_tokens: int = 256,
-        timeout: float = 120.0,
+        request_timeout_s: float = 120.0,
         **options: Any,
     ) -> None:
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise SetupError(
-                f"unknown server backend option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(_OPTIONS))}"
-            )
+        _check_options(options)
+        if not request_timeout_s > 0:
+            raise SetupError(f"the request timeout must be positive, got {request_timeout_s:g} s")
         try:
             import httpx
         except ImportError as exc:
             raise MissingExtraError("server", "httpx", "an OpenAI-compatible server model") from exc
         self._httpx = httpx
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SetupError(f"server URL must look like http://HOST:PORT/v1, got {base_url!r}")
-        self.base_url = base_url.rstrip("/") if parts.path.strip("/") else base_url.rstrip("/") + "/v1"
+        self.base_url = _base_url(base_url)
         self.max_tokens = max_tokens
-        self.timeout = timeout
+        self.request_timeout_s = float(request_timeout_s)
         self.attempts = int(options.get("attempts", 5))
         if self.attempts < 1:
             raise SetupError("attempts must be at least 1")
@@ -146,49 +161,131 @@ class OpenAIBackend:
         self.stop: list[str] | None = list(options["stop"]) if options.get("stop") else None
         self.temperature = float(options.get("temperature", 0.0))
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
+        self._api_key_given = bool(api_key)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._client = httpx.Client(timeout=self.request_timeout_s, headers=headers)
         self._server_model: dict[str, Any] = {}
-        try:
-            self.served_model = served_model or self._first_served_model()
-        except BaseException:
-            self._client.close()
-            raise
+        self.served_model: str | None = served_model
+        self._checked = False
+        self.name = f"{served_model}@{self.base_url}" if served_model else self.base_url
+
+    # -- the start-up check -----------------------------------------------------------------------------------
+    def check(self, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+        """One ``GET /models`` within ``timeout_s``: SetupError saying what to do when the server is down,
+        refuses us, or does not serve ``served_model``. Picks the served model when none was named."""
+        models = run_bounded(lambda: self._list_models(timeout_s), timeout_s + 0.5, f"{self.base_url}/models")
+        ids = [str(m["id"]) for m in models]
+        if self.served_model is None:
+            chosen = models[0]
+        elif self.served_model in ids:
+            chosen = models[ids.index(self.served_model)]
+        else:
+            raise SetupError(
+                f"{self.base_url} does not serve {self.served_model!r}; it serves: {', '.join(ids)} "
+                "(pass one of these with --served-model)"
+            )
+        self.served_model = str(chosen["id"])
+        self._server_model = {k: chosen[k] for k in ("id", "root", "max_model_len") if k in chosen}
         self.name = f"{self.served_model}@{self.base_url}"
+        self._checked = True
 
-    # -- HTTP -------------------------------------------------------------------------------------------------
-    def _retrying(self) -> Retrying:
-        return Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
-            reraise=True,
-        )
-
-    def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential(multiplier=self.backoff_s, max=self.backoff_max_s)(state)
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
-            return min(exc.retry_after, self.retry_after_max_s)
-        return float(backoff)
-
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One call with retries; returns the parsed JSON body (or the open response when streaming)."""
-        url = self.base_url + path
+    def _list_models(self, timeout_s: float) -> list[dict[str, Any]]:
+        httpx = self._httpx
+        url = self.base_url + "/models"
         try:
-            for attempt in self._retrying():
-                with attempt:
-                    return self._once(method, url, body)
-        except _Transient as exc:
-            raise ServerError(f"{method} {url} failed after {self.attempts} attempt(s): {exc}") from exc
+            response = self._client.get(url, timeout=timeout_s)
+        except httpx.ConnectError as exc:
+            raise SetupError(
+                f"nothing answers at {self.base_url} ({_first_line(exc)}): start the model server there, "
+                "or pass the URL it listens on"
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise SetupError(
+                f"{url} did not answer within {timeout_s:g} s: is the server still starting, or is the URL right?"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise SetupError(f"could not reach {url}: {_first_line(exc)}") from exc
+        return self._models_from(response, url)
+
+    def _models_from(self, response: Any, url: str) -> list[dict[str, Any]]:
+        status = response.status_code
+        if status in (401, 403):
+            what = "the API key was refused" if self._api_key_given else "it wants an API key"
+            raise SetupError(f"{url} answered HTTP {status}: {what} (pass --api-key or set $OPENAI_API_KEY)")
+        if status >= 400:
+            raise SetupError(
+                f"{url} answered HTTP {status} ({_excerpt(response.text)}): is this an OpenAI-compatible "
+                "server's /v1 URL?"
+            )
+        try:
+            listing = response.json()
+        except ValueError:
+            listing = None
+        models = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(models, list) or not models:
+            raise SetupError(f"{url} lists no model: {_excerpt(response.text)}")
+        if not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in models):
+            raise SetupError(f"{url} lists models without ids: {_excerpt(response.text)}")
+        return models
+
+    def _ensure_checked(self, deadline: float | None) -> None:
+        """Pick the served model on first use when neither the caller nor :meth:`check` did."""
+        if self._checked or self.served_model is not None:
+            return
+        left = seconds_left(deadline)
+        try:
+            self.check(min(self.request_timeout_s, left) if left is not None else self.request_timeout_s)
+        except SetupError as exc:
+            raise ServerError(str(exc)) from exc
+
+    # -- HTTP with retries ------------------------------------------------------------------------------------
+    def _wait_s(self, tries: int, exc: _Transient) -> float:
+        if exc.retry_after is not None:
+            return min(exc.retry_after, self.retry_after_max_s)
+        return min(self.backoff_s * 2 ** (tries - 1), self.backoff_max_s)
+
+    def _timeout_for(self, deadline: float | None, what: str, tries: int) -> float:
+        left = seconds_left(deadline)
+        if left is None:
+            return self.request_timeout_s
+        if left <= 0:
+            raise DeadlineExceeded(f"{what}: the time budget ran out before try {tries} could be sent")
+        return min(self.request_timeout_s, left)
+
+    def _retrying(self, what: str, once: Callable[[float], T], deadline: float | None) -> tuple[T, int]:
+        """``once(timeout)`` until it stops raising _Transient, within ``attempts`` and ``deadline``."""
+        for tries in range(1, self.attempts + 1):
+            timeout = self._timeout_for(deadline, what, tries)
+            try:
+                return once(timeout), tries
+            except _Transient as exc:
+                if tries == self.attempts:
+                    raise ServerError(f"{what} failed after {tries} attempt(s): {exc}") from exc
+                wait = self._wait_s(tries, exc)
+                left = seconds_left(deadline)
+                if left is not None and wait >= left:
+                    raise DeadlineExceeded(
+                        f"{what} failed ({exc}) and the time budget leaves no room for try {tries + 1}"
+                    ) from exc
+                log.warning("%s: %s; try %d of %d in %.1f s", what, exc, tries + 1, self.attempts, wait)
+                time.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _once(self, method: str, url: str, body: dict[str, Any] | None) -> Any:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any], deadline: float | None
+    ) -> tuple[Any, int]:
+        """One call with retries: the parsed JSON body and how many tries it took."""
+        url = self.base_url + path
+        return self._retrying(
+            f"{method} {url}", lambda timeout: self._once(method, url, body, timeout), deadline
+        )
+
+    def _once(self, method: str, url: str, body: dict[str, Any], timeout: float) -> Any:
         httpx = self._httpx
         try:
-            response = self._client.request(method, url, json=body)
+            response = self._client.request(method, url, json=body, timeout=timeout)
         except httpx.TimeoutException as exc:
-            raise _Transient(f"timed out after {self.timeout:g} s ({type(exc).__name__})") from exc
+            raise _Transient(f"no answer within {timeout:.3g} s ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:  # connection refused or reset, DNS, protocol errors
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         self._check_status(response, method, url)
@@ -210,19 +307,6 @@ class OpenAIBackend:
             raise _Transient(f"HTTP {status}: {text}", _retry_after(response.headers.get("retry-after")))
         raise ServerError(f"{method} {url} was refused with HTTP {status}: {text}", status=status)
 
-    def _first_served_model(self) -> str:
-        try:
-            listing = self._request("GET", "/models")
-        except ServerError as exc:
-            raise SetupError(
-                f"could not list the models of {self.base_url} (pass --served-model?): {exc}"
-            ) from exc
-        models = listing.get("data") if isinstance(listing, dict) else None
-        if not models or not isinstance(models[0], dict) or not isinstance(models[0].get("id"), str):
-            raise SetupError(f"{self.base_url}/models lists no model: {_excerpt(json.dumps(listing))}")
-        self._server_model = {k: models[0][k] for k in ("id", "root", "max_model_len") if k in models[0]}
-        return str(models[0]["id"])
-
     # -- the ModelBackend protocol -----------------------------------------------------------------------------
     def begin_episode(self, task_id: str | None) -> None:
         pass
@@ -242,12 +326,14 @@ class OpenAIBackend:
         body.update(self.extra_body)
         return body
 
-    def complete(self, messages: Sequence[Message]) -> Completion:
+    def complete(self, messages: Sequence[Message], *, deadline: float | None = None) -> Completion:
+        """The server's answer; ``deadline`` (``time.monotonic()``) bounds every try and every wait."""
         t0 = time.perf_counter()
+        self._ensure_checked(deadline)
         body = self.request_body(messages)
         if self.stream:
-            return self._complete_streaming(body, t0)
-        answer = self._request("POST", "/chat/completions", body)
+            return self._complete_streaming(body, t0, deadline)
+        answer, tries = self._request("POST", "/chat/completions", body, deadline)
         try:
             text = answer["choices"][0]["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
@@ -261,43 +347,34 @@ class OpenAIBackend:
                 prompt_tokens=usage.get("prompt_tokens"),
                 output_tokens=usage.get("completion_tokens"),
                 total_s=time.perf_counter() - t0,
+                tries=tries,
             ),
         )
 
-    def _complete_streaming(self, body: dict[str, Any], t0: float) -> Completion:
+    def _complete_streaming(self, body: dict[str, Any], t0: float, deadline: float | None) -> Completion:
         url = self.base_url + "/chat/completions"
         chunks: list[str] = []
         state: dict[str, Any] = {"first": None, "usage": {}}
 
-        def attempt() -> None:
+        def attempt(timeout: float) -> None:
             chunks.clear()
             try:
-                with self._client.stream("POST", url, json=body) as response:
+                with self._client.stream("POST", url, json=body, timeout=timeout) as response:
                     if response.status_code >= 400:
                         response.read()
                     self._check_status(response, "POST", url)
                     for event in _sse_events(response.iter_lines()):
-                        for choice in event.get("choices") or ():
-                            piece = (choice.get("delta") or {}).get("content")
-                            if piece:
-                                if state["first"] is None:
-                                    state["first"] = time.perf_counter()
-                                chunks.append(piece)
-                        if event.get("usage"):
-                            state["usage"] = event["usage"]
+                        _take_event(event, chunks, state)
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise DeadlineExceeded(f"POST {url}: the time budget ran out mid-answer")
             except self._httpx.TimeoutException as exc:
-                raise _Transient(f"timed out after {self.timeout:g} s") from exc
+                raise _Transient(f"no answer within {timeout:.3g} s") from exc
             except self._httpx.TransportError as exc:
                 if chunks:  # part of the answer arrived: do not silently restart it
                     raise ServerError(f"POST {url}: the stream broke off ({type(exc).__name__})") from exc
                 raise _Transient(f"{type(exc).__name__}: {exc}") from exc
 
-        try:
-            for retry in self._retrying():
-                with retry:
-                    attempt()
-        except _Transient as exc:
-            raise ServerError(f"POST {url} failed after {self.attempts} attempt(s): {exc}") from exc
+        _, tries = self._retrying(f"POST {url}", attempt, deadline)
         usage = state["usage"]
         return Completion(
             "".join(chunks),
@@ -306,6 +383,7 @@ class OpenAIBackend:
                 output_tokens=usage.get("completion_tokens"),
                 time_to_first_token_s=None if state["first"] is None else state["first"] - t0,
                 total_s=time.perf_counter() - t0,
+                tries=tries,
             ),
         )
 
@@ -323,7 +401,7 @@ class OpenAIBackend:
                 "extra_body": self.extra_body or None,
             },
             "image": "PNG data URL at the dialect's resized size",
-            "timeout_s": self.timeout,
+            "request_timeout_s": self.request_timeout_s,
             "retries": {
                 "attempts": self.attempts,
                 "backoff_s": self.backoff_s,
@@ -334,6 +412,39 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise SetupError(
+            f"unknown server backend option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(_OPTIONS))}"
+        )
+
+
+def _base_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash, ``/v1`` added to a bare ``http://HOST:PORT``."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SetupError(f"server URL must look like http://HOST:PORT/v1, got {base_url!r}")
+    return base_url.rstrip("/") if parts.path.strip("/") else base_url.rstrip("/") + "/v1"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _take_event(event: dict[str, Any], chunks: list[str], state: dict[str, Any]) -> None:
+    """Add one streamed event's text to ``chunks``; note the first token's time and the usage."""
+    for choice in event.get("choices") or ():
+        piece = (choice.get("delta") or {}).get("content")
+        if piece:
+            if state["first"] is None:
+                state["first"] = time.perf_counter()
+            chunks.append(piece)
+    if event.get("usage"):
+        state["usage"] = event["usage"]
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

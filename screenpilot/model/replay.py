@@ -57,7 +57,7 @@ class ReplayModel:
     def begin_episode(self, task_id: str | None) -> None:
         self._task = task_id
 
-    def complete(self, messages: Sequence[Message]) -> Completion:
+    def complete(self, messages: Sequence[Message], *, deadline: float | None = None) -> Completion:
         t0 = time.perf_counter()
         self.calls.append(list(messages))
         queue = self._by_task.get(self._task) if self._task is not None else None

@@ -21,7 +21,18 @@ from PIL import Image
 
 from screenpilot.actions.coords import QWEN_FACTOR, smart_resize
 from screenpilot.errors import MissingExtraError, SetupError
-from screenpilot.model.base import Completion, Message, ModelBackendError, Usage, render_chatml
+from screenpilot.model.base import (
+    CHECK_TIMEOUT_S,
+    Completion,
+    DeadlineExceeded,
+    Message,
+    ModelBackendError,
+    Usage,
+    render_chatml,
+    run_bounded,
+    seconds_left,
+)
+from screenpilot.model.spec import parse_model_spec
 
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
 
@@ -87,15 +98,6 @@ def _import_stack() -> tuple[Any, Any]:
     return torch, transformers
 
 
-def _looks_like_path(model_id: str) -> bool:
-    """Hub ids are ``name`` or ``org/name``; anything else with a separator is meant as a directory."""
-    return (
-        model_id.startswith(("/", ".", "~"))
-        or model_id.count("/") > 1
-        or (os.sep != "/" and os.sep in model_id)
-    )
-
-
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
@@ -134,17 +136,92 @@ def load_error(exc: BaseException, model_id: str, *, device: str, dtype: str) ->
             "Use a smaller model, a GPU with more memory, --dtype bfloat16, or serve the model elsewhere "
             "and pass --model http://HOST:PORT/v1."
         )
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    hint = (
-        f" Download it where the hub is reachable (`huggingface-cli download {model_id} --local-dir DIR`, "
-        "or `hf download` with newer huggingface_hub) and pass --model DIR."
-    )
     where = (
         "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
-        if offline
+        if _hub_offline()
         else ("it is not in the local cache and could not be fetched from the hub")
     )
-    return SetupError(f"could not load {model_id}: {where} ({_first_line(exc)}).{hint}")
+    return SetupError(f"could not load {model_id}: {where} ({_first_line(exc)}).{_download_hint(model_id)}")
+
+
+def _download_hint(model_id: str) -> str:
+    return (
+        f" Download it where the hub is reachable (`hf download {model_id} --local-dir DIR`; older "
+        "huggingface_hub: `huggingface-cli download`) and pass --model DIR."
+    )
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_local_model(
+    model_id: str, *, revision: str | None = None, timeout_s: float = CHECK_TIMEOUT_S
+) -> bool:
+    """Fail within about ``timeout_s``, before torch is imported, when ``model_id`` cannot be loaded.
+
+    A folder must hold a ``config.json``. A hub id must be in the local hub cache, or the hub must answer
+    for it within ``timeout_s`` (it is then downloaded while loading). Returns True when the weights must
+    come from the cache alone: cached, and the hub offline or out of reach (so loading does not wait on
+    the hub's retries).
+    """
+    spec = parse_model_spec(model_id)
+    if spec.kind != "local":
+        raise SetupError(f"{model_id} is not a model folder or hub id; the local backend loads those")
+    if not spec.hub:
+        if not (Path(spec.target) / "config.json").is_file():
+            raise SetupError(f"{spec.target} has no config.json: it is not a transformers model folder")
+        return False
+    try:
+        import huggingface_hub
+    except ImportError as exc:
+        raise MissingExtraError("local", "huggingface_hub", "a local transformers model") from exc
+    cached = isinstance(
+        huggingface_hub.try_to_load_from_cache(model_id, "config.json", revision=revision), str
+    )
+    if _hub_offline():
+        if cached:
+            return True
+        raise SetupError(
+            f"{model_id} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE=1)."
+            + _download_hint(model_id)
+        )
+    problem = _ask_hub(huggingface_hub, model_id, revision, timeout_s)
+    if problem is None:
+        return False
+    if cached:
+        return True
+    raise SetupError(f"{model_id} is not in the local hub cache and {problem}.{_download_hint(model_id)}")
+
+
+def _ask_hub(huggingface_hub: Any, model_id: str, revision: str | None, timeout_s: float) -> str | None:
+    """None when the hub knows ``model_id``; otherwise why it cannot be had from there (SetupError when the
+    hub answers that it has no such model or revision)."""
+    from huggingface_hub import errors
+
+    endpoint = huggingface_hub.constants.ENDPOINT
+    try:
+        run_bounded(
+            lambda: huggingface_hub.HfApi().model_info(model_id, revision=revision, timeout=timeout_s),
+            timeout_s,
+            f"the hub ({endpoint})",
+        )
+    except errors.GatedRepoError:
+        return (
+            f"the hub keeps it behind a license or login ({endpoint}/{model_id}; log in with `hf auth login`)"
+        )
+    except errors.RevisionNotFoundError as exc:
+        raise SetupError(f"the hub has no revision {revision!r} of {model_id}") from exc
+    except errors.RepositoryNotFoundError as exc:
+        raise SetupError(
+            f"no model {model_id} on the hub ({endpoint}), and no such folder: check the name "
+            "(private models need `hf auth login`)"
+        ) from exc
+    except SetupError:
+        return f"the hub ({endpoint}) did not answer within {timeout_s:g} s"
+    except Exception as exc:  # connection refused, name resolution, TLS: the hub is out of reach
+        return f"the hub ({endpoint}) cannot be reached ({type(exc).__name__})"
+    return None
 
 
 class TransformersBackend:
@@ -179,13 +256,14 @@ class TransformersBackend:
             raise SetupError("max_new_tokens must be at least 1")
         if not 0 < min_pixels <= max_pixels:
             raise SetupError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} and {max_pixels}")
+        self.revision: str | None = options.get("revision")
+        cache_only = check_local_model(model_id, revision=self.revision)  # fast, and before torch loads
         torch, transformers = _import_stack()
         self._torch = torch
         self.name = model_id
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.max_new_tokens = max_new_tokens
-        self.revision: str | None = options.get("revision")
         self.attn_implementation: str = options.get("attn_implementation") or "sdpa"
         self.cache_implementation: str | None = options.get("cache_implementation")
         self.repetition_penalty = float(options.get("repetition_penalty", 1.0))
@@ -196,8 +274,11 @@ class TransformersBackend:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._on_gpu = self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())
         self.dtype = self._pick_dtype(dtype)
-        self.local_dir = self._local_dir(model_id)
+        spec = parse_model_spec(model_id)
+        self.local_dir = None if spec.hub else Path(spec.target)
         hub_kwargs: dict[str, Any] = {"revision": self.revision} if self.revision else {}
+        if cache_only:
+            hub_kwargs["local_files_only"] = True
         source = str(self.local_dir) if self.local_dir is not None else model_id
 
         config = self._load_config(transformers, source, hub_kwargs)
@@ -232,22 +313,6 @@ class TransformersBackend:
         if name is None:
             raise SetupError(f"unknown dtype {dtype!r}; use bfloat16, float16 or float32")
         return name
-
-    @staticmethod
-    def _local_dir(model_id: str) -> Path | None:
-        path = Path(model_id).expanduser()
-        if path.is_dir():
-            if not (path / "config.json").is_file():
-                raise SetupError(f"{path} has no config.json: it is not a transformers model directory")
-            return path.resolve()
-        if path.exists():
-            raise SetupError(f"--model {model_id} is a file; pass the model's directory")
-        if _looks_like_path(model_id):
-            raise SetupError(
-                f"model directory {path} does not exist. Download the weights there "
-                f"(`huggingface-cli download {DEFAULT_MODEL_ID} --local-dir {path}`) or pass a hub id."
-            )
-        return None
 
     def _load_config(self, transformers: Any, source: str, hub_kwargs: dict[str, Any]) -> Any:
         try:
@@ -358,12 +423,21 @@ class TransformersBackend:
         return self._model
 
     # -- the ModelBackend protocol -----------------------------------------------------------------------------
+    def check(self, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+        """The constructor ran the fast checks and loaded the weights: only a closed backend fails here."""
+        if getattr(self, "_model", None) is None:
+            raise SetupError(f"{self.name} is closed")
+
     def begin_episode(self, task_id: str | None) -> None:
         pass
 
-    def complete(self, messages: Sequence[Message]) -> Completion:
+    def complete(self, messages: Sequence[Message], *, deadline: float | None = None) -> Completion:
+        """Greedy answer; a ``deadline`` (``time.monotonic()``) stops generation there (``max_time``) and
+        returns what was generated so far."""
         torch = self._torch
         t0 = time.perf_counter()
+        if (left := seconds_left(deadline)) is not None and left <= 0:
+            raise DeadlineExceeded(f"{self.name}: the time budget ran out before the model was asked")
         prompt = render_chatml(messages)
         images = [image for message in messages for image in message.images]
         for image in images:
@@ -374,11 +448,7 @@ class TransformersBackend:
         prompt_tokens = int(input_ids.shape[1])
         image_tokens = int((input_ids == self.image_token_id).sum())
         inputs = inputs.to(self._model.device)
-        generation_config = self._generation_config
-        if self.cache_implementation is not None and "static" in self.cache_implementation:
-            needed = prompt_tokens + self.max_new_tokens
-            generation_config = copy.copy(generation_config)
-            generation_config.max_cache_len = -(-needed // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
+        generation_config = self._generation_config_for(prompt_tokens, deadline)
         timer = _FirstTokenTimer(t0)  # from the call's start: processor, vision and prefill
         try:
             with torch.inference_mode(), self._attention_kernels():
@@ -403,6 +473,21 @@ class TransformersBackend:
                 total_s=time.perf_counter() - t0,
             ),
         )
+
+    def _generation_config_for(self, prompt_tokens: int, deadline: float | None) -> Any:
+        """The decoding settings for one call: the static cache's size, and ``max_time`` to the deadline."""
+        generation_config = self._generation_config
+        static = self.cache_implementation is not None and "static" in self.cache_implementation
+        left = seconds_left(deadline)
+        if not static and left is None:
+            return generation_config
+        generation_config = copy.copy(generation_config)
+        if static:
+            needed = prompt_tokens + self.max_new_tokens
+            generation_config.max_cache_len = -(-needed // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
+        if left is not None:
+            generation_config.max_time = max(left, 0.001)
+        return generation_config
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Text of generated ids: special tokens dropped, the (non-special) ``<tool_call>`` tags kept."""

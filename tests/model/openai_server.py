@@ -25,6 +25,8 @@ class Reply:
     delay_s: float = 0.0
     stream: bool = False
     """Answer as server-sent events, one per character group of ``text``, then usage and [DONE]."""
+    chunk_delay_s: float = 0.0
+    """Pause before each streamed event (a slow server)."""
     drop: bool = False
     """Close the connection without answering."""
 
@@ -102,12 +104,12 @@ class ScriptedServer:
                     self.connection.shutdown(2)
                     return
                 if reply.stream and reply.status == 200:
-                    self._stream(reply.text)
+                    self._stream(reply.text, reply.chunk_delay_s)
                     return
                 body = reply.body if reply.body is not None else json.dumps(completion(reply.text))
                 self._send(reply.status, body, reply.headers)
 
-            def _stream(self, text: str) -> None:
+            def _stream(self, text: str, chunk_delay_s: float) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
@@ -119,10 +121,14 @@ class ScriptedServer:
                 events.append(
                     {"choices": [], "usage": {"prompt_tokens": 99, "completion_tokens": len(pieces)}}
                 )
-                for event in events:
-                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
+                try:
+                    for event in events:
+                        time.sleep(chunk_delay_s)
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                    self.wfile.write(b"data: [DONE]\n\n")
+                except (BrokenPipeError, ConnectionResetError):  # the client stopped listening
+                    pass
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

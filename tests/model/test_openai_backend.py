@@ -81,9 +81,10 @@ def test_served_model_defaults_to_the_first_listed(server: ScriptedServer) -> No
     model = OpenAIBackend(server.url.removesuffix("/v1"), **FAST)  # a bare host:port gets /v1
     try:
         assert isinstance(model, ModelBackend)
+        assert model.served_model is None and not server.requests  # construction does no I/O
+        model.complete(prompt()[1])  # the first call asks the server what it serves
         assert model.served_model == "Qwen/Qwen2.5-VL-7B-Instruct"
         assert model.base_url == server.url
-        model.complete(prompt()[1])
         described = model.describe()
     finally:
         model.close()
@@ -170,17 +171,21 @@ def test_connection_refused_is_retried_then_a_backend_error() -> None:
         model.close()
 
 
-def test_unreachable_server_without_a_served_model_is_a_setup_error() -> None:
+def test_unreachable_server_without_a_served_model_fails_the_first_call() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(SetupError, match=r"could not list the models.*--served-model"):
-        OpenAIBackend(f"http://127.0.0.1:{port}/v1", attempts=2, **FAST)
+    model = OpenAIBackend(f"http://127.0.0.1:{port}/v1", attempts=2, **FAST)
+    try:
+        with pytest.raises(ModelBackendError, match=r"nothing answers at .*start the model server"):
+            model.complete(prompt()[1])
+    finally:
+        model.close()
 
 
 def test_timeout_is_retried(server: ScriptedServer) -> None:
     server.script.extend([Reply(200, text="late", delay_s=0.5), Reply(200, text="ok")])
-    model = backend(server, timeout=0.2)
+    model = backend(server, request_timeout_s=0.2)
     try:
         assert model.complete(prompt()[1]).text == "ok"
     finally:

@@ -176,7 +176,7 @@ def test_image_not_at_the_model_size_is_refused(tiny_backend: TransformersBacken
 
 
 def test_missing_directory_is_a_clear_setup_error(tmp_path: Path) -> None:
-    with pytest.raises(SetupError, match=r"does not exist.*huggingface-cli download"):
+    with pytest.raises(SetupError, match=r"^no such folder: .*/no/such/model; a model is a model folder"):
         backend_for(tmp_path / "no" / "such" / "model")
 
 
@@ -187,7 +187,8 @@ def test_directory_without_config_is_refused(tmp_path: Path) -> None:
 
 def test_offline_hub_id_says_how_to_get_the_weights() -> None:
     with pytest.raises(
-        SetupError, match=r"huggingface-cli download Qwen/Qwen2\.5-VL-72B-Instruct --local-dir"
+        SetupError,
+        match=r"not in the local hub cache.*`hf download Qwen/Qwen2\.5-VL-72B-Instruct --local-dir DIR`",
     ):
         TransformersBackend(
             "Qwen/Qwen2.5-VL-72B-Instruct", min_pixels=TEST_MIN_PIXELS, max_pixels=TEST_MAX_PIXELS
@@ -226,7 +227,7 @@ def test_out_of_memory_while_loading_is_named() -> None:
     )
     assert "not enough memory to load m on cuda in bfloat16" in str(error)
     error = load_error(OSError("offline"), "Qwen/X", device="cpu", dtype="float32")
-    assert "huggingface-cli download Qwen/X" in str(error)
+    assert "hf download Qwen/X --local-dir DIR" in str(error)
 
 
 def test_episode_runs_end_to_end_and_records_raw_outputs(
@@ -248,12 +249,10 @@ def test_episode_runs_end_to_end_and_records_raw_outputs(
     assert run.meta["model"]["architecture"] == "Qwen2_5_VLForConditionalGeneration"
 
 
-def test_missing_torch_names_the_local_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_torch_names_the_local_extra(tiny_qwen_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # what `import torch` sees when it is not installed
     with pytest.raises(MissingExtraError, match=r"screenpilot\[local\]") as info:
-        TransformersBackend(
-            "Qwen/Qwen2.5-VL-3B-Instruct", min_pixels=TEST_MIN_PIXELS, max_pixels=TEST_MAX_PIXELS
-        )
+        TransformersBackend(str(tiny_qwen_dir), min_pixels=TEST_MIN_PIXELS, max_pixels=TEST_MAX_PIXELS)
     assert info.value.extra == "local" and info.value.package == "torch"
 
 
