@@ -244,7 +244,7 @@ def test_an_incomplete_run_says_so_at_the_top(bench_dir: Path) -> None:
         "4 of 12 planned episodes finished — run incomplete: 1 interrupted, 7 not started</p>"
     )
     assert banner in html
-    assert html.index(banner) < html.index('<table class="summary">')
+    assert html.index(banner) < html.index('<table class="summary"')
 
 
 def test_a_complete_run_is_not_called_incomplete(bench_dir: Path) -> None:
@@ -278,3 +278,32 @@ def test_a_copied_report_folder_still_renders(bench_dir: Path, tmp_path: Path) -
     copy = tmp_path / "copy"
     shutil.copytree(bench_dir, copy, symlinks=True)
     assert "lies outside" not in render_report(copy)
+
+
+def test_the_summary_names_its_columns_and_has_a_table_per_tag(
+    tmp_path: Path, fake_source: FakeSource
+) -> None:
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(
+        "tasks:\n"
+        "  - {id: a, goal: g, env: android, tags: [fast, web], success: {answer: {exact: x}}}\n"
+        "  - {id: b, goal: g, env: android, tags: [web], success: {answer: {exact: x}}}\n"
+    )
+    answers: list[tuple[str | None, str]] = [
+        ("a", call(action="answer", text="x")),
+        ("b", call(action="answer", text="y")),
+    ]
+    out = tmp_path / "bench"
+    run_suite(
+        load_suite(suite_file),
+        out,
+        fake_source,
+        ModelPerEpisode(lambda: ReplayModel(answers, name="replay:tags")),
+        BenchSettings(progress=False, dialect_options={"answer_action": True}),
+    )
+    html = render_report(out)
+    tags = html[html.index('<table class="summary" id="tags">') :]
+    tags = tags[: tags.index("</table>")]
+    assert "<td>fast</td><td>1</td><td>1/1</td>" in tags and "<td>web</td><td>2</td><td>1/2</td>" in tags
+    assert "<th>seconds per agent step</th><th>setup s per episode</th>" in html
+    assert '<tr class="overall"><td>overall</td><td>2/2</td>' in html
