@@ -178,7 +178,7 @@ def _json(value: Any) -> str:
 
 _SECRET = re.compile(r"""(--api-key(?:=|\s+))('[^']*'|"[^"]*"|\S+)""")
 _SECRET_FLAG = "--api-key"
-REDACTED = "[redacted]"
+REDACTED = "<redacted>"  # what the manifest records in place of a secret, too
 
 
 def redact(value: Any) -> Any:

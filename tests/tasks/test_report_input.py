@@ -267,7 +267,8 @@ def test_api_keys_on_a_recorded_command_line_are_never_shown(bench_dir: Path, tm
     (bench_dir / "manifest.json").write_text(json.dumps(manifest))
     html = render_report(bench_dir)
     assert "sk-" not in html and "sk four" not in html
-    assert "--api-key=[redacted]" in html and "--api-key [redacted] --api-key=[redacted] --out x" in html
+    assert "--api-key=&lt;redacted&gt;" in html
+    assert "--api-key &lt;redacted&gt; --api-key=&lt;redacted&gt; --out x" in html
     run_dir = make_run(tmp_path, [call(action="terminate", status="success")])
     meta = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps({**meta, "command": ["run", "--api-key", "sk-five"]}))
