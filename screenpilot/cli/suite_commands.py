@@ -170,13 +170,14 @@ def build_model_source(settings: Settings) -> Any:
     """Replay models are stateful, so each episode gets its own; a server is shared as is; a local model is
     shared behind a lock (one GPU)."""
     from screenpilot.cli import wiring
+    from screenpilot.model.spec import parse_model_spec
     from screenpilot.tasks.runner import ModelPerEpisode, SharedModel
 
-    spec = settings.model
-    if spec.startswith("replay:"):
+    kind = parse_model_spec(settings.model).kind
+    if kind == "replay":
         return ModelPerEpisode(lambda: wiring.build_model(settings))
     model = wiring.build_model(settings)
-    return SharedModel(model, serialize=not spec.startswith(("http://", "https://")))
+    return SharedModel(model, serialize=kind == "local")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -59,18 +59,20 @@ def build_env(settings: Settings, *, serial: str | None = None, app: str | None 
 
 def build_model(settings: Settings) -> ModelBackend:
     """The model backend ``settings.model`` names: ``replay:FILE``, a server URL, or a local model."""
-    spec = settings.model
-    if spec.startswith("replay:"):
+    from screenpilot.model.spec import parse_model_spec
+
+    spec = parse_model_spec(settings.model)
+    if spec.kind == "replay":
         from screenpilot.model.replay import ReplayModel
 
-        return ReplayModel.from_path(spec.removeprefix("replay:"))
-    if spec.startswith(("http://", "https://")):
+        return ReplayModel.from_path(spec.target)
+    if spec.kind == "server":
         try:
             from screenpilot.model.openai_backend import OpenAIBackend
         except ImportError as exc:
             raise _missing(exc, "server", "an OpenAI-compatible server model") from exc
         return OpenAIBackend(
-            spec,
+            spec.target,
             served_model=settings.served_model,
             api_key=settings.api_key_value,
             max_tokens=settings.max_new_tokens,
@@ -80,7 +82,7 @@ def build_model(settings: Settings) -> ModelBackend:
     except ImportError as exc:
         raise _missing(exc, "local", "a local transformers model") from exc
     return TransformersBackend(
-        spec,
+        spec.target,
         device=settings.device,
         dtype=settings.dtype,
         min_pixels=settings.min_pixels,
