@@ -197,9 +197,9 @@ def check_local_model(
 def _ask_hub(huggingface_hub: Any, model_id: str, revision: str | None, timeout_s: float) -> str | None:
     """None when the hub knows ``model_id``; otherwise why it cannot be had from there (SetupError when the
     hub answers that it has no such model or revision)."""
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors
 
-    endpoint = huggingface_hub.constants.ENDPOINT
+    endpoint = constants.ENDPOINT
     try:
         run_bounded(
             lambda: huggingface_hub.HfApi().model_info(model_id, revision=revision, timeout=timeout_s),
