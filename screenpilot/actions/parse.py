@@ -18,7 +18,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from screenpilot.errors import ModelOutputError
 
@@ -84,8 +84,7 @@ _BLANK = " \t\r\f\v\n"
 _VALUE_START = "{[,:"  # a quote after one of these opens a string; anywhere else it is prose (I'll, "so")
 
 
-@dataclass(frozen=True)
-class _Open:
+class _Open(NamedTuple):
     """Where an object starts: its offset, whether a tag block holds it, and where its line starts."""
 
     start: int
@@ -93,8 +92,7 @@ class _Open:
     line: int
 
 
-@dataclass(frozen=True)
-class _Span:
+class _Span(NamedTuple):
     """A balanced ``{...}`` that no other balanced one contains."""
 
     at: _Open
@@ -200,7 +198,7 @@ class _Scanner:
 
 
 # -- what the objects are -------------------------------------------------------------------------------------------
-_CLOSER_AFTER = re.compile(r"[\s`]*(?:</tool_call>|⚗|📐)")
+_CLOSER_AFTER = re.compile(r"[\s`]*</tool_call>")  # outside a block an emoji opens one, never closes
 _LINE_AFTER = re.compile(r"[ \t\r\f\v`]*(?:\n|\Z|</?tool_call>|⚗|📐|</?think(?:ing)?>|<conclusion>)")
 _LINE_BEFORE = re.compile(r"[ \t\r\f\v]*(?:```[\w-]*[ \t\r\f\v]*)?")
 
