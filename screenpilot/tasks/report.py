@@ -204,11 +204,11 @@ def _screen(run: LoadedRun, record: StepRecord, thumb: int, page_dir: Path) -> d
     path = inside(run.folder, record.screenshot)
     if path is None:
         return {"image": None, "full": None, "note": outside_note("screenshot", record.screenshot)}
+    if not path.is_file():  # missing, or a folder or pipe that must not be opened
+        return {"image": None, "full": None, "note": f"screenshot {record.screenshot} is missing"}
     try:
         with Image.open(path) as screen:
             drawn = screen.convert("RGB")
-    except FileNotFoundError:
-        return {"image": None, "full": None, "note": f"screenshot {record.screenshot} is missing"}
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         return {"image": None, "full": None, "note": f"screenshot {record.screenshot} cannot be read: {exc}"}
     for action in record.actions:
