@@ -67,9 +67,16 @@ def register(
     p.add_argument("suite", type=Path)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("report", help="write report.html for a bench folder or a single run folder")
+    p = sub.add_parser(
+        "report",
+        help="write report.html for a bench folder or a single run folder",
+        description="Write report.html for a bench folder or a single run folder. Exit status: 0 written; "
+        "2 (one line) when FOLDER is neither or the output cannot be written.",
+    )
     p.add_argument("folder", type=Path)
-    p.add_argument("--output", type=Path, help="where to write (default: FOLDER/report.html)")
+    p.add_argument(
+        "--output", type=Path, help="where to write; its folder must exist (default: FOLDER/report.html)"
+    )
     p.add_argument("--thumb", type=positive_int, default=480, help="longest thumbnail side in pixels")
     p.set_defaults(func=cmd_report)
 

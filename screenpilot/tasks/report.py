@@ -1,7 +1,9 @@
 """A self-contained HTML report of a run folder: summary, then every step's screen with its action drawn on.
 
-Everything is inside the one file (thumbnails as data URLs, inline CSS), so it can be mailed or archived.
-Model output is untrusted text: the template autoescapes everything.
+Everything is inside the one file (thumbnails as data URLs, inline CSS), so it can be mailed or archived; only
+the links from thumbnails to the full-size screenshots point into the run folder, relative to the page.
+Model output is untrusted text: the template autoescapes everything. The folder is untrusted too: it is read
+through :mod:`screenpilot.tasks.confined`, and ``--api-key`` values are redacted from what the page shows.
 """
 
 from __future__ import annotations
