@@ -173,7 +173,9 @@ class OpenAIBackend:
     def check(self, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         """One ``GET /models`` within ``timeout_s``: SetupError saying what to do when the server is down,
         refuses us, or does not serve ``served_model``. Picks the served model when none was named."""
-        models = run_bounded(lambda: self._list_models(timeout_s), timeout_s + 0.5, f"{self.base_url}/models")
+        models = run_bounded(
+            lambda: self._list_models(timeout_s), timeout_s + 0.25, f"{self.base_url}/models"
+        )
         ids = [str(m["id"]) for m in models]
         if self.served_model is None:
             chosen = models[0]
