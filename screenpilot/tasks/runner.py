@@ -279,10 +279,11 @@ class _Stopped(Exception):
 
 
 def _failure_key(line: Mapping[str, Any]) -> str | None:
-    """What an infrastructure error says with its numbers masked, so the same failure twice compares equal."""
+    """What an infrastructure error says with its standalone numbers masked (times, coordinates, counts; not
+    the digits of a name such as ``t0``), so the same failure twice compares equal."""
     if not is_infra_error(line):
         return None
-    return re.sub(r"\d+(\.\d+)?", "#", str(line.get("error") or ""))
+    return re.sub(r"\b\d+(\.\d+)?\b", "#", str(line.get("error") or ""))
 
 
 class _SameErrorStreak:

@@ -221,7 +221,8 @@ def format_table(summary: Mapping[str, Any]) -> str:
     k_max = max((t["trials"] for t in tasks), default=1)
     trials = summary.get("trials")
     rows = [_row(t["task"], f"{t['trials']}/{trials or t['trials']}", t, k_max) for t in tasks]
-    lines = _grid("task", rows, [_row("overall", _planned(overall, summary), overall, k_max)], k_max)
+    footer = [_row("overall", _planned(overall, summary), overall, k_max)] if tasks else []
+    lines = _grid("task", rows, footer, k_max)
     tagged = summary.get("tags") or []
     if tagged:
         lines.append("")
