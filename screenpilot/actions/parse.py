@@ -263,7 +263,10 @@ class _Findings:
 
     def why_none(self) -> str:
         if self.problems:
-            return f"The call is not usable: {self.problems[0]}. Write exactly one JSON object {_CALL_FORM} inside <tool_call></tool_call>."
+            return (
+                f"The call is not usable: {self.problems[0]}. Write exactly one JSON object {_CALL_FORM} "
+                "inside <tool_call></tool_call>."
+            )
         if self.broken:
             start, end = self.broken[0]
             return (
@@ -281,11 +284,18 @@ class _Findings:
 def _json_error(text: str) -> str:
     try:
         json.loads(text)
-    except RecursionError:
-        return "nested too deeply"
-    except ValueError as exc:
-        return getattr(exc, "msg", None) or str(exc).split(":")[0]
+    except (ValueError, RecursionError) as exc:
+        return _reason(exc)
     return "unbalanced braces"
+
+
+def _reason(exc: ValueError | RecursionError) -> str:
+    """Why JSON decoding failed, in a few words."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split(":")[0][:80]  # e.g. an integer beyond Python's digit limit
 
 
 # -- decoding ---------------------------------------------------------------------------------------------------------
@@ -294,7 +304,7 @@ def _decode(source: str) -> Any:
     try:
         return _plain(json.loads(source))
     except (ValueError, RecursionError) as exc:
-        json_error = getattr(exc, "msg", None) or "nested too deeply"
+        json_error = _reason(exc)
     try:
         value = ast.literal_eval(source)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
