@@ -348,3 +348,83 @@ def test_summary_counts_infrastructure_and_teardown_errors() -> None:
     assert row_b.split()[-8:-5] == ["2", "1", "0"]
     assert row_all.split()[-8:-5] == ["4", "2", "1"]
     assert "2 episodes ended on infrastructure errors" in table
+
+
+def test_seconds_per_step_come_from_the_step_timings_and_overheads_are_apart() -> None:
+    steps = {"observe_s": 0.05, "model_s": 0.35, "parse_s": 0.01, "execute_s": 0.03, "settle_s": 0.01}
+    lines = [
+        # Two steps of 0.45 s each, inside a 4.4 s episode (setup 3 s, check 0.2 s, teardown 0.3 s).
+        {
+            "task": "a",
+            "trial": 1,
+            "success": True,
+            "steps": 2,
+            "duration_s": 4.4,
+            "phases": {
+                **{k: 2 * v for k, v in steps.items()},
+                "setup_s": 3.0,
+                "check_s": 0.2,
+                "teardown_s": 0.3,
+            },
+        },
+        # A setup failure: no steps, 5 s of setup; it must not raise anyone's seconds per step.
+        {
+            "task": "b",
+            "trial": 1,
+            "success": False,
+            "steps": 0,
+            "duration_s": 5.0,
+            "error": "setup: x",
+            "phases": {"setup_s": 5.0},
+        },
+    ]
+    summary = summarize(lines, ["a", "b"], {"a": ["settings", "easy"], "b": ["settings"]})
+    a, b = summary["tasks"]
+    assert a["mean_step_s"] == pytest.approx(0.45)
+    assert a["overheads_s"] == pytest.approx({"setup_s": 3.0, "check_s": 0.2, "teardown_s": 0.3})
+    assert b["mean_step_s"] is None
+    overall = summary["overall"]
+    assert overall["mean_step_s"] == pytest.approx(0.45)
+    assert overall["overheads_s"]["setup_s"] == pytest.approx(4.0)
+    assert overall["overheads_s"]["check_s"] == pytest.approx(0.2)  # only the episode that had a check
+
+    easy, settings_tag = summary["tags"]
+    assert (easy["tag"], easy["tasks"], easy["episodes"], easy["success_rate"]) == ("easy", 1, 1, 1.0)
+    assert (settings_tag["tag"], settings_tag["tasks"], settings_tag["success_rate"]) == ("settings", 2, 0.5)
+
+    table = format_table(summary)
+    header, _, row_a, row_b, _, row_all, blank, tag_header, _, row_easy, row_settings = table.splitlines()[
+        :11
+    ]
+    assert header.split()[-4:] == ["s/step", "setup-s", "check-s", "teardown-s"]
+    assert row_a.split()[-4:] == ["0.45", "3.00", "0.20", "0.30"]
+    assert row_b.split()[-4:] == ["-", "5.00", "-", "-"]
+    assert row_all.split()[-4:] == ["0.45", "4.00", "0.20", "0.30"]
+    assert (blank, tag_header.split()[0]) == ("", "tag")
+    assert row_easy.split()[:4] == ["easy", "1", "1/1", "100.0%"]
+    assert row_settings.split()[:4] == ["settings", "2", "1/2", "50.0%"]
+    assert "s/step: seconds per agent step" in table
+
+
+def test_bench_writes_the_tag_table_and_the_planned_episodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _bench_args(
+        tmp_path,
+        "tasks:\n"
+        "  - {id: a, goal: g, env: android, tags: [math], success: {answer: {exact: x}}}\n"
+        "  - {id: b, goal: g, env: android, tags: [math, hard], success: {answer: {exact: y}}}\n",
+        [{"output": _call(action="answer", text="x")}],
+    )
+    assert main([*args, "--trials", "2"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [(t["tag"], t["episodes"], t["successes"]) for t in summary["tags"]] == [
+        ("hard", 2, 0),
+        ("math", 4, 2),
+    ]
+    assert (summary["planned"], summary["finished"], summary["complete"]) == (4, 4, True)
+    assert summary["interrupted"] == [] and summary["stopped"] is None
+    assert "INCOMPLETE" not in out
+    assert any(line.split()[:2] == ["overall", "4/4"] for line in out.splitlines())
+    assert any(line.split()[:2] == ["math", "4"] for line in out.splitlines())
