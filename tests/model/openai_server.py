@@ -54,8 +54,12 @@ class Request:
 
 
 class ScriptedServer:
-    def __init__(self, models: tuple[str, ...] = ("Qwen/Qwen2.5-VL-7B-Instruct",)) -> None:
+    def __init__(
+        self, models: tuple[str, ...] = ("Qwen/Qwen2.5-VL-7B-Instruct",), *, api_key: str | None = None
+    ) -> None:
         self.models = models
+        self.api_key = api_key
+        """When set, ``GET /v1/models`` answers 401 unless this Bearer token comes with it."""
         self.script: deque[Reply] = deque()
         self.requests: list[Request] = []
         self.default_text = (
@@ -84,7 +88,10 @@ class ScriptedServer:
 
             def do_GET(self) -> None:
                 self._record(None)
-                if self.path == "/v1/models":
+                wanted = f"Bearer {server.api_key}"
+                if server.api_key and self.headers.get("Authorization") != wanted:
+                    self._send(401, json.dumps({"error": {"message": "invalid api key"}}))
+                elif self.path == "/v1/models":
                     data = [
                         {"id": m, "object": "model", "root": m, "max_model_len": 32768} for m in server.models
                     ]

@@ -113,6 +113,23 @@ def test_check_on_a_url_that_is_not_an_openai_server(server: ScriptedServer) -> 
         model.close()
 
 
+def test_check_says_when_the_server_wants_an_api_key_or_refuses_it() -> None:
+    with ScriptedServer(api_key="sk-right") as keyed:
+        missing = OpenAIBackend(keyed.url)
+        wrong = OpenAIBackend(keyed.url, api_key="sk-wrong")
+        right = OpenAIBackend(keyed.url, api_key="sk-right")
+        try:
+            with pytest.raises(SetupError, match=r"HTTP 401: it wants an API key \(pass --api-key"):
+                missing.check()
+            with pytest.raises(SetupError, match=r"HTTP 401: the API key was refused \(pass --api-key"):
+                wrong.check()
+            right.check()
+        finally:
+            for model in (missing, wrong, right):
+                model.close()
+    assert right.served_model == "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
 # -- retries say so, and count -------------------------------------------------------------------------------
 def test_a_retried_call_logs_each_retry_and_counts_its_tries(
     server: ScriptedServer, caplog: pytest.LogCaptureFixture
