@@ -247,8 +247,8 @@ def _steps(
             outcome = _act(decision, env, policy, index, settle, limits)
             timings = Timings(
                 observe_s=observe_s,
-                # the whole call, so time spent on a backend's retries that ended in an error counts too
-                model_s=max(decision.model_s, decide_s - decision.parse_s),
+                # a call that ended in a backend error has no attempt: count the time it took all the same
+                model_s=decide_s - decision.parse_s if decision.backend_error else decision.model_s,
                 parse_s=decision.parse_s,
                 execute_s=outcome.execute_s,
                 settle_s=outcome.settle_s,

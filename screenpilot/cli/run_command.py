@@ -185,7 +185,7 @@ def step_line(record: StepRecord) -> str:
     else:  # a usable answer came after len(outputs) - 1 unusable ones; later errors came from acting
         acting = record.errors[max(len(record.outputs) - 1, 0) :]
         if acting and not any(a.error for a in record.actions):
-            parts.append(f"({one_line(acting[-1])})")  # e.g. the device failed while settling
+            parts.append(f"then: {one_line(acting[-1])}")  # e.g. the device failed while settling
     t = record.timings
     tries = sum(getattr(u, "tries", 1) for u in record.usage)
     model = f"model {t.model_s:.2f}s" + (f", {tries} tries" if tries > 1 else "")
