@@ -54,7 +54,7 @@ from screenpilot.tasks.confined import (
 )
 from screenpilot.tasks.fonts import FONT_HINT, Font, font_files, font_runs
 from screenpilot.tasks.manifest import MANIFEST
-from screenpilot.tasks.runner import RESULTS, SUMMARY
+from screenpilot.tasks.runner import RESULTS, SUMMARY, episode_dir
 from screenpilot.tasks.summary import format_table, summarize
 
 REPORT = "report.html"
@@ -474,6 +474,30 @@ def progress(summary: dict[str, Any]) -> dict[str, Any] | None:
     return {"text": " \N{EM DASH} ".join(parts), "incomplete": incomplete}
 
 
+def _interrupted(summary: dict[str, Any]) -> list[tuple[str, int]]:
+    """The episodes the summary lists as stopped while running (``interrupted``: task and trial of each)."""
+    entries = summary.get("interrupted")
+    if not isinstance(entries, list):
+        return []
+    return [
+        (e["task"], e["trial"])
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("task"), str) and type(e.get("trial")) is int
+    ]
+
+
+def _interrupted_episode(folder: Path, task: str, trial: int, thumb: int, page_dir: Path) -> dict[str, Any]:
+    """An episode stopped while running: no result line, but its folder holds the steps it took."""
+    title = f"{task} / trial {trial} (interrupted)"
+    relative = episode_dir(Path(), task, trial).as_posix()
+    sub = inside(folder, relative)
+    if sub is None:
+        return _empty_episode(title, None, [outside_note("episode folder", relative)])
+    if not (sub / TRAJECTORY).is_file():
+        return _empty_episode(title, None, ["stopped before its first step was recorded"])
+    return episode_view(load_episode(sub), thumb=thumb, title=title, page_dir=page_dir)
+
+
 def _bench_context(folder: Path, thumb: int, page_dir: Path) -> dict[str, Any]:
     notes: list[str] = []
     stored = read_json(folder, MANIFEST, notes)
@@ -488,6 +512,12 @@ def _bench_context(folder: Path, thumb: int, page_dir: Path) -> dict[str, Any]:
     anchors: dict[str, str] = {}
     for ep in episodes:
         anchors.setdefault(ep["line"]["task"], ep["anchor"])
+    finished = {(line["task"], line["trial"]) for line in lines}
+    episodes += [
+        _interrupted_episode(folder, task, trial, thumb, page_dir)
+        for task, trial in _interrupted(summary)
+        if (task, trial) not in finished
+    ]
     return {
         "title": f"screenpilot bench: {suite.get('name', folder.name)}",
         "kind": "bench",

@@ -308,3 +308,43 @@ def test_the_summary_names_its_columns_and_has_a_table_per_tag(
     assert "<td>fast</td><td>1</td><td>1/1</td>" in tags and "<td>web</td><td>2</td><td>1/2</td>" in tags
     assert "<th>seconds per agent step</th><th>setup s per episode</th>" in html
     assert '<tr class="overall"><td>overall</td><td>2/2</td>' in html
+
+
+def test_a_run_stopped_midway_is_marked_incomplete_in_its_report(
+    tmp_path: Path, fake_source: FakeSource
+) -> None:
+    import io
+
+    from screenpilot.tasks.runner import SuiteRunner
+    from tests.tasks.test_runner import StoppingModel, settings
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "tasks:\n"
+        "  - {id: answer, goal: g, env: android, success: {answer: {normalized: '42'}}}\n"
+        "  - {id: note, goal: g, env: android, success: {shell: 'true'}}\n"
+        "  - {id: later, goal: g, env: android, success: {shell: 'true'}}\n"
+    )
+    holder: list[SuiteRunner] = []
+    model = StoppingModel(holder)  # stops the run during the second answer, as Ctrl-C does
+    runner = SuiteRunner(
+        load_suite(path),
+        tmp_path / "out",
+        fake_source,
+        ModelPerEpisode(lambda: model),
+        settings(),
+        stream=io.StringIO(),
+    )
+    holder.append(runner)
+    runner.run()
+    html = render_report(tmp_path / "out")
+    assert (
+        '<p class="progress incomplete" id="progress">1 of 3 planned episodes finished — run incomplete: '
+        in html
+    )
+    assert "1 interrupted, 1 not started" in html
+    assert '<tr class="overall"><td>overall</td><td>1/3</td>' in html
+    # The episode that was running shows the step it took, and says it was interrupted.
+    episode = html[html.index("note / trial 1 (interrupted)") :]
+    assert '<span class="bad">failure</span>\n      (interrupted; 1 steps' in episode
+    assert episode.count('<a class="full"') == 1
