@@ -53,7 +53,7 @@ from screenpilot.tasks.confined import (
     read_json,
 )
 from screenpilot.tasks.fonts import FONT_HINT, Font, font_files, font_runs
-from screenpilot.tasks.manifest import MANIFEST
+from screenpilot.tasks.manifest import MANIFEST, REDACTED, redact_argv
 from screenpilot.tasks.runner import RESULTS, SUMMARY, episode_dir
 from screenpilot.tasks.summary import format_table, summarize
 
@@ -178,24 +178,22 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-_SECRET = re.compile(r"""(--api-key(?:=|\s+))('[^']*'|"[^"]*"|\S+)""")
-_SECRET_FLAG = "--api-key"
-REDACTED = "<redacted>"  # what the manifest records in place of a secret, too
+# --api-key and the prefixes argparse accepts for it (--api-k, ...), then its value, as in a shell line.
+# A bare value stops at a quote or comma, so a command line inside JSON text keeps its punctuation.
+_SECRET = re.compile(r"""(--ap(?:i(?:-(?:k(?:e(?:y)?)?)?)?)?(?:=|\s+))('[^']*'|"[^"]*"|[^\s"',]+)""")
 
 
 def redact(value: Any) -> Any:
-    """``value`` with every value given to ``--api-key`` replaced, in strings (``--api-key=K``, ``--api-key K``)
-    and in argument lists (``["--api-key", "K"]``), at any depth."""
+    """``value`` with every value given to ``--api-key`` replaced by ``REDACTED`` (as the manifest records it),
+    in strings (``--api-key=K``, ``--api-key K``) and in argument lists (``["--api-key", "K"]``), at any depth;
+    abbreviations argparse accepts (``--api-k``) count too."""
     if isinstance(value, str):
         return _SECRET.sub(lambda m: m.group(1) + REDACTED, value)
     if isinstance(value, dict):
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         items = [redact(v) for v in value]
-        for i in range(1, len(items)):
-            if isinstance(value[i - 1], str) and value[i - 1].strip() == _SECRET_FLAG:
-                items[i] = REDACTED
-        return items
+        return redact_argv(items) if all(isinstance(v, str) for v in items) else items
     return value
 
 

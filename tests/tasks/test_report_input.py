@@ -262,17 +262,25 @@ def test_a_complete_run_is_not_called_incomplete(bench_dir: Path) -> None:
 
 def test_api_keys_on_a_recorded_command_line_are_never_shown(bench_dir: Path, tmp_path: Path) -> None:
     manifest = json.loads((bench_dir / "manifest.json").read_text())
-    manifest["command"] = ["screenpilot", "bench", "s.yaml", "--api-key", "sk-one", "--api-key=sk-two"]
-    manifest["shell"] = "screenpilot bench s.yaml --api-key sk-three --api-key='sk four' --out x"
+    manifest["command"] = [
+        "screenpilot",
+        "bench",
+        "--api-key",
+        "sk-one",
+        "--api-key=sk-two",
+        "--api-k",
+        "sk-3",
+    ]
+    manifest["shell"] = "screenpilot bench s.yaml --api-key sk-four --api-key='sk five' --api-ke=sk-6 --out x"
     (bench_dir / "manifest.json").write_text(json.dumps(manifest))
     html = render_report(bench_dir)
-    assert "sk-" not in html and "sk four" not in html
-    assert "--api-key=&lt;redacted&gt;" in html
-    assert "--api-key &lt;redacted&gt; --api-key=&lt;redacted&gt; --out x" in html
+    assert "sk-" not in html and "sk five" not in html
+    assert "--api-key REDACTED --api-key=REDACTED --api-ke=REDACTED --out x" in html
+    assert "&#34;--api-key=REDACTED&#34;,\n    &#34;--api-k&#34;,\n    &#34;REDACTED&#34;" in html
     run_dir = make_run(tmp_path, [call(action="terminate", status="success")])
     meta = json.loads((run_dir / "run.json").read_text())
-    (run_dir / "run.json").write_text(json.dumps({**meta, "command": ["run", "--api-key", "sk-five"]}))
-    assert "sk-five" not in render_report(run_dir)
+    (run_dir / "run.json").write_text(json.dumps({**meta, "command": ["run", "--api-key", "sk-seven"]}))
+    assert "sk-seven" not in render_report(run_dir)
 
 
 def test_a_copied_report_folder_still_renders(bench_dir: Path, tmp_path: Path) -> None:
