@@ -264,8 +264,8 @@ def _steps(
                 outputs=[clip_text(a.output, MAX_RECORDED_OUTPUT) for a in decision.attempts],
                 errors=[clip_text(e, MAX_RECORDED_ERROR) for e in errors],
                 actions=outcome.records,
-                summary=decision.summary,
-                feedback=shown_feedback,
+                summary=_clip_optional(decision.summary, MAX_RECORDED_OUTPUT),
+                feedback=_clip_optional(shown_feedback, MAX_RECORDED_OUTPUT),
                 failed=outcome.failed,
                 timings=timings,
                 usage=[a.usage for a in decision.attempts],
@@ -476,3 +476,7 @@ def clip_text(text: str, limit: int) -> str:
     keep = limit // 2
     cut = len(text) - 2 * keep
     return f"{text[:keep]}\n[... {cut} characters cut ...]\n{text[len(text) - keep :]}"
+
+
+def _clip_optional(text: str | None, limit: int) -> str | None:
+    return None if text is None else clip_text(text, limit)

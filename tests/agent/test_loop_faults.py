@@ -183,3 +183,17 @@ def test_execute_errors_name_their_kind(tmp_path, make_agent):
         record(tmp_path, agent, Env())
     run = load_run(tmp_path / "run")
     assert run.steps[1].actions[0].error == "ValueError: bad coordinate"
+
+
+def test_a_huge_summary_is_cut_too(tmp_path, make_agent):
+    huge = "x" * 50_000
+    agent, _ = make_agent(
+        call("click", coordinate=[10, 10]) + f"\n<conclusion>{huge}</conclusion>",
+        call("terminate", status="success"),
+        reasoning=True,
+    )
+    record(tmp_path, agent)
+    summary = load_run(tmp_path / "run").steps[0].summary
+    assert summary is not None and summary.startswith("xxx") and "characters cut" in summary
+    size = sum(f.stat().st_size for f in (tmp_path / "run").rglob("*") if f.is_file())
+    assert size < 200_000
