@@ -11,6 +11,9 @@ from typing import Annotated, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+#: Largest scroll amount an action may ask for, either way (a few screens; the model's examples use 500).
+MAX_SCROLL_PIXELS = 10_000
+
 
 class _Action(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,7 +70,11 @@ class Scroll(_Action):
     """Scroll the wheel; ``pixels`` > 0 scrolls up (reveals content above), as the model was taught."""
 
     action: Literal["scroll"] = "scroll"
-    pixels: int = Field(description="Amount; positive scrolls up, negative down. Never mapped between frames")
+    pixels: int = Field(
+        ge=-MAX_SCROLL_PIXELS,
+        le=MAX_SCROLL_PIXELS,
+        description="Amount; positive scrolls up, negative down. Never mapped between frames",
+    )
     x: int | None = Field(default=None, description="Where to scroll, or None for the current cursor")
     y: int | None = None
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from screenpilot.actions.coords import CoordinateSpace, Size
 from screenpilot.actions.parse import MAX_CALLS, MAX_OUTPUT_CHARS, MAX_TEXT_CHARS, extract_tool_calls
-from screenpilot.actions.types import Click, Terminate, action_to_dict
+from screenpilot.actions.types import MAX_SCROLL_PIXELS, Click, Scroll, Terminate, action_to_dict
 from screenpilot.errors import ModelOutputError
 from screenpilot.model.qwen25vl import Qwen25VLDialect
 
@@ -125,6 +125,21 @@ def test_any_text_gives_actions_or_a_model_output_error(pieces):
     for p in parsed:  # whatever was accepted is usable downstream
         json.loads(p.call)
         action_to_dict(p.device)
+
+
+def test_scroll_amounts_are_bounded():
+    desktop = Qwen25VLDialect("computer_use")
+    screen = desktop.coordinate_space(Size(2560, 1440))
+
+    def scroll(pixels: str) -> str:
+        return tagged(f'{{"name": "computer_use", "arguments": {{"action": "scroll", "pixels": {pixels}}}}}')
+
+    assert [p.device for p in desktop.parse(scroll(str(-MAX_SCROLL_PIXELS)), screen)] == [
+        Scroll(pixels=-MAX_SCROLL_PIXELS)
+    ]
+    for pixels in ("1e300", str(MAX_SCROLL_PIXELS + 1)):  # 1e300 wheel clicks would never finish
+        with pytest.raises(ModelOutputError, match=f"less than or equal to {MAX_SCROLL_PIXELS}"):
+            desktop.parse(scroll(pixels), screen)
 
 
 # -- 2. only clearly called actions -----------------------------------------------------------------------------
