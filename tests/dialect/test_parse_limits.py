@@ -10,12 +10,23 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from screenpilot.actions.coords import CoordinateSpace, Size
 from screenpilot.actions.parse import MAX_CALLS, MAX_OUTPUT_CHARS, MAX_TEXT_CHARS, extract_tool_calls
-from screenpilot.actions.types import MAX_SCROLL_PIXELS, Click, Scroll, Terminate, action_to_dict
+from screenpilot.actions.types import (
+    MAX_SCROLL_PIXELS,
+    Click,
+    Scroll,
+    SystemButton,
+    Terminate,
+    action_to_dict,
+)
+from screenpilot.agent.agent import Agent
+from screenpilot.envs.base import Observation
 from screenpilot.errors import ModelOutputError
 from screenpilot.model.qwen25vl import Qwen25VLDialect
+from screenpilot.model.replay import ReplayModel
 
 MOBILE = Qwen25VLDialect("mobile_use", answer_action=True)
 PHONE = MOBILE.coordinate_space(Size(1080, 2400))
@@ -313,3 +324,23 @@ def test_terminate_is_not_invented():
     assert [
         p.model for p in MOBILE.parse(tagged(call({"action": "terminate", "status": "failure"})), PHONE)
     ] == [Terminate(status="failure")]
+
+
+# -- through the agent: a hostile answer is feedback for the model, kept with the step ----------------------------------
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        tagged('{"name": "mobile_use", "arguments": {"action": "click", "coordinate": ' + "[" * 1000),
+        'I will not do {"action": "terminate", "status": "success"} yet',
+        tagged(call({"action": "answer", "text": "x" * 10_000_000})),
+    ],
+    ids=["brackets", "quoted terminate", "10 MB answer"],
+)
+def test_the_agent_sends_a_hostile_answer_back_and_keeps_it(hostile):
+    answers = [(None, hostile), (None, tagged(call({"action": "system_button", "button": "Back"})))]
+    agent = Agent(ReplayModel(answers), MOBILE, max_retries=1)
+    decision = agent.decide("Go back", Observation(Image.new("RGB", (1080, 2400))), [])
+    assert [p.device for p in decision.actions] == [SystemButton(button="back")]
+    first = decision.attempts[0]
+    assert first.output == hostile and first.error
+    assert len(first.error) < 400
