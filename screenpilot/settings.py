@@ -197,7 +197,7 @@ class Settings(BaseModel):
     def describe(self) -> dict[str, Any]:
         """Everything worth recording about these settings, as JSON-ready values; secrets are left out."""
         data = self.model_dump(mode="json", exclude={"api_key"})
-        data["api_key"] = "<redacted>" if self.api_key is not None else None
+        data["api_key"] = "REDACTED" if self.api_key is not None else None
         return data
 
 

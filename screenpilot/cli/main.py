@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,14 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_warnings()
     try:
         return int(args.func(args))
     except SetupError as exc:
         print(f"screenpilot: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("screenpilot: error: out of memory; lower --max-pixels or --screen-size", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("screenpilot: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warnings() -> None:
+    """screenpilot's own warnings (a model call being retried, say) as ``screenpilot: …`` lines on stderr."""
+    logger = logging.getLogger("screenpilot")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("screenpilot: warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def _space(args: argparse.Namespace) -> tuple[Dialect, CoordinateSpace]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from screenpilot.actions.coords import Size
 from screenpilot.envs.base import Environment
 from screenpilot.errors import MissingExtraError, SetupError
-from screenpilot.model.base import ModelBackend
+from screenpilot.model.base import CHECK_TIMEOUT_S, ModelBackend, SupportsCheck
 from screenpilot.model.dialect import Dialect, Platform
 from screenpilot.settings import DEFAULT_MODEL, ENV_NAMES, Settings
 
@@ -57,8 +57,22 @@ def build_env(settings: Settings, *, serial: str | None = None, app: str | None 
     raise SetupError(f"choose an environment with --env: one of {', '.join(ENV_NAMES)}")
 
 
-def build_model(settings: Settings) -> ModelBackend:
-    """The model backend ``settings.model`` names: ``replay:FILE``, a server URL, or a local model."""
+def build_model(settings: Settings, *, check: bool = True) -> ModelBackend:
+    """The model backend ``settings.model`` names: ``replay:FILE``, a server URL, or a local model. With
+    ``check`` (the default) a backend that can check itself does so at once, so a dead server, a model it does
+    not serve or a model that is not on disk fails here in a couple of seconds with what to do, before any
+    episode starts."""
+    model = _backend(settings)
+    if check and isinstance(model, SupportsCheck):
+        try:
+            model.check(CHECK_TIMEOUT_S)
+        except BaseException:
+            model.close()
+            raise
+    return model
+
+
+def _backend(settings: Settings) -> ModelBackend:
     from screenpilot.model.spec import parse_model_spec
 
     spec = parse_model_spec(settings.model)
@@ -76,6 +90,7 @@ def build_model(settings: Settings) -> ModelBackend:
             served_model=settings.served_model,
             api_key=settings.api_key_value,
             max_tokens=settings.max_new_tokens,
+            request_timeout_s=settings.request_timeout,
         )
     try:
         from screenpilot.model.transformers_backend import TransformersBackend
