@@ -91,11 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _StderrLines(logging.Handler):
+    """Writes each record as a line to whatever ``sys.stderr`` is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
 def _show_warnings() -> None:
     """screenpilot's own warnings (a model call being retried, say) as ``screenpilot: …`` lines on stderr."""
     logger = logging.getLogger("screenpilot")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrLines()
         handler.setFormatter(logging.Formatter("screenpilot: warning: %(message)s"))
         handler.setLevel(logging.WARNING)
         logger.addHandler(handler)
