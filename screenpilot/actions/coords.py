@@ -48,6 +48,13 @@ class Size(NamedTuple):
         return cls(width, height)
 
 
+class Point(NamedTuple):
+    """A point in device pixels (what scripts pass to ``tap`` and what ``locate`` returns)."""
+
+    x: int
+    y: int
+
+
 class ImageSizeError(ScreenpilotError, ValueError):
     """The image cannot be resized for the model (degenerate or extreme aspect ratio)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -71,3 +71,24 @@ class Dialect(Protocol):
         ...
 
     def describe(self) -> dict[str, object]: ...
+
+
+@runtime_checkable
+class SupportsGrounding(Protocol):
+    """A dialect that can ask its model, in the model's own native format, where one named thing is on the
+    screen, and to answer a question about the screen. Scripts (``Session.locate``, ``ask``, ``expect``) use it,
+    so one model serves both the agent loop and the script."""
+
+    def grounding_messages(
+        self, target: str, screenshot: Image.Image, space: CoordinateSpace
+    ) -> list[Message]:
+        """A prompt asking for exactly one action on ``target`` (a click on it). ``screenshot`` is in device
+        pixels; the answer is read with :meth:`Dialect.parse`."""
+        ...
+
+    def question_messages(
+        self, question: str, screenshot: Image.Image, space: CoordinateSpace
+    ) -> list[Message]:
+        """A prompt asking the model to answer ``question`` about the screen through its ``answer`` action
+        (read with :meth:`Dialect.parse`)."""
+        ...
