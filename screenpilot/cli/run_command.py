@@ -35,23 +35,29 @@ STEP_ERROR_CHARS = 200
 
 @dataclass(frozen=True)
 class RunFolder:
-    """A run folder made ready for recording; ``created`` when this run made it (and may remove it unused)."""
+    """A run folder made ready for recording; ``made`` lists the folders this run created, innermost first
+    (removed again, when still empty, if the run never starts recording)."""
 
     path: Path
-    created: bool
+    made: tuple[Path, ...] = ()
 
     def discard_if_unused(self) -> None:
         """Remove what was made for a run that never started recording; anything else in it stays."""
-        with contextlib.suppress(OSError):
-            (self.path / SCREENS).rmdir()
-            if self.created:
-                self.path.rmdir()
+        for folder in (self.path / SCREENS, *self.made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _missing_parents(path: Path) -> tuple[Path, ...]:
+    """The ancestors of ``path`` that do not exist yet, innermost first."""
+    return tuple(p for p in path.parents if not p.exists())
 
 
 def new_run_folder(root: Path = Path("runs"), now: datetime | None = None) -> RunFolder:
     """Create ``root/<date>-<time>`` (``-2``, ``-3``... when taken): each mkdir is atomic, so runs started
     in the same second by several processes get a folder each."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    made = (*((root,) if not root.exists() else ()), *_missing_parents(root))
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -64,16 +70,17 @@ def new_run_folder(root: Path = Path("runs"), now: datetime | None = None) -> Ru
             continue
         except OSError as exc:
             raise SetupError(f"cannot create the run folder {folder}: {exc.strerror or exc}") from exc
-        return _ready(RunFolder(folder, created=True))
+        return _ready(RunFolder(folder, (folder, *made)))
     raise SetupError(f"{root} already holds 9999 runs started at {stamp}; choose a folder with --out")
 
 
 def given_run_folder(out: Path) -> RunFolder:
     """Make ``--out`` ready: a new folder, or an existing empty one. A run never writes into a folder that
     already holds something (a run or anything else), so nothing recorded is ever mixed or overwritten."""
+    made = (out, *_missing_parents(out))
     try:
         out.mkdir(parents=True)
-        return _ready(RunFolder(out, created=True))
+        return _ready(RunFolder(out, made))
     except FileExistsError:
         pass
     except OSError as exc:
@@ -88,7 +95,7 @@ def given_run_folder(out: Path) -> RunFolder:
         raise SetupError(
             f"--out {out} already exists and is not empty; choose a new folder (a run never writes into one)"
         )
-    return _ready(RunFolder(out, created=False))
+    return _ready(RunFolder(out))
 
 
 def _ready(folder: RunFolder) -> RunFolder:

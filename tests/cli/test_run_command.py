@@ -88,7 +88,14 @@ def test_an_existing_empty_folder_is_used_and_a_failed_setup_leaves_no_empty_run
     ok = sp("run", "t", "--env", "fake", "--model", model, "--out", str(tmp_path / "empty"))
     assert ok.returncode == 0 and load_run(tmp_path / "empty").result is not None
     bad = sp("run", "t", "--env", "fake", "--model", "replay:/nonexistent.jsonl", cwd=tmp_path)
-    assert bad.returncode == 2 and not any((tmp_path / "runs").iterdir())
+    assert bad.returncode == 2 and not (tmp_path / "runs").exists()
+    nested = tmp_path / "a" / "b" / "run"
+    bad = sp("run", "t", "--env", "fake", "--model", "replay:/nonexistent.jsonl", "--out", str(nested))
+    assert bad.returncode == 2 and not (tmp_path / "a").exists()
+    bad = sp(
+        "run", "t", "--env", "fake", "--model", "replay:/nonexistent.jsonl", "--out", str(tmp_path / "empty")
+    )
+    assert bad.returncode == 2 and (tmp_path / "empty").is_dir()  # not ours to remove
 
 
 def test_run_says_what_it_is_doing_and_writes_a_report(tmp_path):
