@@ -92,10 +92,11 @@ def test_an_existing_empty_folder_is_used_and_a_failed_setup_leaves_no_empty_run
     nested = tmp_path / "a" / "b" / "run"
     bad = sp("run", "t", "--env", "fake", "--model", "replay:/nonexistent.jsonl", "--out", str(nested))
     assert bad.returncode == 2 and not (tmp_path / "a").exists()
-    bad = sp(
-        "run", "t", "--env", "fake", "--model", "replay:/nonexistent.jsonl", "--out", str(tmp_path / "empty")
-    )
-    assert bad.returncode == 2 and (tmp_path / "empty").is_dir()  # not ours to remove
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    bad = sp("run", "t", "--env", "fake", "--model", "replay:/nonexistent.jsonl", "--out", str(mine))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+    assert mine.is_dir() and not any(mine.iterdir())  # kept, and left as it was: not ours to remove
 
 
 def test_run_says_what_it_is_doing_and_writes_a_report(tmp_path):
