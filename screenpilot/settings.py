@@ -30,12 +30,11 @@ from screenpilot.actions.coords import (
     Size,
 )
 from screenpilot.errors import SetupError
+from screenpilot.model.dialects import DIALECT_NAMES
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 EnvName = Literal["android", "desktop", "sandbox", "fake"]
 ENV_NAMES: tuple[str, ...] = get_args(EnvName)
-DialectName = Literal["qwen2.5-vl"]
-DIALECT_NAMES: tuple[str, ...] = get_args(DialectName)
 
 #: The longest side a virtual screen may have: 8K (7680x4320) fits; 100000x100000 would need tens of GB.
 MAX_SCREEN_SIDE = 8192
@@ -89,7 +88,8 @@ class Settings(BaseModel):
     max_new_tokens: int = Field(256, ge=1, le=65536)
     cache_implementation: Literal["dynamic", "static"] = "dynamic"
     # -- dialect ------------------------------------------------------------------------------------------------
-    dialect: DialectName | None = None
+    dialect: str | None = None
+    """The model family's prompt and output format (``--dialect``); None: from the model, else qwen2.5-vl."""
     min_pixels: int = Field(QWEN_MIN_PIXELS, ge=1)
     max_pixels: int = Field(QWEN_MAX_PIXELS, ge=MIN_MAX_PIXELS)
     answer_action: bool = False
@@ -135,6 +135,13 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return (value,)
         return () if value is None else tuple(value)
+
+    @field_validator("dialect")
+    @classmethod
+    def _known_dialect(cls, value: str | None) -> str | None:
+        if value is not None and value not in DIALECT_NAMES:
+            raise ValueError(f"unknown dialect; choose one of {', '.join(DIALECT_NAMES)}")
+        return value
 
     @field_validator("model", "app", "served_model")
     @classmethod

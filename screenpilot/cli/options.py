@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from screenpilot.cli.argtypes import non_negative_int, positive_int, screen_size
+from screenpilot.model.dialects import DEFAULT_DIALECT
 from screenpilot.settings import DIALECT_NAMES, ENV_NAMES, Settings
 
 ParentFactory = Any
@@ -45,8 +46,8 @@ def model_options() -> argparse.ArgumentParser:
         "--dialect",
         dest="dialect",
         choices=DIALECT_NAMES,
-        help="the model family's prompt and output format",
-        shown_default=DIALECT_NAMES[0],
+        help="the model family's prompt and output format (default: a local checkpoint's own, else "
+        f"{DEFAULT_DIALECT})",
     )
     _add(
         g,

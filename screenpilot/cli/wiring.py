@@ -110,9 +110,10 @@ def _backend(settings: Settings) -> ModelBackend:
 def make_dialect(settings: Settings, platform: Platform) -> Dialect:
     """The dialect the settings choose, for a phone (``mobile``) or a desktop screen: the one place a dialect
     class is picked."""
-    from screenpilot.model.qwen25vl import Qwen25VLDialect
+    from screenpilot.model.dialects import DEFAULT_DIALECT
+    from screenpilot.model.dialects import make_dialect as dialect_named
 
-    return Qwen25VLDialect.for_platform(platform, **settings.dialect_options())
+    return dialect_named(settings.dialect or DEFAULT_DIALECT, platform, **settings.dialect_options())
 
 
 def make_settle(settings: Settings) -> Settle | None:
