@@ -1,7 +1,8 @@
 """The ``screenpilot`` command.
 
 Exit status: 0 when the agent finished with success, 1 when an episode (or a parse) ended otherwise, 2 on a
-usage or setup error (one clear line, no traceback), 130 on Ctrl-C.
+usage or setup error (one clear line, no traceback), 130 on Ctrl-C, 143 on SIGTERM, 129 on SIGHUP. ``bench``
+and ``eval`` define their own (see their ``--help``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="screenpilot",
         description="GUI agents on Android and desktops, driven by a locally hosted Qwen2.5-VL.",
-        epilog="Exit status: 0 success, 1 the episode (or parse) failed, 2 usage or setup error, 130 Ctrl-C.",
+        epilog="Exit status: 0 success, 1 the episode (or parse) failed, 2 usage or setup error, "
+        "130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (bench and eval: see their --help).",
     )
     parser.add_argument("--version", action="version", version=f"screenpilot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
