@@ -4,7 +4,8 @@ Layout of a run folder::
 
     manifest.json                      what is needed to reproduce the run (see manifest.py)
     results.jsonl                      one line per finished episode, appended as episodes end
-    summary.json                       per-task and overall numbers, rewritten at the end
+    summary.json                       per-task, per-tag and overall numbers, rewritten at the end
+    .lock                              held (flock) by the process using the folder
     report.html                        the self-contained report (see report.py)
     episodes/<task>/trial-<k>/         each episode's trajectory (agent.record layout)
 
@@ -210,10 +211,10 @@ class BenchOutcome:
 
     @property
     def exit_status(self) -> int:
-        """0 complete; 128 + signal when a signal stopped it; 1 when it stopped early for another reason."""
+        """128 + the signal when a signal stopped it; else 0 when complete, 1 when it stopped early."""
         if self.signal is not None:
             return 128 + self.signal
-        return 0 if self.complete or self.stopped is None else 1
+        return 0 if self.complete else 1
 
 
 def prepare_out(out: Path) -> Path:

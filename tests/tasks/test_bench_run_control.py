@@ -270,7 +270,7 @@ def test_a_stopping_signal_closes_the_sandboxes_and_leaves_a_truthful_summary(
             time.sleep(0.05)
         time.sleep(0.5)  # both workers are in their first step, a 60 s wait
         children = _descendants(proc.pid)
-        assert list(children.values()).count("Xvfb") == 2
+        assert list(children.values()).count("Xvfb") == 2, children
         proc.send_signal(sig)
         output, _ = proc.communicate(timeout=40)
     finally:
@@ -278,8 +278,9 @@ def test_a_stopping_signal_closes_the_sandboxes_and_leaves_a_truthful_summary(
             proc.kill()
     left = reap(children)
     assert proc.returncode == code, output
-    assert left == []
+    assert left == [], (children, output)
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["finished"] == 0, (summary, output)
     assert (summary["planned"], summary["finished"], summary["complete"]) == (3, 0, False)
     assert summary["stopped"] == signal.Signals(sig).name
     assert sorted(e["task"] for e in summary["interrupted"]) == ["t0", "t1"]
