@@ -196,8 +196,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from screenpilot.tasks.suite import AnswerCheck, load_suite, walk_checks
 
     options = settings_from_args(args)
-    with FolderLock(prepare_out(args.out)):  # refuse a bad or busy --out before the model loads
-        pass
     suite = load_suite(args.suite).select(args.task)
     jobs = _check_env(options, args.jobs, suite)
     asking = [t.id for t in suite.tasks if any(isinstance(c, AnswerCheck) for c in walk_checks(t.success))]
@@ -223,6 +221,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         rerun_errors=args.rerun_errors,
     )
+    with FolderLock(prepare_out(args.out)):  # refuse a bad or busy --out before the model loads
+        pass
     models = build_model_source(options)
     try:
         outcome = run_suite(
