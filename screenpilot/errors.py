@@ -48,3 +48,35 @@ class MissingExtraError(SetupError):
         super().__init__(f"{purpose} needs the '{package}' package: pip install 'screenpilot[{extra}]'")
         self.extra = extra
         self.package = package
+
+
+class TargetNotFound(ScreenpilotError):
+    """A script asked for something the model could not find on the screen (it said so, pointed off screen
+    or never gave a usable point). ``screenshot`` is the saved screen it looked at."""
+
+    def __init__(self, message: str, *, target: str, screenshot: str | None = None) -> None:
+        super().__init__(message + (f" (screenshot: {screenshot})" if screenshot else ""))
+        self.target = target
+        self.screenshot = screenshot
+
+
+class ExpectationFailed(ScreenpilotError):
+    """A condition a script expected did not come true in time. ``answer`` is the model's last word on it and
+    ``screenshot`` the last screen it looked at."""
+
+    def __init__(
+        self, message: str, *, condition: str, answer: str | None = None, screenshot: str | None = None
+    ) -> None:
+        super().__init__(message + (f" (screenshot: {screenshot})" if screenshot else ""))
+        self.condition = condition
+        self.answer = answer
+        self.screenshot = screenshot
+
+
+class ActionRefused(ScreenpilotError):
+    """The policy refused (``refuse``) or stopped (``abort``) an action a script asked for; ``kind`` says
+    which. After ``abort`` the session takes no more actions."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -132,6 +132,9 @@ class EpisodeResult(_Record):
     error: str | None = None
     duration_s: float = 0.0
     timings: Timings = Field(default_factory=Timings)
+    counts: dict[str, int] | None = Field(
+        default=None, description="A scripted session's counters: locator hits, misses, stores, model calls"
+    )
 
 
 @dataclass
