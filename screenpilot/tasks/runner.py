@@ -393,6 +393,9 @@ class _Slot:
             except ScreenpilotError as exc:
                 raise TaskSetupError(f"environment: {exc}") from exc
             self.key = key
+            if self.closed:  # the run was aborted while this one was being built
+                self.drop()
+                raise _Stopped()
         return self.env
 
     def drop(self) -> None:
