@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
@@ -327,15 +327,26 @@ class Suite:
 # -- loading with line numbers --------------------------------------------------------------------------------
 
 Loc = tuple[str | int, ...]
+#: A problem found in the suite: its line (for sorting) and the ``file:line: message`` text.
+Problem = tuple[int, str]
+
+#: Aliases (``*name``) may add at most this many values to the document; more is refused before expanding.
+ALIAS_EXPANSION_LIMIT = 10_000
+_CORE = "tag:yaml.org,2002:"
+_PLAIN_SCALAR_TAGS = frozenset(_CORE + t for t in ("null", "bool", "int", "float", "str", "timestamp"))
 
 
 @dataclass
 class _Doc:
-    """Plain data from YAML plus the line (1-based) of every mapping key and value."""
+    """Plain data from YAML plus the line (1-based) of every mapping key and value, and what was wrong with the
+    YAML's form (tags, duplicate or merge keys) while the data was still read."""
 
     data: Any
     key_lines: dict[Loc, int]
     value_lines: dict[Loc, int]
+    problems: list[Problem] = field(default_factory=list)
+    merged: set[Loc] = field(default_factory=set)  # mappings that had a ``<<`` key (skipped)
+    unread: set[Loc] = field(default_factory=set)  # scalars kept as their text (refused tag, bad value)
 
 
 def _yaml() -> Any:
@@ -346,54 +357,162 @@ def _yaml() -> Any:
     return yaml
 
 
+def _compose_node_graph(text: str, yaml: Any) -> tuple[Any, list[tuple[str, int, Any]]]:
+    """The composed root node, and each alias used: its anchor name, line and the node it stands for."""
+
+    class Loader(yaml.SafeLoader):  # type: ignore[misc, name-defined]
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if not self.check_event(yaml.AliasEvent):
+                return super().compose_node(parent, index)
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            uses.append((event.anchor, event.start_mark.line + 1, node))
+            return node
+
+    uses: list[tuple[str, int, Any]] = []
+    loader = Loader(text)
+    try:
+        return loader.get_single_node(), uses
+    finally:
+        loader.dispose()
+
+
+class _AliasCycle(Exception):
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+
+def _expanded_sizes(root: Any, yaml: Any) -> dict[int, int]:
+    """Values under each node (by ``id``) with aliases written out; raises :class:`_AliasCycle`."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _AliasCycle(node)
+        active.add(key)
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        sizes[key] = 1 + sum(size(child) for child in children)
+        active.discard(key)
+        return sizes[key]
+
+    size(root)
+    return sizes
+
+
+def _check_aliases(root: Any, uses: list[tuple[str, int, Any]], path: Path, yaml: Any) -> None:
+    """Refuse aliases that refer to themselves or blow the document up (a few hundred bytes of nested aliases
+    expand to billions of values): checked on the composed graph, before anything is expanded."""
+    if not uses:
+        return
+    try:
+        sizes = _expanded_sizes(root, yaml)
+    except _AliasCycle as cycle:
+        anchor, line, _ = next(u for u in uses if u[2] is cycle.node)
+        raise SuiteError([f"{path}:{line}: alias *{anchor} refers to a value that contains it"]) from None
+    if sizes[id(root)] - len(sizes) > ALIAS_EXPANSION_LIMIT:
+        anchor, line, _ = max(uses, key=lambda u: sizes[id(u[2])])
+        raise SuiteError(
+            [
+                f"{path}:{line}: aliases (*{anchor} and others) would add more than {ALIAS_EXPANSION_LIMIT} "
+                "values to the suite: write the repeated parts out, or repeat them less"
+            ]
+        )
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_CORE) if tag.startswith(_CORE) else tag
+
+
 def _compose(text: str, path: Path) -> _Doc:
     yaml = _yaml()
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root, uses = _compose_node_graph(text, yaml)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SuiteError([f"{path}{line}: not valid YAML: {problem}"]) from None
+    except RecursionError:
+        raise SuiteError([f"{path}: not valid YAML: nested too deeply"]) from None
     if root is None:
         raise SuiteError([f"{path}:1: the file is empty"])
-    constructor = yaml.constructor.SafeConstructor()
-    key_lines: dict[Loc, int] = {}
-    value_lines: dict[Loc, int] = {}
-    problems: list[str] = []
-
-    def convert(node: Any, loc: Loc) -> Any:
-        value_lines[loc] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    problems.append(
-                        f"{path}:{key_node.start_mark.line + 1}: merge keys (<<) are not supported"
-                    )
-                    continue
-                key = convert(key_node, (*loc, "<key>"))
-                if not isinstance(key, (str, int)):
-                    problems.append(f"{path}:{key_node.start_mark.line + 1}: keys must be plain words")
-                    continue
-                if key in out:
-                    problems.append(f"{path}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
-                    continue
-                key_lines[(*loc, key)] = key_node.start_mark.line + 1
-                out[key] = convert(value_node, (*loc, key))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [convert(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return constructor.construct_object(node, deep=True)
-
-    data = convert(root, ())
-    if problems:
-        raise SuiteError(problems)
-    return _Doc(data, key_lines, value_lines)
+    _check_aliases(root, uses, path, yaml)
+    doc = _Doc(None, {}, {})
+    try:
+        doc.data = _Converter(doc, path, yaml).convert(root, ())
+    except RecursionError:
+        raise SuiteError([f"{path}: the suite is nested too deeply"]) from None
+    return doc
 
 
-def _line_of(doc: _Doc, loc: Loc) -> tuple[int, str]:
-    """Line and readable location of a pydantic error location (union tags skipped)."""
+class _Converter:
+    """Composed YAML nodes to plain data, recording lines and every problem with the YAML's form."""
+
+    _MAP = _CORE + "map"
+    _SEQ = _CORE + "seq"
+
+    def __init__(self, doc: _Doc, path: Path, yaml: Any) -> None:
+        self.doc = doc
+        self.path = path
+        self.yaml = yaml
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def problem(self, node: Any, message: str) -> None:
+        line = node.start_mark.line + 1
+        self.doc.problems.append((line, f"{self.path}:{line}: {message}"))
+
+    def convert(self, node: Any, loc: Loc) -> Any:
+        self.doc.value_lines[loc] = node.start_mark.line + 1
+        if isinstance(node, self.yaml.MappingNode):
+            self.check_tag(node, self._MAP)
+            return self.mapping(node, loc)
+        if isinstance(node, self.yaml.SequenceNode):
+            self.check_tag(node, self._SEQ)
+            return [self.convert(item, (*loc, i)) for i, item in enumerate(node.value)]
+        if self.check_tag(node, *_PLAIN_SCALAR_TAGS):
+            try:
+                return self.constructor.construct_object(node, deep=True)
+            except (
+                Exception
+            ):  # any failure to read one scalar (!!int abc, !!bool maybe) is that line's problem
+                self.problem(node, f"cannot read {node.value!r} as {_short_tag(node.tag)}")
+        self.doc.unread.add(loc)  # kept as its text, so the rest of the suite is still checked
+        return node.value
+
+    def check_tag(self, node: Any, *allowed: str) -> bool:
+        if node.tag in allowed:
+            return True
+        self.problem(node, f"tag {_short_tag(node.tag)} is not allowed: a suite is plain YAML, without tags")
+        return False
+
+    def mapping(self, node: Any, loc: Loc) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _CORE + "merge":
+                self.problem(key_node, "merge keys (<<) are not supported")
+                self.doc.merged.add(loc)
+                continue
+            key = self.convert(key_node, (*loc, "<key>"))
+            if not isinstance(key, (str, int)):
+                self.problem(key_node, "keys must be plain words")
+                continue
+            if key in out:
+                self.problem(key_node, f"duplicate key {key!r}")
+                continue
+            self.doc.key_lines[(*loc, key)] = key_node.start_mark.line + 1
+            out[key] = self.convert(value_node, (*loc, key))
+        return out
+
+
+def _locate(doc: _Doc, loc: Loc) -> Loc:
+    """The data path of a pydantic error location (union tags skipped; a missing key ends it)."""
     node = doc.data
     path: list[str | int] = []
     union_slot = False  # the node sits where a step or check is expected: pydantic adds its tag to the loc
@@ -413,13 +532,17 @@ def _line_of(doc: _Doc, loc: Loc) -> tuple[int, str]:
             # A missing or unknown key: point at the mapping that should hold it.
             path.append(part)
             break
-    located = tuple(path)
-    line = doc.key_lines.get(located) or doc.value_lines.get(located)
+    return tuple(path)
+
+
+def _line_of(doc: _Doc, located: Loc) -> int:
+    """The line of a data path, or of the nearest value above it."""
     probe = located
+    line = doc.key_lines.get(probe) or doc.value_lines.get(probe)
     while line is None and probe:
         probe = probe[:-1]
         line = doc.key_lines.get(probe) or doc.value_lines.get(probe)
-    return line or 1, _describe_loc(doc.data, located)
+    return line or 1
 
 
 def _describe_loc(data: Any, loc: Loc) -> str:
@@ -471,7 +594,9 @@ def _is_step_loc(loc: Loc) -> bool:
 
 
 def load_suite(path: str | Path, *, resolve_python: bool = True) -> Suite:
-    """Read and validate a suite file. Raises :class:`SuiteError` listing every problem with its line."""
+    """Read and validate a suite file. Raises :class:`SuiteError` listing every problem with its line, all
+    found in one pass: the YAML's form, the schema, duplicate ids, missing files to push and (unless
+    ``resolve_python`` is false) ``python:`` checks that do not import. Importing those runs their modules."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -479,51 +604,99 @@ def load_suite(path: str | Path, *, resolve_python: bool = True) -> Suite:
         raise SetupError(f"cannot read suite {path}: {exc.strerror}") from exc
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SuiteError([f"{path}:1: not UTF-8 text"]) from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SuiteError([f"{path}:{line}: not UTF-8 text"]) from None
     doc = _compose(text, path)
     if not isinstance(doc.data, dict):
         raise SuiteError([f"{path}:1: expected a mapping with a 'tasks' list"])
     data = _apply_defaults(doc.data)
-    try:
-        spec = SuiteSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        errors = exc.errors()
-        for error in errors:
-            if error["type"] == "too_short" and any(
-                e is not error and tuple(e["loc"][: len(error["loc"])]) == tuple(error["loc"]) for e in errors
-            ):
-                continue  # "at least 1 item after validation": a consequence of the item errors listed
-            line, where = _line_of(doc, error["loc"])
-            problems.append((line, f"{path}:{line}: {where}: {_message(error)}"))
-        raise SuiteError([p for _, p in sorted(problems, key=lambda item: item[0])]) from None
-
-    problems_extra: list[str] = []
-    seen: dict[str, int] = {}
-    for i, task in enumerate(spec.tasks):
-        line = doc.value_lines.get(("tasks", i, "id"), 1)
-        if task.id in seen:
-            problems_extra.append(
-                f"{path}:{line}: duplicate task id {task.id!r} (first at line {seen[task.id]})"
-            )
-        else:
-            seen[task.id] = line
-        for loc, check in _python_checks(task.success, ("tasks", i, "success")):
-            if resolve_python:
-                try:
-                    resolve_function(check.python, path.parent)
-                except SetupError as exc:
-                    problems_extra.append(f"{path}:{doc.value_lines.get(loc, 1)}: {exc}")
-        for phase in ("setup", "teardown"):
-            for j, step in enumerate(getattr(task, phase)):
-                if isinstance(step, PushStep) and not (path.parent / step.push.local).is_file():
-                    line = doc.value_lines.get(("tasks", i, phase, j, "push", "local"), 1)
-                    problems_extra.append(f"{path}:{line}: file to push {step.push.local!r} does not exist")
-    if problems_extra:
-        raise SuiteError(problems_extra)
+    spec, problems = _validate(data, doc, path)
+    problems += doc.problems + _content_problems(data, doc, path, resolve_python=resolve_python)
+    if problems or spec is None:
+        raise SuiteError([p for _, p in sorted(problems, key=lambda item: item[0])])
     name = spec.name or path.stem
     return Suite(path, hashlib.sha256(raw).hexdigest(), name, spec.description, spec.tasks)
+
+
+def _validate(data: dict[str, Any], doc: _Doc, path: Path) -> tuple[SuiteSpec | None, list[Problem]]:
+    """The validated suite, or the schema's problems with their lines."""
+    try:
+        return SuiteSpec.model_validate(data), []
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems: list[Problem] = []
+    for error in errors:
+        if error["type"] == "too_short" and any(
+            e is not error and tuple(e["loc"][: len(error["loc"])]) == tuple(error["loc"]) for e in errors
+        ):
+            continue  # "at least 1 item after validation": a consequence of the item errors listed
+        located = _locate(doc, error["loc"])
+        if error["type"] == "missing" and located[:-1] in doc.merged:
+            continue  # the skipped merge key (reported) may have been meant to supply it
+        if located in doc.unread:
+            continue  # a value that could not be read is reported as such
+        line = _line_of(doc, located)
+        problems.append((line, f"{path}:{line}: {_describe_loc(doc.data, located)}: {_message(error)}"))
+    return None, problems
+
+
+def _content_problems(data: dict[str, Any], doc: _Doc, path: Path, *, resolve_python: bool) -> list[Problem]:
+    """Duplicate ids, missing files to push and unimportable checks, read from the raw data so they are found
+    even when other parts of the suite do not validate."""
+    tasks = data.get("tasks")
+    if not isinstance(tasks, list):
+        return []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            continue
+        task_id = task.get("id")
+        line = doc.value_lines.get(("tasks", i, "id"), 1)
+        if isinstance(task_id, str) and task_id in seen:
+            problems.append(
+                (line, f"{path}:{line}: duplicate task id {task_id!r} (first at line {seen[task_id]})")
+            )
+        elif isinstance(task_id, str):
+            seen[task_id] = line
+        problems += _push_problems(task, ("tasks", i), doc, path)
+        if resolve_python:
+            for loc, spec in _python_specs(task.get("success"), ("tasks", i, "success")):
+                try:
+                    resolve_function(spec, path.parent)
+                except SetupError as exc:
+                    line = doc.value_lines.get(loc, 1)
+                    problems.append((line, f"{path}:{line}: {exc}"))
+    return problems
+
+
+def _push_problems(task: dict[str, Any], loc: Loc, doc: _Doc, path: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    for phase in ("setup", "teardown"):
+        steps = task.get(phase)
+        for j, step in enumerate(steps if isinstance(steps, list) else []):
+            push = step.get("push") if isinstance(step, dict) else None
+            local = push.get("local") if isinstance(push, dict) else None
+            if isinstance(local, str) and local and not (path.parent / local).is_file():
+                line = doc.value_lines.get((*loc, phase, j, "push", "local"), 1)
+                problems.append((line, f"{path}:{line}: file to push {local!r} does not exist"))
+    return problems
+
+
+def _python_specs(check: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """Every well-formed ``python: module:function`` in a raw check, with its data path."""
+    if not isinstance(check, dict):
+        return
+    spec = check.get("python")
+    if isinstance(spec, str) and _IMPORT_PATH.match(spec):
+        yield (*loc, "python"), spec
+    for key in ("all", "any"):
+        children = check.get(key)
+        for i, child in enumerate(children if isinstance(children, list) else []):
+            yield from _python_specs(child, (*loc, key, i))
+    if "not" in check:
+        yield from _python_specs(check["not"], (*loc, "not"))
 
 
 def _apply_defaults(data: dict[str, Any]) -> dict[str, Any]:
@@ -538,19 +711,6 @@ def _apply_defaults(data: dict[str, Any]) -> dict[str, Any]:
             task = {**{k: v for k, v in defaults.items() if k in allowed and v is not None}, **task}
         merged.append(task)
     return {**data, "tasks": merged}
-
-
-def _python_checks(check: Any, loc: Loc) -> Iterator[tuple[Loc, PythonCheck]]:
-    if isinstance(check, PythonCheck):
-        yield (*loc, "python"), check
-    elif isinstance(check, AllCheck):
-        for i, child in enumerate(check.all):
-            yield from _python_checks(child, (*loc, "all", i))
-    elif isinstance(check, AnyCheck):
-        for i, child in enumerate(check.any):
-            yield from _python_checks(child, (*loc, "any", i))
-    elif isinstance(check, NotCheck):
-        yield from _python_checks(check.not_, (*loc, "not"))
 
 
 def walk_checks(check: Any) -> Iterator[Any]:

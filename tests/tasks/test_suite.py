@@ -153,7 +153,10 @@ def test_duplicate_ids_duplicate_keys_and_yaml_errors(tmp_path: Path) -> None:
     )
     assert found == [f"{tmp_path / 'suite.yaml'}:3: duplicate task id 'a' (first at line 2)"]
 
-    found = problems(tmp_path, "tasks:\n  - id: a\n    id: b\n")
+    found = problems(
+        tmp_path,
+        "tasks:\n  - id: a\n    id: b\n    goal: g\n    env: android\n    success: {answer: {exact: x}}\n",
+    )
     assert found == [f"{tmp_path / 'suite.yaml'}:3: duplicate key 'id'"]
 
     found = problems(tmp_path, "tasks:\n  - id: a\n   goal: [unclosed\n")
@@ -244,3 +247,130 @@ def test_arbitrary_documents_give_suite_errors_never_crashes(tmp_path: Path, dat
         load_suite(path, resolve_python=False)
     except SuiteError as exc:
         assert exc.problems and all(p.startswith(f"{path}:") for p in exc.problems)
+
+
+VALID_TASK = "tasks:\n  - id: t\n    goal: g\n    env: android\n    success: {answer: {exact: a}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        (VALID_TASK.replace("goal: g", "goal: !!python/name:os.system"), 3, "tag !!python/name:os.system"),
+        (VALID_TASK.replace("goal: g", "goal: !secret g"), 3, "tag !secret is not allowed"),
+        (VALID_TASK.replace("success: {", "success: !check {"), 5, "tag !check is not allowed"),
+        (
+            VALID_TASK.replace("success: {", "success: !!python/object:os.Popen {"),
+            5,
+            "!!python/object:os.Popen",
+        ),
+        (VALID_TASK.replace("  - id: t", "  - !!set\n    id: t"), 2, "tag !!set is not allowed"),
+        (VALID_TASK.replace("tasks:", "tasks: !list"), 1, "tag !list is not allowed"),
+        (VALID_TASK.replace("env: android", "env: !!int android"), 4, "cannot read 'android' as !!int"),
+    ],
+)
+def test_tags_are_refused_with_their_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    found = problems(tmp_path, text)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{tmp_path / 'suite.yaml'}:{line}: ") and fragment in found[0]
+
+
+def test_tag_error_reaches_the_cli_as_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from screenpilot.cli.main import main
+
+    path = write(tmp_path, VALID_TASK.replace("goal: g", "goal: !!python/name:os.system"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"screenpilot: error: {path}:3: tag !!python/name:os.system"
+    )
+
+
+BILLION_LAUGHS = """
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+tasks: [*i]
+"""
+
+
+def test_exponential_aliases_are_refused_before_expanding(tmp_path: Path) -> None:
+    found = problems(tmp_path, BILLION_LAUGHS)
+    assert len(found) == 1
+    assert found[0].startswith(f"{tmp_path / 'suite.yaml'}:10: aliases (*i and others) would add more than")
+
+
+def test_self_referring_alias_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, "tasks: &loop\n  - *loop\n")
+    assert found == [f"{tmp_path / 'suite.yaml'}:2: alias *loop refers to a value that contains it"]
+
+
+def test_modest_aliases_still_work(tmp_path: Path) -> None:
+    steps = "\n".join(
+        f"  - {{id: t{i}, goal: g, env: android, setup: *common, success: {{answer: {{exact: a}}}}}}"
+        for i in range(1, 50)
+    )
+    text = (
+        "tasks:\n  - id: t0\n    goal: g\n    env: android\n    setup: &common\n"
+        "      - shell: svc wifi enable\n      - sleep: 1\n    success: {answer: {exact: a}}\n" + steps + "\n"
+    )
+    suite = load_suite(write(tmp_path, text))
+    assert len(suite.tasks) == 50 and all(len(t.setup) == 2 for t in suite.tasks)
+
+
+def test_every_problem_is_reported_in_one_pass(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        tasks:
+          - id: a
+            goal: g
+            env: android
+            success: {answer: {exact: x}}
+          - id: a
+            goal: g
+            env: androidd
+            setup:
+              - push: {local: missing.bin, remote: /sdcard/x}
+            success: {python: 'no_such_module_in_one_pass:f'}
+          - id: b
+            goal: !weird g
+            env: android
+            success: {answer: {exact: x}, colour: blue}
+        """,
+    )
+    suite_file = tmp_path / "suite.yaml"
+    assert [p.split(": ", 1)[0] for p in found] == [f"{suite_file}:{n}" for n in (6, 8, 10, 11, 13, 15)]
+    assert "duplicate task id 'a' (first at line 2)" in found[0]
+    assert "tasks[1] (id 'a').env: Input should be" in found[1]
+    assert "file to push 'missing.bin' does not exist" in found[2]
+    assert "cannot import 'no_such_module_in_one_pass'" in found[3]
+    assert "tag !weird is not allowed" in found[4]
+    assert "unknown key 'colour'" in found[5]
+
+
+def test_merge_keys_are_reported_without_consequential_missing_fields(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        tasks:
+          - {id: t0, goal: &g g, env: &env android, success: {answer: {exact: a}}}
+          - <<: {env: *env, goal: *g}
+            id: t
+            success: {answer: {exact: a}}
+        """,
+    )
+    assert found == [f"{tmp_path / 'suite.yaml'}:3: merge keys (<<) are not supported"]
+
+
+def test_non_utf8_suite_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_bytes(VALID_TASK.encode().replace(b"goal: g", b"goal: \xff"))
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert info.value.problems == [f"{path}:3: not UTF-8 text"]
