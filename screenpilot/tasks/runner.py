@@ -503,7 +503,7 @@ class SuiteRunner:
                 if self._bar is not None:
                     self._bar.close()
             summary = self.write_summary()
-        if self._retired and not self._pending.empty():
+        if self._retired and not self._pending.empty() and not self.stop.is_set():  # no worker left
             left = self._pending.qsize()
             raise SetupError(
                 f"{self._retired[0]} ({left} episode{'s' if left != 1 else ''} not run; "

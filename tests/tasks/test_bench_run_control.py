@@ -176,6 +176,46 @@ def test_different_errors_never_stop_the_run(tmp_path: Path, fake_source: FakeSo
     assert (outcome.complete, outcome.stopped, outcome.exit_status) == (True, None, 0)
 
 
+class DeadServerModel:
+    """A model server that refuses every request the same way."""
+
+    name = "dead"
+
+    def complete(self, messages: Any, *, deadline: float | None = None) -> Any:
+        from screenpilot.model.base import ModelBackendError
+
+        raise ModelBackendError("cannot reach http://127.0.0.1:9/v1: connection refused")
+
+    def begin_episode(self, task_id: str | None) -> None:
+        pass
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": "test", "model": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_run_wide_failure_is_reported_even_when_a_worker_retired(tmp_path: Path) -> None:
+    import io
+
+    from screenpilot.tasks.runner import SharedModel
+    from tests.tasks.test_runner import UnpluggedSource
+
+    suite = load_suite(write_suite(tmp_path, 8))
+    outcome = run_suite(
+        suite,
+        tmp_path / "out",
+        UnpluggedSource(tmp_path / "d", {1}),  # worker 1 has no phone; worker 0 has a dead model
+        SharedModel(DeadServerModel(), serialize=False),  # type: ignore[arg-type]
+        settings(jobs=2, max_retries=0),
+        stream=io.StringIO(),
+    )
+    assert outcome.stopped is not None and outcome.stopped.startswith("the last 3 episodes all ended")
+    assert "connection refused" in outcome.stopped
+    assert (outcome.ran, outcome.complete, outcome.exit_status) == (3, False, 1)
+
+
 # -- honest accounting ----------------------------------------------------------------------------------------
 
 
