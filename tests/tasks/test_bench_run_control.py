@@ -261,9 +261,8 @@ def test_an_episode_stopped_between_steps_says_interrupted_and_reruns(
     suite = load_suite(path)
     holder: list[SuiteRunner] = []
     model = StoppingModel(holder)  # asks the run to stop during the second answer (note's first step)
-    runner = SuiteRunner(
-        suite, tmp_path / "out", fake_source, ModelPerEpisode(lambda: model), settings(), stream=io.StringIO()
-    )
+    models = ModelPerEpisode(lambda: model)  # type: ignore[arg-type, return-value]
+    runner = SuiteRunner(suite, tmp_path / "out", fake_source, models, settings(), stream=io.StringIO())
     holder.append(runner)
     outcome = runner.run()
     result = json.loads((tmp_path / "out" / "episodes" / "note" / "trial-1" / "result.json").read_text())
