@@ -11,10 +11,21 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from screenpilot.errors import SetupError
-from screenpilot.jsonl import read_objects
+from screenpilot.jsonl import read_prepared
 from screenpilot.model.base import Completion, Message, ModelBackendError, Usage
+
+
+def _answer(obj: dict[str, Any], where: str) -> tuple[str | None, str]:
+    """``(task, output)`` of one line of a replay file."""
+    task = obj.get("task")
+    if not isinstance(obj.get("output"), str):
+        raise SetupError(f'{where}: expected an object with an "output" string')
+    if task is not None and not isinstance(task, str):
+        raise SetupError(f'{where}: "task" must be a string')
+    return task, obj["output"]
 
 
 class ReplayExhausted(ModelBackendError):
@@ -44,15 +55,8 @@ class ReplayModel:
                 (None, out) for step in run.steps for out in step.outputs
             ]
             return cls(answers, name=f"replay:{path}")
-        answers = []
-        for number, obj in read_objects(path):
-            if not isinstance(obj.get("output"), str):
-                raise SetupError(f'{path}:{number}: expected an object with an "output" string')
-            task = obj.get("task")
-            if task is not None and not isinstance(task, str):
-                raise SetupError(f'{path}:{number}: "task" must be a string')
-            answers.append((task, obj["output"]))
-        return cls(answers, name=f"replay:{path}")
+        lines = read_prepared(path, _answer)
+        return cls([answer for _, answer in lines], name=f"replay:{path}")
 
     def begin_episode(self, task_id: str | None) -> None:
         self._task = task_id
