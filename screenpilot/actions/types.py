@@ -26,7 +26,9 @@ class Click(_Action):
     x: int | None = Field(default=None, description="Horizontal pixel, or None for the current cursor")
     y: int | None = Field(default=None, description="Vertical pixel, or None for the current cursor")
     button: Literal["left", "right", "middle"] = Field(default="left", description="Mouse button")
-    count: Literal[1, 2] = Field(default=1, description="1 for a click, 2 for a double click")
+    count: Literal[1, 2, 3] = Field(
+        default=1, description="1 for a click, 2 for a double click, 3 for a triple click"
+    )
 
 
 class LongPress(_Action):
@@ -67,13 +69,20 @@ class MouseMove(_Action):
 
 
 class Scroll(_Action):
-    """Scroll the wheel; ``pixels`` > 0 scrolls up (reveals content above), as the model was taught."""
+    """Scroll the wheel; ``pixels`` > 0 scrolls up (reveals content above), as the model was taught.
+
+    A horizontal scroll mirrors that: ``pixels`` > 0 scrolls left (reveals content to the left), negative
+    scrolls right. Dialects whose models use another sign convention map it when they parse.
+    """
 
     action: Literal["scroll"] = "scroll"
     pixels: int = Field(
         ge=-MAX_SCROLL_PIXELS,
         le=MAX_SCROLL_PIXELS,
-        description="Amount; positive scrolls up, negative down. Never mapped between frames",
+        description="Amount; positive scrolls up (or left), negative down (or right). Never mapped between frames",
+    )
+    axis: Literal["vertical", "horizontal"] = Field(
+        default="vertical", description="vertical (the usual wheel) or horizontal"
     )
     x: int | None = Field(default=None, description="Where to scroll, or None for the current cursor")
     y: int | None = None
@@ -143,11 +152,28 @@ ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 POINTER_ACTIONS = frozenset({"click", "long_press", "swipe", "drag", "mouse_move", "scroll"})
 
 
+def action_kind(action: Action) -> str:
+    """The action's name, finer where environments differ: ``triple_click`` for a three-click
+    :class:`Click`, ``hscroll`` for a horizontal :class:`Scroll`, otherwise ``action.action``."""
+    if isinstance(action, Click) and action.count == 3:
+        return "triple_click"
+    if isinstance(action, Scroll) and action.axis == "horizontal":
+        return "hscroll"
+    return action.action
+
+
 def action_from_dict(data: dict[str, object]) -> Action:
     """Validate a plain dict (e.g. one line of a trajectory) into an action."""
     return ACTION_ADAPTER.validate_python(data)
 
 
 def action_to_dict(action: Action) -> dict[str, object]:
-    """Plain JSON-ready dict, absent optional points left out."""
-    return action.model_dump(mode="json", exclude_none=True)
+    """Plain JSON-ready dict, absent optional points left out.
+
+    A vertical scroll is written without ``axis`` (the default), so it reads the same as before the field
+    existed; a horizontal one always carries ``"axis": "horizontal"``.
+    """
+    data = action.model_dump(mode="json", exclude_none=True)
+    if data.get("axis") == "vertical":
+        del data["axis"]
+    return data
