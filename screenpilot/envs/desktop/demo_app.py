@@ -2,7 +2,7 @@
 
 Everything it receives is written as one JSON object per line (to ``--log FILE`` or stdout), so a test
 can assert what really arrived: the exact text in the entry, each key press, each button press with its
-screen position, wheel turns. Run it with ``python3 -m screenpilot.envs.desktop.demo_app``.
+screen position, double and triple clicks on the pad, wheel turns (vertical ``wheel``, horizontal ``hwheel``). Run it with ``python3 -m screenpilot.envs.desktop.demo_app``.
 
 Layout (client area at ``+X+Y``, default ``+100+100``; with no window manager that is its screen position):
 entry at (20, 20) size 360x36, Send button at (400, 20) size 160x36, pad at (20, 80) size 560x300.
@@ -58,6 +58,7 @@ class DemoApp:
         self.pad.create_text(PAD[2] // 2, 20, text="click, drag or scroll here", font=("DejaVu Sans", 11))
         self.status = self.pad.create_text(PAD[2] // 2, PAD[3] - 20, text="", font=("DejaVu Sans", 12))
         self.wheel = 0
+        self.hwheel = 0
 
         self.text.trace_add("write", lambda *_: self._log("text", text=self.text.get()))
         self.entry.bind("<Return>", lambda e: self._submit("return"))
@@ -69,7 +70,9 @@ class DemoApp:
         self.root.bind_class("screenpilot_log", "<ButtonPress>", self._on_press)
         self.root.bind_class("screenpilot_log", "<ButtonRelease>", self._on_release)
         self.pad.bind("<Double-Button-1>", lambda e: self._log("double", x=e.x_root, y=e.y_root))
+        self.pad.bind("<Triple-Button-1>", lambda e: self._log("triple", x=e.x_root, y=e.y_root))
         self.pad.bind("<MouseWheel>", self._on_wheel)  # Windows and macOS
+        self.pad.bind("<Shift-MouseWheel>", self._on_hwheel)  # Windows and macOS: sideways
         self.root.after(50, self._ready)
 
     # -- events -----------------------------------------------------------------------------------------------
@@ -98,15 +101,22 @@ class DemoApp:
         self._log("key", keysym=e.keysym, char=e.char, modifiers=mods, widget=self._name(e.widget))
 
     def _on_press(self, e: Any) -> None:
+        if e.num in (4, 5) and int(e.state) & _MODIFIER_BITS["shift"]:
+            # Tk 8.6 on X11 delivers the horizontal wheel (buttons 6 left, 7 right) as Shift with 4 and 5.
+            self._hwheel_step(1 if e.num == 4 else -1, e)
+            return
         if e.num in (4, 5):  # X11 wheel
             self._wheel_step(1 if e.num == 4 else -1, e)
+            return
+        if e.num in (6, 7):  # X11 horizontal wheel, where Tk passes it on as it is
+            self._hwheel_step(1 if e.num == 6 else -1, e)
             return
         self._log("press", button=e.num, x=e.x_root, y=e.y_root, widget=self._name(e.widget))
         if e.widget is self.pad:
             self.pad.create_oval(e.x - 4, e.y - 4, e.x + 4, e.y + 4, fill="#2a6fd0", outline="")
 
     def _on_release(self, e: Any) -> None:
-        if e.num in (4, 5):
+        if e.num in (4, 5, 6, 7):
             return
         self._log("release", button=e.num, x=e.x_root, y=e.y_root, widget=self._name(e.widget))
 
@@ -117,6 +127,17 @@ class DemoApp:
         self.wheel += step
         self._log("wheel", direction="up" if step > 0 else "down", x=e.x_root, y=e.y_root, total=self.wheel)
         self.pad.itemconfigure(self.status, text=f"scroll: {self.wheel}")
+
+    def _on_hwheel(self, e: Any) -> str:
+        self._hwheel_step(1 if e.delta > 0 else -1, e)
+        return "break"  # not also a vertical turn
+
+    def _hwheel_step(self, step: int, e: Any) -> None:
+        self.hwheel += step
+        self._log(
+            "hwheel", direction="left" if step > 0 else "right", x=e.x_root, y=e.y_root, total=self.hwheel
+        )
+        self.pad.itemconfigure(self.status, text=f"sideways: {self.hwheel}")
 
     @staticmethod
     def _name(widget: Any) -> str:

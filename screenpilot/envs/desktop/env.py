@@ -159,6 +159,23 @@ _LINE_BREAKS = re.compile(r"(\r\n|\r|\n|\t)")
 _BREAK_KEYS = {"\r\n": "enter", "\r": "enter", "\n": "enter", "\t": "tab"}
 
 
+def _wheel(pg: Any, clicks: int, at: tuple[int, int] | None, *, horizontal: bool) -> None:
+    """Turn the wheel ``clicks`` notches at ``at`` (or the cursor); positive is up, or left when horizontal.
+
+    pyautogui's horizontal scroll counts positive as right (X buttons 7 right, 6 left), so the sign flips.
+    Windows has no horizontal wheel event in pyautogui; there Shift with the vertical wheel scrolls sideways,
+    as Windows applications expect.
+    """
+    where: dict[str, int] = {} if at is None else {"x": at[0], "y": at[1]}
+    if not horizontal:
+        pg.scroll(clicks, _pause=False, **where)
+    elif sys.platform == "win32":
+        with pg.hold("shift", _pause=False):
+            pg.scroll(clicks, _pause=False, **where)
+    else:
+        pg.hscroll(-clicks, _pause=False, **where)
+
+
 class DesktopBase(Environment):
     """What the real desktop and the sandbox share: capture, input and local capabilities."""
 
@@ -395,10 +412,7 @@ class DesktopBase(Environment):
                 clicks = self.wheel_clicks(action.pixels)
                 if clicks:
                     with self._input() as pg:
-                        if at is None:
-                            pg.scroll(clicks, _pause=False)
-                        else:
-                            pg.scroll(clicks, x=at[0], y=at[1], _pause=False)
+                        _wheel(pg, clicks, at, horizontal=action.axis == "horizontal")
             case Key():
                 combo = normalize_combo(action.keys)
                 self._press(combo)
