@@ -7,9 +7,13 @@ Each environment's tests call :func:`check_environment` with a factory for a fre
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
-from screenpilot.actions.types import Action, Wait
+from screenpilot.actions.types import Action, Wait, action_kind
 from screenpilot.envs.base import Environment, EnvironmentStateError, Observation
+from screenpilot.errors import UnsupportedActionError
+
+Outcome = Literal["done", "refused"]
 
 
 def check_environment(
@@ -64,3 +68,28 @@ def check_environment(
     else:
         raise AssertionError("observe() after close() must raise EnvironmentStateError")
     return first
+
+
+def check_actions(env: Environment, actions: Sequence[Action]) -> dict[str, Outcome]:
+    """Execute each action (device pixels) on a reset ``env``: each must be done, or refused with an
+    :class:`~screenpilot.errors.UnsupportedActionError` whose message is one non-empty line the model can act
+    on. Any other outcome raises ``AssertionError``. Returns each action's kind
+    (:func:`~screenpilot.actions.types.action_kind`) and what happened to it."""
+    outcomes: dict[str, Outcome] = {}
+    for action in actions:
+        kind = action_kind(action)
+        try:
+            env.execute(action)
+        except UnsupportedActionError as exc:
+            message = str(exc)
+            assert message.strip() and "\n" not in message, (
+                f"refusing {kind} needs a one-line message for the model, not {message!r}"
+            )
+            outcomes[kind] = "refused"
+        except Exception as exc:
+            raise AssertionError(
+                f"{kind} must be done or refused as unsupported, not raise {type(exc).__name__}: {exc}"
+            ) from exc
+        else:
+            outcomes[kind] = "done"
+    return outcomes

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from PIL import Image, ImageDraw
 
 from screenpilot.actions.coords import Size
-from screenpilot.actions.types import Action
+from screenpilot.actions.types import Action, action_kind
 from screenpilot.envs.base import Environment, Observation, Platform
 from screenpilot.errors import UnsupportedActionError
 
@@ -32,6 +32,9 @@ class FakeEnv(Environment):
         static: bool = False,
         unsupported: Iterable[str] = (),
     ) -> None:
+        """``unsupported`` names action kinds to refuse, as an environment that cannot do them would: an
+        action name (``open_app``) or a finer kind of :func:`~screenpilot.actions.types.action_kind`
+        (``triple_click``, ``hscroll``)."""
         self.size = Size(*size)
         self.platform = platform  # type: ignore[misc]
         self.static = static
@@ -55,8 +58,9 @@ class FakeEnv(Environment):
         return Observation(self._screen.copy(), info={"fake": True})
 
     def _execute(self, action: Action) -> None:
-        if action.action in self.unsupported:
-            raise UnsupportedActionError(f"The fake environment cannot do action={action.action}.")
+        kind = action_kind(action)
+        if action.action in self.unsupported or kind in self.unsupported:
+            raise UnsupportedActionError(f"The fake environment cannot do action={kind}.")
         self.executed.append(action)
         if self.static:
             return

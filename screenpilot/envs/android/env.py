@@ -223,6 +223,10 @@ class AndroidEnv(Environment):
     # -- actions ----------------------------------------------------------------------------------------------
     def _execute(self, action: Action) -> None:
         match action:
+            case Click(count=3):
+                raise UnsupportedActionError(
+                    "A phone has no triple tap: to select text, long_press on it and drag the selection handles."
+                )
             case Click(button="left", x=x, y=y, count=count):
                 if x is None or y is None:
                     raise UnsupportedActionError("A phone has no cursor: click needs a coordinate.")
@@ -241,6 +245,11 @@ class AndroidEnv(Environment):
                     raise UnsupportedActionError("A phone has no cursor: drag needs a start coordinate.")
                 verb = "draganddrop" if "draganddrop" in self._input_help() else "swipe"
                 self._input(["input", verb, str(x), str(y), str(x2), str(y2), _ms(max(seconds, 1.0))])
+            case Scroll(axis="horizontal"):
+                raise UnsupportedActionError(
+                    "A phone has no sideways scroll wheel: swipe horizontally instead "
+                    "(a swipe from right to left reveals content on the right)."
+                )
             case Scroll():
                 self._scroll(action)
             case MouseMove():
