@@ -25,9 +25,16 @@ def _qwen25vl(platform: Platform, **options: Any) -> Dialect:
     return Qwen25VLDialect.for_platform(platform, **options)
 
 
+def _uitars15(platform: Platform, **options: Any) -> Dialect:
+    from screenpilot.model.uitars15 import UITars15Dialect
+
+    return UITars15Dialect.for_platform(platform, **options)
+
+
 #: Dialect name -> factory. Add a model family here (and nowhere else).
 DIALECTS: dict[str, DialectFactory] = {
     "qwen2.5-vl": _qwen25vl,
+    "ui-tars-1.5": _uitars15,  # a Qwen2.5-VL fine-tune: chosen by --dialect, never by model_type
 }
 
 #: A checkpoint's ``config.json`` ``model_type`` -> the dialect it was trained on.
