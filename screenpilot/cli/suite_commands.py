@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Hashable
@@ -230,23 +231,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     finally:
         models.close()
-    print(outcome.table)
+    report = None
     if not args.no_report:
         from screenpilot.tasks.report import write_report
 
-        path = write_report(args.out)
-        print(f"report: {path}", file=sys.stderr)
-    print(
-        f"run folder: {args.out} ({outcome.ran} episodes run, {outcome.skipped} already done)",
-        file=sys.stderr,
-    )
+        report = write_report(args.out)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the files are written
+        _print_bench_end(args.out, outcome, report)
+    return outcome.exit_status
+
+
+def _print_bench_end(out: Path, outcome: Any, report: Path | None) -> None:
+    """The summary table on stdout; where the results are, and why the run stopped early, on stderr."""
+    print(outcome.table, flush=True)
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
+    print(f"run folder: {out} ({outcome.ran} episodes run, {outcome.skipped} already done)", file=sys.stderr)
     if outcome.signal is None and outcome.stopped is not None:
         print(
             f"screenpilot: error: the run stopped early: {outcome.stopped}; fix that, then run the same "
             "command with --rerun-errors to resume and rerun those episodes",
             file=sys.stderr,
         )
-    return outcome.exit_status
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
