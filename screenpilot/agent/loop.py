@@ -404,7 +404,9 @@ def _act_one(
             ActionRecord(model=model_dict, device=device_dict, call=parsed.call, verdict="final")
         )
         ok = action.status == "success"
-        out.end = ("success" if ok else "failure", "terminated", None if ok else "the agent reported failure")
+        # the call says how the model gave up (one call means "I need a human", e.g. call_user())
+        error = None if ok else f"the agent reported failure: {parsed.call}"
+        out.end = ("success" if ok else "failure", "terminated", error)
         return False
     if isinstance(action, Answer):
         out.records.append(
