@@ -399,10 +399,9 @@ def _finished(call: UITarsCall) -> list[Action]:
 
 
 def _hotkey(call: UITarsCall) -> Key:
-    value = call.arguments.get("key", call.arguments.get("hotkey", ""))
-    keys = value.split()
-    if len(keys) == 1 and "+" in keys[0].strip("+"):
-        keys = [k for k in keys[0].split("+") if k]
+    value = call.arguments.get("key", call.arguments.get("hotkey", "")).strip()
+    # "ctrl c" as taught; "ctrl+c" and "ctrl + c" as sometimes written; a lone "+" is the plus key
+    keys = [k for k in re.split(r"(?<=[^+\s])\s*\+\s*|\s+", value) if k] if value != "+" else ["+"]
     if not keys:
         raise UITarsParseError("hotkey requires key='...', key names separated by spaces, e.g. key='ctrl c'.")
     return Key(keys=tuple(k.lower() for k in keys))
@@ -588,16 +587,15 @@ class UITars15Dialect:
         shown = set(with_images[-self.keep_images :]) if self.keep_images else set()
         out: list[Message] = []
         for i, step in enumerate(history):
-            call = add_box_tokens(step.call) if step.call else "wait()"
-            if i > 0 and _same_answer(history[i - 1], step) and out[-1].role == "assistant":
+            if i > 0 and step.call and _same_answer(history[i - 1], step) and out[-1].role == "assistant":
                 joined = out[-1].content[0]
                 assert isinstance(joined, TextPart)
-                out[-1] = Message.text("assistant", f"{joined.text}\n\n{call}")
+                out[-1] = Message.text("assistant", f"{joined.text}\n\n{add_box_tokens(step.call)}")
                 continue
             if i in shown:
                 assert step.screenshot is not None
                 out.append(Message("user", (ImagePart(self.prepare_image(step.screenshot, space)),)))
-            out.append(Message.text("assistant", _answer_text(step.summary, call)))
+            out.append(Message.text("assistant", _answer_text(step)))
         return out
 
     @staticmethod
@@ -664,8 +662,11 @@ def _same_answer(before: PastStep, step: PastStep) -> bool:
     return step.screenshot is None and step.summary is not None and step.summary == before.summary
 
 
-def _answer_text(summary: str | None, call: str) -> str:
-    return f"Thought: {summary}\nAction: {call}" if summary else f"Action: {call}"
+def _answer_text(step: PastStep) -> str:
+    """An earlier answer as the model wrote it: its thought, then its action with box tokens restored."""
+    thought = f"Thought: {step.summary}" if step.summary else ""
+    action = f"Action: {add_box_tokens(step.call)}" if step.call else ""
+    return "\n".join(part for part in (thought, action) if part)
 
 
 def _first_line(exc: Exception) -> str:

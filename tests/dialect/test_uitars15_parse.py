@@ -87,6 +87,8 @@ DESKTOP = {
     ),
     "Thought: t\nAction: hotkey(key='ctrl+shift+t')": ([Key(keys=("ctrl", "shift", "t"))], "t"),
     "Thought: t\nAction: hotkey(key='Enter')": ([Key(keys=("enter",))], "t"),
+    "Thought: t\nAction: hotkey(key='ctrl + shift + t')": ([Key(keys=("ctrl", "shift", "t"))], "t"),
+    "Thought: t\nAction: hotkey(key='ctrl++')": ([Key(keys=("ctrl", "+"))], "t"),
     "Thought: t\nAction: type(content='a\\'b \\\\ c')": ([TypeText(text="a'b \\ c")], "t"),
     'Thought: t\nAction: type(content="two words")': ([TypeText(text="two words")], "t"),
     "Thought: t\nAction: scroll(start_box='(500,500)', direction='left')": (

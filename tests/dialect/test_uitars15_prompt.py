@@ -133,6 +133,14 @@ def test_several_actions_of_one_answer_come_back_as_one_turn():
     assert len(assistant) == 1
 
 
+def test_a_step_without_an_action_keeps_only_its_thought():
+    dialect = UITars15Dialect("desktop")
+    space = dialect.coordinate_space(Size(1920, 1080))
+    history = [PastStep(None, "Nothing to do yet."), PastStep("wait()")]
+    turns = [m.content for m in dialect.messages("g", screen((1920, 1080)), space, history)[2:4]]
+    assert turns == [(TextPart("Thought: Nothing to do yet."),), (TextPart("Action: wait()"),)]
+
+
 def test_feedback_goes_with_the_current_screenshot():
     dialect = UITars15Dialect("desktop")
     space = dialect.coordinate_space(Size(1920, 1080))
