@@ -25,6 +25,12 @@ def _qwen25vl(platform: Platform, **options: Any) -> Dialect:
     return Qwen25VLDialect.for_platform(platform, **options)
 
 
+def _qwen3vl(platform: Platform, **options: Any) -> Dialect:
+    from screenpilot.model.qwen3vl import Qwen3VLDialect
+
+    return Qwen3VLDialect.for_platform(platform, **options)
+
+
 def _uitars15(platform: Platform, **options: Any) -> Dialect:
     from screenpilot.model.uitars15 import UITars15Dialect
 
@@ -34,6 +40,7 @@ def _uitars15(platform: Platform, **options: Any) -> Dialect:
 #: Dialect name -> factory. Add a model family here (and nowhere else).
 DIALECTS: dict[str, DialectFactory] = {
     "qwen2.5-vl": _qwen25vl,
+    "qwen3-vl": _qwen3vl,
     "ui-tars-1.5": _uitars15,  # a Qwen2.5-VL fine-tune: chosen by --dialect, never by model_type
 }
 
@@ -41,6 +48,8 @@ DIALECTS: dict[str, DialectFactory] = {
 MODEL_TYPES: dict[str, str] = {
     "qwen2_5_vl": "qwen2.5-vl",
     "qwen2_vl": "qwen2.5-vl",
+    "qwen3_vl": "qwen3-vl",
+    "qwen3_vl_moe": "qwen3-vl",
 }
 
 DIALECT_NAMES: tuple[str, ...] = tuple(DIALECTS)

@@ -1,0 +1,658 @@
+"""Qwen3-VL's native GUI-agent format: the ``mobile_use`` / ``computer_use`` tools of the Qwen3-VL cookbooks.
+
+The prompts are reproduced byte for byte from the cookbooks (the tests hold sha256 vectors of them). Three
+things differ from Qwen2.5-VL: coordinates are **relative**, on the fixed N×N grid the prompt's ``The
+screen's resolution is NxN.`` line states (N = 999 for ``mobile_use``, 1000 for ``computer_use``: the two
+cookbooks disagree, and each prompt is kept with its own N), the vision patch is 16 px so the image is
+resized with factor 32, and the phone prompt asks for a ``Thought:`` / ``Action:`` / one ``<tool_call>``
+answer. Because coordinates are relative, the image size never enters the coordinate conversion: the
+:class:`~screenpilot.actions.coords.CoordinateSpace` of this dialect maps the N×N grid to the device, and the
+image is sized separately (:meth:`Qwen3VLDialect.image_size`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from PIL import Image
+
+from screenpilot.actions.coords import CoordinateSpace, Size, smart_resize
+from screenpilot.actions.parse import (
+    MAX_TEXT_CHARS,
+    ToolCall,
+    ToolCallParseError,
+    extract_tool_calls,
+    parse_number,
+    parse_point,
+    show,
+)
+from screenpilot.actions.types import (
+    Action,
+    Answer,
+    Click,
+    Drag,
+    Key,
+    LongPress,
+    MouseMove,
+    Scroll,
+    Swipe,
+    SystemButton,
+    Terminate,
+    TypeText,
+    Wait,
+)
+from screenpilot.errors import SetupError
+from screenpilot.model.base import ImagePart, Message, TextPart
+from screenpilot.model.dialect import ParsedAction, PastStep, Platform
+
+ToolName = Literal["mobile_use", "computer_use"]
+_Pixel = Callable[[float, float], tuple[int, int]]
+
+#: Qwen3-VL's processor: patch 16 x merge 2.
+QWEN3_FACTOR = 32
+#: The Instruct checkpoints' ``preprocessor_config.json``: 64·32² and 16384·32² pixels.
+QWEN3_MIN_PIXELS = 64 * 32 * 32
+QWEN3_MAX_PIXELS = 16384 * 32 * 32
+
+#: The grid each tool's prompt states (``The screen's resolution is NxN.``).
+GRID: dict[ToolName, int] = {"mobile_use": 999, "computer_use": 1000}
+
+SYSTEM_PREAMBLE = "You are a helpful assistant."
+
+_POINT = "(x, y): The x (pixels from the left edge) and y (pixels from the top edge) coordinates to move the mouse to."
+_STATUS = {
+    "description": "The status of the task. Required only by `action=terminate`.",
+    "type": "string",
+    "enum": ["success", "failure"],
+}
+
+MOBILE_USE_TOOL: dict[str, Any] = {
+    "name": "mobile_use",
+    "description": "Use a touchscreen to interact with a mobile device, and take screenshots.\n"
+    "* This is an interface to a mobile device with touchscreen. You can perform actions like clicking, "
+    "typing, swiping, etc.\n"
+    "* Some applications may take time to start or process actions, so you may need to wait and take "
+    "successive screenshots to see the results of your actions.\n"
+    "* The screen's resolution is 999x999.\n"
+    "* Make sure to click any buttons, links, icons, etc with the cursor tip in the center of the element. "
+    "Don't click boxes on their edges unless asked.",
+    "parameters": {
+        "properties": {
+            "action": {
+                "description": "The action to perform. The available actions are:\n"
+                "* `click`: Click the point on the screen with coordinate (x, y).\n"
+                "* `long_press`: Press the point on the screen with coordinate (x, y) for specified seconds.\n"
+                "* `swipe`: Swipe from the starting point with coordinate (x, y) to the end point with "
+                "coordinates2 (x2, y2).\n"
+                "* `type`: Input the specified text into the activated input box.\n"
+                "* `answer`: Output the answer.\n"
+                "* `system_button`: Press the system button.\n"
+                "* `wait`: Wait specified seconds for the change to happen.\n"
+                "* `terminate`: Terminate the current task and report its completion status.",
+                "enum": [
+                    "click",
+                    "long_press",
+                    "swipe",
+                    "type",
+                    "answer",
+                    "system_button",
+                    "wait",
+                    "terminate",
+                ],
+                "type": "string",
+            },
+            "coordinate": {
+                "description": _POINT
+                + " Required only by `action=click`, `action=long_press`, and `action=swipe`.",
+                "type": "array",
+            },
+            "coordinate2": {"description": _POINT + " Required only by `action=swipe`.", "type": "array"},
+            "text": {"description": "Required only by `action=type` and `action=answer`.", "type": "string"},
+            "time": {
+                "description": "The seconds to wait. Required only by `action=long_press` and `action=wait`.",
+                "type": "number",
+            },
+            "button": {
+                "description": "Back means returning to the previous interface, Home means returning to the "
+                "desktop, Menu means opening the application background menu, and Enter means pressing the "
+                "enter. Required only by `action=system_button`",
+                "enum": ["Back", "Home", "Menu", "Enter"],
+                "type": "string",
+            },
+            "status": _STATUS,
+        },
+        "required": ["action"],
+        "type": "object",
+    },
+}
+
+_COMPUTER_ACTIONS = (
+    (
+        "key",
+        "Performs key down presses on the arguments passed in order, then performs key releases in reverse order.",
+    ),
+    ("type", "Type a string of text on the keyboard."),
+    ("mouse_move", "Move the cursor to a specified (x, y) pixel coordinate on the screen."),
+    ("left_click", "Click the left mouse button at a specified (x, y) pixel coordinate on the screen."),
+    ("left_click_drag", "Click and drag the cursor to a specified (x, y) pixel coordinate on the screen."),
+    ("right_click", "Click the right mouse button at a specified (x, y) pixel coordinate on the screen."),
+    ("middle_click", "Click the middle mouse button at a specified (x, y) pixel coordinate on the screen."),
+    (
+        "double_click",
+        "Double-click the left mouse button at a specified (x, y) pixel coordinate on the screen.",
+    ),
+    (
+        "triple_click",
+        "Triple-click the left mouse button at a specified (x, y) pixel coordinate on the screen "
+        "(simulated as double-click since it's the closest action).",
+    ),
+    ("scroll", "Performs a scroll of the mouse scroll wheel."),
+    ("hscroll", "Performs a horizontal scroll (mapped to regular scroll)."),
+    ("wait", "Wait specified seconds for the change to happen."),
+    ("terminate", "Terminate the current task and report its completion status."),
+    ("answer", "Answer a question."),
+)
+
+COMPUTER_USE_TOOL: dict[str, Any] = {
+    "name": "computer_use",
+    "description": "Use a mouse and keyboard to interact with a computer, and take screenshots.\n"
+    "* This is an interface to a desktop GUI. You do not have access to a terminal or applications menu. "
+    "You must click on desktop icons to start applications.\n"
+    "* Some applications may take time to start or process actions, so you may need to wait and take "
+    "successive screenshots to see the results of your actions. E.g. if you click on Firefox and a window "
+    "doesn't open, try wait and taking another screenshot.\n"
+    "* The screen's resolution is 1000x1000.\n"
+    "* Whenever you intend to move the cursor to click on an element like an icon, you should consult a "
+    "screenshot to determine the coordinates of the element before moving the cursor.\n"
+    "* If you tried clicking on a program or link but it failed to load, even after waiting, try adjusting "
+    "your cursor position so that the tip of the cursor visually falls on the element that you want to "
+    "click.\n"
+    "* Make sure to click any buttons, links, icons, etc with the cursor tip in the center of the element. "
+    "Don't click boxes on their edges.",
+    "parameters": {
+        "properties": {
+            "action": {
+                "description": "The action to perform. The available actions are:\n"
+                + "\n".join(f"* `{name}`: {text}" for name, text in _COMPUTER_ACTIONS),
+                "enum": [name for name, _ in _COMPUTER_ACTIONS],
+                "type": "string",
+            },
+            "keys": {"description": "Required only by `action=key`.", "type": "array"},
+            "text": {"description": "Required only by `action=type` and `action=answer`.", "type": "string"},
+            "coordinate": {"description": _POINT, "type": "array"},
+            "pixels": {
+                "description": "The amount of scrolling to perform. Positive values scroll up, negative values "
+                "scroll down. Required only by `action=scroll` and `action=hscroll`.",
+                "type": "number",
+            },
+            "time": {"description": "The seconds to wait. Required only by `action=wait`.", "type": "number"},
+            "status": _STATUS,
+        },
+        "required": ["action"],
+        "type": "object",
+    },
+}
+
+#: What the phone prompt adds after the tools block (the mobile cookbook's literal text).
+RESPONSE_FORMAT = (
+    "\n\n# Response format\n\n"
+    "Response format for every step:\n"
+    "1) Thought: one concise sentence explaining the next move (no multi-step reasoning).\n"
+    "2) Action: a short imperative describing what to do in the UI.\n"
+    '3) A single <tool_call>...</tool_call> block containing only the JSON: {"name": <function-name>, '
+    '"arguments": <args-json-object>}.\n\n'
+    "Rules:\n"
+    "- Output exactly in the order: Thought, Action, <tool_call>.\n"
+    "- Be brief: one sentence for Thought, one for Action.\n"
+    "- Do not output anything else outside those three parts.\n"
+    "- If finishing, use action=terminate in the tool call."
+)
+
+_PROGRESS = "Task progress (You have done the following operation on the current device): "
+
+
+def tool_line(tool: dict[str, Any]) -> str:
+    """The tool as the chat template writes it inside ``<tools>``."""
+    return json.dumps({"type": "function", "function": tool}, ensure_ascii=False)
+
+
+def tools_block(tool: dict[str, Any]) -> str:
+    """``# Tools`` … ``</tool_call>``: the block ``NousFnCallPrompt`` (and the chat template) writes."""
+    return (
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+        + tool_line(tool)
+        + "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+        "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+    )
+
+
+def mobile_system_text() -> str:
+    """The phone cookbook's system text: two newlines, the tools block, the response-format rules."""
+    return "\n\n" + tools_block(MOBILE_USE_TOOL) + RESPONSE_FORMAT
+
+
+def computer_system_text() -> str:
+    """The computer cookbook's system text: the preamble and the tools block (no response format)."""
+    return SYSTEM_PREAMBLE + "\n\n" + tools_block(COMPUTER_USE_TOOL)
+
+
+def history_text(items: Sequence[str]) -> str:
+    """``Step 1: …; Step 2: …; `` as the cookbook writes it (newlines and double quotes removed)."""
+    return "".join(
+        f"Step {i}: {item.replace(chr(10), '').replace(chr(34), '')}; "
+        for i, item in enumerate(items, start=1)
+    )
+
+
+def mobile_user_text(goal: str, history: Sequence[str]) -> str:
+    """The phone cookbook's user text (the task gets a ``.``; the history is followed by ``.`` and a newline)."""
+    return f"The user query: {goal}.\n{_PROGRESS}{history_text(history)}.\n"
+
+
+_THINK_END = "</think>"
+_ACTION_LINE = re.compile(r"^[ \t]*Action:[ \t]*(.+?)[ \t]*$", re.M)
+_THOUGHT = re.compile(r"Thought:[ \t]*(.*?)(?=^[ \t]*Action:|<tool_call>|\Z)", re.S | re.M)
+_QUOTES = "\"'“”‘’"
+
+
+def answer_body(text: str) -> str:
+    """The answer after the last ``</think>`` (a Thinking model's reasoning is not part of the answer)."""
+    at = text.rfind(_THINK_END)
+    return text if at < 0 else text[at + len(_THINK_END) :]
+
+
+def read_thought(text: str) -> str | None:
+    """The ``Thought:`` of an answer (it may run over several lines), if any."""
+    m = _THOUGHT.search(answer_body(text))
+    return (m.group(1).strip() or None) if m else None
+
+
+def read_action_line(text: str) -> str | None:
+    """The ``Action:`` line of an answer, surrounding quotes removed, if any."""
+    m = _ACTION_LINE.search(answer_body(text).split("<tool_call>", 1)[0])
+    return (m.group(1).strip().strip(_QUOTES).strip() or None) if m else None
+
+
+class Qwen3VLDialect:
+    """Prompt and parser for Qwen3-VL's ``mobile_use`` (phones) and ``computer_use`` (desktops) tools.
+
+    Points are on the N×N grid of the prompt (N = 999 on phones, 1000 on desktops) and map to device pixels
+    as ``round(x / N · W)``, clamped to the screen. The image is resized client-side with factor 32 to
+    exactly what the processor would make of it under the same pixel limits, so a backend's resize is a
+    no-op; the image size only decides what the model sees and the token cost, never the coordinates.
+
+    Only the current screenshot is sent (``keep_images`` adds earlier ones before it); earlier steps are
+    text, as the phone cookbook writes them: the model's own ``Action:`` line, or the call when it wrote
+    none. The computer cookbook is single-step; later desktop steps add the same ``Task progress`` text
+    after the query (screenpilot's choice: no multi-step form is published).
+    """
+
+    name = "qwen3-vl"
+
+    def __init__(
+        self,
+        tool: ToolName = "mobile_use",
+        *,
+        min_pixels: int = QWEN3_MIN_PIXELS,
+        max_pixels: int = QWEN3_MAX_PIXELS,
+        keep_images: int = 0,
+    ) -> None:
+        if tool not in GRID:
+            raise ValueError(f"unknown tool {tool!r}: expected mobile_use or computer_use")
+        if keep_images < 0:
+            raise ValueError("keep_images must be >= 0")
+        if not 0 < min_pixels <= max_pixels:
+            raise ValueError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} and {max_pixels}")
+        self.tool: ToolName = tool
+        self.platform: Platform = "mobile" if tool == "mobile_use" else "desktop"
+        self.grid = GRID[tool]
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.keep_images = keep_images
+
+    @classmethod
+    def for_platform(
+        cls,
+        platform: Platform,
+        *,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        answer_action: bool = False,
+        reasoning: bool = False,
+        keep_images: int = 0,
+    ) -> Qwen3VLDialect:
+        """The dialect from the options every dialect takes.
+
+        ``answer_action`` changes nothing: both published tools always offer ``answer``. ``reasoning`` is
+        built into the phone prompt (``Thought:`` and ``Action:`` lines); the computer prompt has no reasoning
+        form, so asking for one there is refused, as is a ``max_pixels`` above the largest image the
+        processor makes (16384·32²).
+        """
+        del answer_action  # always offered
+        if reasoning and platform != "mobile":
+            raise SetupError(
+                "the qwen3-vl computer_use prompt has no reasoning form; drop --reasoning "
+                "(the phone prompt always asks for a Thought)"
+            )
+        max_pixels = QWEN3_MAX_PIXELS if max_pixels is None else max_pixels
+        min_pixels = QWEN3_MIN_PIXELS if min_pixels is None else min(min_pixels, max_pixels)
+        if max_pixels > QWEN3_MAX_PIXELS:
+            raise SetupError(
+                f"--max-pixels {max_pixels} is above {QWEN3_MAX_PIXELS} (16384*32*32), the largest image "
+                "Qwen3-VL's processor makes; lower it"
+            )
+        try:
+            tool: ToolName = "mobile_use" if platform == "mobile" else "computer_use"
+            return cls(tool, min_pixels=min_pixels, max_pixels=max_pixels, keep_images=keep_images)
+        except ValueError as exc:
+            raise SetupError(f"qwen3-vl: {exc}") from None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "dialect": self.name,
+            "tool": self.tool,
+            "grid": f"{self.grid}x{self.grid}",
+            "factor": QWEN3_FACTOR,
+            "min_pixels": self.min_pixels,
+            "max_pixels": self.max_pixels,
+            "keep_images": self.keep_images,
+            "answer_action": True,
+            "reasoning": self.tool == "mobile_use",
+        }
+
+    # -- frames -----------------------------------------------------------------------------------------------
+    def coordinate_space(self, screen: Size) -> CoordinateSpace:
+        """The prompt's N×N grid against the device screen."""
+        return CoordinateSpace(model=Size(self.grid, self.grid), device=Size(*screen))
+
+    def image_size(self, screen: Size) -> Size:
+        """The size the screenshot is sent at: smart_resize with factor 32 and this dialect's limits."""
+        height, width = smart_resize(screen[1], screen[0], QWEN3_FACTOR, self.min_pixels, self.max_pixels)
+        return Size(width, height)
+
+    def image_tokens(self, screen: Size) -> int:
+        """How many ``<|image_pad|>`` tokens the processor puts in for a screenshot of ``screen``."""
+        width, height = self.image_size(screen)
+        return (width // QWEN3_FACTOR) * (height // QWEN3_FACTOR)
+
+    def prepare_image(self, screenshot: Image.Image, space: CoordinateSpace) -> Image.Image:
+        """The screenshot (device pixels) resized to :meth:`image_size` (bicubic, as the processor does), RGB."""
+        image = screenshot.convert("RGB") if screenshot.mode != "RGB" else screenshot
+        width, height = self.image_size(Size(*image.size))
+        if image.size == (width, height):
+            return image
+        return image.resize((width, height), Image.Resampling.BICUBIC)
+
+    # -- prompt -----------------------------------------------------------------------------------------------
+    def system_prompt(self, space: CoordinateSpace) -> str:
+        """The system text; it does not depend on the screen."""
+        return mobile_system_text() if self.tool == "mobile_use" else computer_system_text()
+
+    def user_text(self, goal: str, history: Sequence[PastStep]) -> str:
+        """The user turn's text: the phone form, or on a desktop the bare query (plus progress later on)."""
+        items = [step.summary or step.call or "no action" for step in history]
+        if self.tool == "mobile_use":
+            return mobile_user_text(goal, items)
+        if not items:
+            return goal
+        return f"{goal}\n{_PROGRESS}{history_text(items)}.\n"
+
+    def messages(
+        self,
+        goal: str,
+        screenshot: Image.Image,
+        space: CoordinateSpace,
+        history: Sequence[PastStep],
+        feedback: str | None = None,
+    ) -> list[Message]:
+        text: list[TextPart | ImagePart] = [TextPart(self.user_text(goal, history))]
+        if feedback:
+            text.append(TextPart(f"\nNote: {feedback}\n"))
+        images = self._kept_images(history, space)
+        images.append(ImagePart(self.prepare_image(screenshot, space)))
+        parts = [*text, *images] if self.tool == "mobile_use" else [*images, *text]
+        return [Message.text("system", self.system_prompt(space)), Message("user", tuple(parts))]
+
+    def _kept_images(self, history: Sequence[PastStep], space: CoordinateSpace) -> list[TextPart | ImagePart]:
+        if not self.keep_images:
+            return []
+        kept = [(i, s.screenshot) for i, s in enumerate(history, start=1) if s.screenshot is not None]
+        parts: list[TextPart | ImagePart] = []
+        for i, shot in kept[-self.keep_images :]:
+            assert shot is not None
+            parts += [TextPart(f"Screenshot before step {i}:"), ImagePart(self.prepare_image(shot, space))]
+        if parts:
+            parts.append(TextPart("Current screenshot:"))
+        return parts
+
+    # -- grounding (scripts) ----------------------------------------------------------------------------------
+    def grounding_messages(
+        self, target: str, screenshot: Image.Image, space: CoordinateSpace
+    ) -> list[Message]:
+        """The native prompt with a query asking for exactly one click on ``target``; a model that cannot see
+        it is asked to terminate with ``failure``."""
+        query = (
+            f"Click {target}. Answer with exactly one action: a click on it. "
+            "If it is not on the screen, terminate with status failure"
+        )
+        return self.messages(query, screenshot, space, ())
+
+    def question_messages(
+        self, question: str, screenshot: Image.Image, space: CoordinateSpace
+    ) -> list[Message]:
+        """The native prompt with a query asking to answer ``question`` through the tool's ``answer`` action
+        (both Qwen3-VL tools offer it)."""
+        query = (
+            f"Answer this question about the screen with the answer action and no other action: {question}"
+        )
+        return self.messages(query, screenshot, space, ())
+
+    # -- answers ----------------------------------------------------------------------------------------------
+    def summary(self, text: str) -> str | None:
+        """The model's ``Action:`` line (a one-sentence description of the step), used as history."""
+        return read_action_line(text)
+
+    def parse(self, text: str, space: CoordinateSpace) -> list[ParsedAction]:
+        """The call(s) in ``text`` (on a phone only the first: the prompt asks for a single one), each point
+        rounded once, straight into each frame."""
+        calls = extract_tool_calls(answer_body(text))
+        if self.tool == "mobile_use":
+            calls = calls[:1]
+        parsed = []
+        for call in calls:
+            model = self._action(call, space, space.model_pixel)
+            device = self._action(call, space, space.to_device)
+            parsed.append(
+                ParsedAction(model=model, device=device, call=ToolCall(self.tool, call.arguments).as_json())
+            )
+        return parsed
+
+    def _action(self, call: ToolCall, space: CoordinateSpace, pixel: _Pixel) -> Action:
+        if call.name is not None and call.name != self.tool:
+            raise ToolCallParseError(
+                f"Unknown function {call.name[:60]!r}; the only function is {self.tool!r}."
+            )
+        args = call.arguments
+        kind = args.get("action")
+        allowed = _MOBILE if self.tool == "mobile_use" else _DESKTOP
+        if not isinstance(kind, str) or kind not in allowed:
+            raise ToolCallParseError(
+                f"Unknown action {show(kind)} for {self.tool}; use one of: {', '.join(sorted(allowed))}."
+            )
+        point = _Points(args, kind, space, pixel)
+        try:
+            return (
+                _mobile_action(kind, args, point)
+                if self.tool == "mobile_use"
+                else _desktop_action(kind, args, point)
+            )
+        except ToolCallParseError:
+            raise
+        except (ValueError, TypeError) as exc:  # pydantic validation of the action's fields
+            raise ToolCallParseError(f"Invalid arguments for action={kind}: {_first_line(exc)}") from exc
+
+
+_MOBILE = frozenset(MOBILE_USE_TOOL["parameters"]["properties"]["action"]["enum"])
+_DESKTOP = frozenset(COMPUTER_USE_TOOL["parameters"]["properties"]["action"]["enum"])
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return " ".join(line.strip() for line in text[:3])
+
+
+class _Points:
+    """Reads points of one call on the N×N grid, range-checked, and gives them as ``pixel`` maps them."""
+
+    def __init__(self, args: dict[str, Any], kind: str, space: CoordinateSpace, pixel: _Pixel) -> None:
+        self.args, self.kind, self.space, self.pixel = args, kind, space, pixel
+
+    def __call__(self, field: str, *, required: bool = True) -> tuple[int, int] | None:
+        value = self.args.get(field)
+        if value is None:
+            if required:
+                raise ToolCallParseError(f"action={self.kind} requires `{field}` as [x, y].")
+            return None
+        x, y = parse_point(value, field)
+        if not self.space.contains_model_point(x, y):
+            n = self.space.model.width
+            raise ToolCallParseError(
+                f"`{field}` [{x:g}, {y:g}] is outside the screen; coordinates are relative, "
+                f"x and y each within 0..{n}."
+            )
+        return self.pixel(x, y)
+
+    def need(self, field: str) -> tuple[int, int]:
+        at = self(field)
+        assert at is not None
+        return at
+
+
+def _text(args: dict[str, Any], kind: str) -> str:
+    value = args.get("text")
+    if not isinstance(value, str):
+        raise ToolCallParseError(f"action={kind} requires `text` as a string.")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ToolCallParseError(
+            f"`text` of action={kind} is {len(value)} characters long; at most {MAX_TEXT_CHARS} are allowed."
+        )
+    return value
+
+
+def _seconds(args: dict[str, Any], default: float) -> float:
+    value = args.get("time", args.get("duration"))
+    return default if value is None else parse_number(value, "time")
+
+
+def _status(args: dict[str, Any]) -> Literal["success", "failure"]:
+    status = str(args.get("status", "")).lower()
+    if status not in ("success", "failure"):
+        raise ToolCallParseError('action=terminate requires `status`: "success" or "failure".')
+    return "success" if status == "success" else "failure"
+
+
+def _mobile_action(kind: str, args: dict[str, Any], point: _Points) -> Action:
+    match kind:
+        case "click":
+            x, y = point.need("coordinate")
+            return Click(x=x, y=y)
+        case "long_press":
+            x, y = point.need("coordinate")
+            return LongPress(x=x, y=y, seconds=_seconds(args, 2.0))
+        case "swipe":
+            x, y = point.need("coordinate")
+            x2, y2 = point.need("coordinate2")
+            return Swipe(x=x, y=y, x2=x2, y2=y2)
+        case "type":
+            return TypeText(text=_text(args, kind))
+        case "answer":
+            return Answer(text=_text(args, kind))
+        case "system_button":
+            button = str(args.get("button", "")).lower()
+            if button not in ("back", "home", "menu", "enter"):
+                raise ToolCallParseError("action=system_button requires `button`: Back, Home, Menu or Enter.")
+            return SystemButton(button=button)  # type: ignore[arg-type]
+        case "wait":
+            return Wait(seconds=_seconds(args, 2.0))
+        case "terminate":
+            return Terminate(status=_status(args))
+    raise ToolCallParseError(f"Unknown action {kind!r}.")
+
+
+_CLICKS: dict[str, tuple[Literal["left", "right", "middle"], Literal[1, 2, 3]]] = {
+    "left_click": ("left", 1),
+    "right_click": ("right", 1),
+    "middle_click": ("middle", 1),
+    "double_click": ("left", 2),
+    "triple_click": ("left", 3),
+}
+
+
+def _desktop_action(kind: str, args: dict[str, Any], point: _Points) -> Action:
+    if kind in _CLICKS:
+        button, count = _CLICKS[kind]
+        at = point("coordinate", required=False)  # no point: click where the pointer is
+        return (
+            Click(x=at[0], y=at[1], button=button, count=count) if at else Click(button=button, count=count)
+        )
+    match kind:
+        case "mouse_move":
+            x, y = point.need("coordinate")
+            return MouseMove(x=x, y=y)
+        case "left_click_drag":
+            start = point("start_coordinate", required=False)
+            x2, y2 = point.need("coordinate")
+            return Drag(x=start[0], y=start[1], x2=x2, y2=y2) if start else Drag(x2=x2, y2=y2)
+        case "scroll" | "hscroll":
+            return _scroll(kind, args, point)
+        case "key":
+            return Key(keys=_keys(args))
+        case "type":
+            return TypeText(text=_text(args, kind))
+        case "wait":
+            return Wait(seconds=_seconds(args, 1.0))
+        case "answer":
+            return Answer(text=_text(args, kind))
+        case "terminate":
+            return Terminate(status=_status(args))
+    raise ToolCallParseError(f"Unknown action {kind!r}.")
+
+
+def _scroll(kind: str, args: dict[str, Any], point: _Points) -> Scroll:
+    """``scroll``: positive up. ``hscroll``: the prompt leaves the sign open; positive is taken as right
+    (screenpilot's horizontal scroll counts positive as left, so the sign flips)."""
+    if args.get("pixels") is None:
+        raise ToolCallParseError(
+            f"action={kind} requires `pixels` (a number; positive scrolls up, negative down)."
+        )
+    pixels = round(parse_number(args["pixels"], "pixels"))
+    at = point("coordinate", required=False)
+    where: dict[str, int] = {"x": at[0], "y": at[1]} if at else {}
+    if kind == "hscroll":
+        return Scroll(pixels=-pixels, axis="horizontal", **where)
+    return Scroll(pixels=pixels, **where)
+
+
+_QUOTED = re.compile(r"""'([^']*)'|"([^"]*)\"""")
+_WRAPPED = re.compile(r"^\s*(?:keys\s*=\s*)?\[.*\]\s*$", re.S)
+
+
+def _keys(args: dict[str, Any]) -> tuple[str, ...]:
+    """``keys`` as a list of names; also a ``"ctrl+c"`` string, or a list holding one ``"keys=['ctrl', 'c']"``
+    string (forms the model writes)."""
+    keys = args.get("keys", args.get("text"))
+    if isinstance(keys, list) and len(keys) == 1 and isinstance(keys[0], str) and _WRAPPED.match(keys[0]):
+        keys = keys[0]
+    if isinstance(keys, str):
+        if _WRAPPED.match(keys):
+            keys = [a or b for a, b in _QUOTED.findall(keys)]
+        else:  # "ctrl+c", "ctrl + shift + t"; a "+" right after a separator is the plus key ("ctrl++")
+            keys = [k for k in re.split(r"(?<=[^+\s])\s*\+\s*", keys.strip()) if k] or [keys]
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k.strip() for k in keys):
+        raise ToolCallParseError('action=key requires `keys` as a list of key names, e.g. ["ctrl", "c"].')
+    return tuple(k.strip() for k in keys)
