@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -81,12 +82,15 @@ def register(
     p.add_argument("--thumb", type=positive_int, default=480, help="longest thumbnail side in pixels")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("eval", help="offline evaluation on recorded screens (no device)")
+    p = sub.add_parser(
+        "eval", help="offline evaluation on recorded screens (no device)", epilog=EVAL_EXIT_STATUS
+    )
     evals = p.add_subparsers(dest="eval_kind", required=True)
     g = evals.add_parser(
         "grounding",
         parents=[model_options()],
         help="ScreenSpot-style: does the click land in the target box?",
+        epilog=EVAL_EXIT_STATUS,
     )
     g.add_argument(
         "data", type=Path, help="JSON Lines: image, instruction, bbox [x1,y1,x2,y2], optional group"
@@ -107,7 +111,10 @@ def register(
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_eval_grounding)
     s = evals.add_parser(
-        "steps", parents=[model_options()], help="AndroidControl-style: is the next action the recorded one?"
+        "steps",
+        parents=[model_options()],
+        help="AndroidControl-style: is the next action the recorded one?",
+        epilog=EVAL_EXIT_STATUS,
     )
     s.add_argument(
         "data", type=Path, help="JSON Lines: screenshot, goal, optional instruction, history, action"
@@ -279,6 +286,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 # -- eval -----------------------------------------------------------------------------------------------------
 
 
+EVAL_EXIT_STATUS = (
+    "Exit status: 0 every planned example finished (whatever the accuracy); 1 the run stopped early because the "
+    "model failed for the whole run (finished results printed and written, reason printed); 2 usage or setup "
+    "error, bad data lines included (nothing ran), or the results could not be written; 130 Ctrl-C, 143 SIGTERM, "
+    "129 SIGHUP (finished results printed and written, marked incomplete)."
+)
+
+
 def _eval_model(args: argparse.Namespace) -> Any:
     from screenpilot.cli import wiring
     from screenpilot.cli.options import settings_from_args
@@ -286,51 +301,94 @@ def _eval_model(args: argparse.Namespace) -> Any:
     return wiring.build_model(settings_from_args(args))
 
 
-def _write_json(path: Path | None, data: dict[str, Any]) -> None:
-    if path is not None:
+def _check_out(path: Path | None) -> None:
+    """Refuse an ``--out`` that cannot be written before any model is loaded: a folder, or a place where no file
+    can be made (the parent folders are made here, as the results will need them)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise SetupError(f"--out {path} is a folder; give a file name for the results")
+    existed = path.exists()
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"results: {path}", file=sys.stderr)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise SetupError(f"cannot write the results to {path}: {exc.strerror or exc}") from exc
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    """Write the results next to their final place, then move them there, so a failed write (disk full) never
+    leaves a half file; a failure is one SetupError line."""
+    if path is None:
+        return
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        partial.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise SetupError(f"cannot write the results to {path}: {exc.strerror or exc}") from exc
+    print(f"results: {path}", file=sys.stderr)
+
+
+def _finish_eval(report: dict[str, Any], table: str, out: Path | None) -> int:
+    """Print the table (first, whatever happens next), write the results, and say how the run ended."""
+    print(table, flush=True)
+    _write_json(out, report)
+    if report["interrupted_by"]:
+        print(f"screenpilot: interrupted ({report['interrupted_by']})", file=sys.stderr)
+        return 128 + int(signal.Signals[report["interrupted_by"]])
+    if report["stopped"]:
+        print(f"screenpilot: error: the evaluation stopped early: {report['stopped']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_eval_grounding(args: argparse.Namespace) -> int:
     from screenpilot.cli.options import settings_from_args
+    from screenpilot.cli.run_command import stop_on_signals
     from screenpilot.tasks.evaluate import evaluate_grounding, format_grounding
 
+    _check_out(args.out)
     model = _eval_model(args)
     try:
-        report = evaluate_grounding(
-            args.data,
-            model,
-            tool=args.tool,
-            dialect_options=settings_from_args(args).dialect_options(),
-            limit=args.limit,
-            progress=not args.no_progress,
-            box_format=args.bbox_format,
-        )
+        with stop_on_signals():
+            report = evaluate_grounding(
+                args.data,
+                model,
+                tool=args.tool,
+                dialect_options=settings_from_args(args).dialect_options(),
+                limit=args.limit,
+                progress=not args.no_progress,
+                box_format=args.bbox_format,
+            )
     finally:
         model.close()
-    print(format_grounding(report))
-    _write_json(args.out, report)
-    return 0
+    return _finish_eval(report, format_grounding(report), args.out)
 
 
 def cmd_eval_steps(args: argparse.Namespace) -> int:
     from screenpilot.cli.options import settings_from_args
+    from screenpilot.cli.run_command import stop_on_signals
     from screenpilot.tasks.evaluate import evaluate_steps, format_steps
 
+    _check_out(args.out)
     model = _eval_model(args)
     try:
-        report = evaluate_steps(
-            args.data,
-            model,
-            level=args.level,
-            dialect_options=settings_from_args(args).dialect_options(),
-            limit=args.limit,
-            progress=not args.no_progress,
-        )
+        with stop_on_signals():
+            report = evaluate_steps(
+                args.data,
+                model,
+                level=args.level,
+                dialect_options=settings_from_args(args).dialect_options(),
+                limit=args.limit,
+                progress=not args.no_progress,
+            )
     finally:
         model.close()
-    print(format_steps(report))
-    _write_json(args.out, report)
-    return 0
+    return _finish_eval(report, format_steps(report), args.out)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import sys
 import time
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, assert_never
 
@@ -40,8 +42,8 @@ from screenpilot.actions.types import (
     Wait,
     action_to_dict,
 )
-from screenpilot.errors import MissingExtraError, ModelOutputError, SetupError
-from screenpilot.jsonl import read_objects
+from screenpilot.errors import ModelOutputError, SetupError
+from screenpilot.jsonl import read_prepared
 from screenpilot.model.base import ImagePart, Message, ModelBackend, ModelBackendError, TextPart
 from screenpilot.model.dialect import PastStep
 from screenpilot.model.qwen25vl import Qwen25VLDialect, ToolName
@@ -52,13 +54,6 @@ CLICK_TOLERANCE = 0.14
 
 Box = tuple[float, float, float, float]
 T = TypeVar("T")
-
-
-def _read_lines(path: Path, limit: int | None) -> list[tuple[int, dict[str, Any]]]:
-    lines = read_objects(path, limit=limit)
-    if not lines:
-        raise SetupError(f"{path} has no data lines")
-    return lines
 
 
 def _box(value: Any, where: str, box_format: str = "xyxy") -> Box:
@@ -77,15 +72,21 @@ def _box(value: Any, where: str, box_format: str = "xyxy") -> Box:
     return x1, y1, x2, y2
 
 
-def _image(base: Path, value: Any, where: str) -> Image.Image:
+def _image_size(base: Path, value: Any, where: str) -> tuple[Path, Size]:
+    """The image's path and size, read from its header only (the pixels are loaded when the line is asked)."""
     if not isinstance(value, str) or not value:
         raise SetupError(f"{where}: expected an image path")
     path = base / value
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
-    except OSError as exc:
+            return path, Size(*img.size)
+    except (OSError, Image.DecompressionBombError) as exc:
         raise SetupError(f"{where}: cannot open image {path}: {exc}") from exc
+
+
+def _load_image(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        return img.convert("RGB")
 
 
 def _text_field(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
@@ -95,6 +96,17 @@ def _text_field(obj: Mapping[str, Any], key: str, where: str, *, required: bool 
     if not isinstance(value, str) or not value.strip():
         raise SetupError(f"{where}: {key!r} must be a non-empty string")
     return value
+
+
+def _read_cases(
+    path: Path, prepare: Callable[[dict[str, Any], str], T], limit: int | None
+) -> list[tuple[int, T]]:
+    """``(line, case)`` for every line, all checked before the model is asked anything: every bad line is
+    reported in one error."""
+    cases = read_prepared(path, prepare, limit=limit)
+    if not cases:
+        raise SetupError(f"{path} has no data lines")
+    return cases
 
 
 def inside(box: Box, x: float, y: float) -> bool:
@@ -129,15 +141,114 @@ def _ask(model: ModelBackend, messages: list[Message]) -> tuple[str | None, str 
     return text, None, time.perf_counter() - t0
 
 
-def _progress(items: list[T], progress: bool, what: str) -> Iterable[T]:
-    """``items``, with a progress bar on stderr when asked (evaluations of a large model take minutes)."""
-    if not progress:
-        return items
+# -- running the examples -------------------------------------------------------------------------------------
+
+#: When the first this many examples (or all of them, when there are fewer) end on one and the same model error,
+#: the model fails for the whole run: the evaluation stops there instead of scoring every example a miss.
+RUN_WIDE_FAILURES = 3
+
+
+@dataclass
+class _Progress:
+    """Progress on stderr: a bar on a terminal (tqdm), else a line every tenth of the run."""
+
+    what: str
+    planned: int
+    enabled: bool
+    label: str
+    done: int = 0
+    good: int = 0
+    bar: Any = None
+
+    def __post_init__(self) -> None:
+        if self.enabled and sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=self.planned, desc=self.what, unit="item", file=sys.stderr)
+
+    def update(self, good: bool) -> None:
+        self.done += 1
+        self.good += int(good)
+        share = f"{100 * self.good / self.done:.1f}% {self.label}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(share, refresh=False)
+            self.bar.update(1)
+        elif self.enabled and (self.done % max(1, self.planned // 10) == 0 or self.done == self.planned):
+            print(
+                f"{self.what}: {self.done}/{self.planned} done, {share} so far", file=sys.stderr, flush=True
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class _Outcome:
+    """The items that finished, and why the run ended before the last one (if it did)."""
+
+    items: list[dict[str, Any]]
+    planned: int
+    stopped: str | None = None
+    interrupted_by: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The report's account of the run: planned and finished examples, and whether it is complete."""
+        return {
+            "planned": self.planned,
+            "finished": len(self.items),
+            "complete": self.stopped is None and self.interrupted_by is None,
+            "stopped": self.stopped,
+            "interrupted_by": self.interrupted_by,
+        }
+
+
+def _run_wide_failure(items: list[dict[str, Any]], planned: int) -> str | None:
+    """Why the model fails for the whole run, when the first examples all ended on the same model error."""
+    first = min(RUN_WIDE_FAILURES, planned)
+    if len(items) != first:
+        return None
+    errors = {item["error"] for item in items if item["status"] == "model_error"}
+    if len(errors) != 1 or any(item["status"] != "model_error" for item in items):
+        return None
+    return f"the model failed on the first {first} examples, each with: {errors.pop()}"
+
+
+def _run(cases: list[T], ask: Callable[[T], dict[str, Any]], progress: _Progress, good: str) -> _Outcome:
+    """Ask every case in turn; stop early when the model fails for the whole run, or on Ctrl-C / SIGTERM (a
+    ``KeyboardInterrupt``, whose ``signum`` names the signal), keeping every finished item."""
+    outcome = _Outcome([], len(cases))
     try:
-        from tqdm import tqdm
-    except ImportError as exc:
-        raise MissingExtraError("bench", "tqdm", "the progress bar") from exc
-    return tqdm(items, desc=what, unit="item", file=sys.stderr)
+        for case in cases:
+            outcome.items.append(ask(case))
+            progress.update(bool(outcome.items[-1][good]))
+            outcome.stopped = _run_wide_failure(outcome.items, len(cases))
+            if outcome.stopped:
+                break
+    except KeyboardInterrupt as exc:
+        outcome.interrupted_by = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+    finally:
+        progress.close()
+    return outcome
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _mean_model_s(items: list[dict[str, Any]]) -> float | None:
+    return sum(i["model_s"] for i in items) / len(items) if items else None
+
+
+def _image_error(item: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """An item whose image passed the header check but cannot be loaded: recorded as such, never asked."""
+    return {**item, "status": "image_error", "error": f"cannot load the image: {exc}", "model_s": 0.0}
 
 
 # -- grounding ------------------------------------------------------------------------------------------------
@@ -148,6 +259,69 @@ def _grounding_tool(obj: Mapping[str, Any], tool: ToolName | None) -> ToolName:
         return tool
     platform = str(obj.get("platform") or "mobile").lower()
     return "mobile_use" if platform in ("mobile", "android", "ios", "phone") else "computer_use"
+
+
+@dataclass(frozen=True)
+class _GroundingCase:
+    id: Any
+    group: str
+    tool: ToolName
+    instruction: str
+    bbox: Box
+    image: Path
+
+
+def _grounding_case(
+    obj: dict[str, Any], where: str, *, base: Path, tool: ToolName | None, box_format: str
+) -> _GroundingCase:
+    instruction = _text_field(obj, "instruction", where)
+    assert instruction is not None
+    bbox = _box(obj.get("bbox"), where, box_format)
+    image, _ = _image_size(base, obj.get("image"), where)
+    group = str(obj.get("group") or "all")
+    return _GroundingCase(obj.get("id"), group, _grounding_tool(obj, tool), instruction, bbox, image)
+
+
+def _ask_grounding(
+    line: int, case: _GroundingCase, model: ModelBackend, dialect: Qwen25VLDialect
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "line": line,
+        "id": case.id,
+        "group": case.group,
+        "tool": dialect.tool,
+        "bbox": list(case.bbox),
+        "output": None,
+        "point": None,
+        "hit": False,
+    }
+    try:
+        image = _load_image(case.image)
+    except (OSError, Image.DecompressionBombError) as exc:
+        return _image_error(item, exc)
+    space = dialect.coordinate_space(Size(*image.size))
+    messages = [
+        Message.text("system", dialect.system_prompt(space)),
+        Message("user", (TextPart(case.instruction), ImagePart(dialect.prepare_image(image, space)))),
+    ]
+    model.begin_episode(str(case.id) if case.id is not None else None)
+    text, error, model_s = _ask(model, messages)
+    item.update(output=text, model_s=round(model_s, 4))
+    if text is None:
+        return {**item, "status": "model_error", "error": error}
+    return {**item, **_score_point(dialect, text, space, case.bbox)}
+
+
+def _score_point(dialect: Qwen25VLDialect, text: str, space: CoordinateSpace, bbox: Box) -> dict[str, Any]:
+    try:
+        parsed = dialect.parse(text, space)
+    except ModelOutputError as exc:
+        return {"status": "unparsable", "error": str(exc)}
+    point = next((p for p in (action_point(a.device) for a in parsed) if p is not None), None)
+    if point is None:
+        return {"status": "no_point", "error": "the answer has no point"}
+    hit = inside(bbox, *point)
+    return {"status": "hit" if hit else "miss", "hit": hit, "point": list(point), "error": None}
 
 
 def evaluate_grounding(
@@ -165,54 +339,30 @@ def evaluate_grounding(
     Data lines: ``image`` (relative to the data file), ``instruction``, ``bbox`` ``[x1, y1, x2, y2]`` in image
     pixels (``box_format="xywh"``: ``[x, y, width, height]``, as ScreenSpot's files have it), optional
     ``group``, ``platform`` (mobile/desktop/web) and ``id`` (passed to the model's ``begin_episode``, so replay
-    files can key answers by it).
+    files can key answers by it). Every line is checked before the model is asked anything (all bad lines in
+    one SetupError). The run stops early, keeping what finished, when the model fails for the whole run or on
+    Ctrl-C; the report says so (``complete``, ``stopped``, ``interrupted_by``).
     """
     if box_format not in ("xyxy", "xywh"):
         raise SetupError(f"box format must be xyxy or xywh, got {box_format!r}")
     path = Path(data)
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
-    lines = _read_lines(path, limit)
-    items: list[dict[str, Any]] = []
-    for number, obj in _progress(lines, progress, "grounding"):
-        where = f"{path}:{number}"
-        instruction = _text_field(obj, "instruction", where)
-        assert instruction is not None
-        bbox = _box(obj.get("bbox"), where, box_format)
-        image = _image(path.parent, obj.get("image"), where)
-        dialect = Qwen25VLDialect(_grounding_tool(obj, tool), **options)
-        space = dialect.coordinate_space(Size(*image.size))
-        messages = [
-            Message.text("system", dialect.system_prompt(space)),
-            Message("user", (TextPart(instruction), ImagePart(dialect.prepare_image(image, space)))),
-        ]
-        model.begin_episode(str(obj["id"]) if obj.get("id") is not None else None)
-        text, error, model_s = _ask(model, messages)
-        item: dict[str, Any] = {
-            "model_s": round(model_s, 4),
-            "line": number,
-            "id": obj.get("id"),
-            "group": str(obj.get("group") or "all"),
-            "tool": dialect.tool,
-            "bbox": list(bbox),
-            "output": text,
-            "point": None,
-        }
-        if text is None:
-            item.update(status="model_error", hit=False, error=error)
-        else:
-            try:
-                parsed = dialect.parse(text, space)
-            except ModelOutputError as exc:
-                item.update(status="unparsable", hit=False, error=str(exc))
-            else:
-                point = next((p for p in (action_point(a.device) for a in parsed) if p is not None), None)
-                if point is None:
-                    item.update(status="no_point", hit=False, error="the answer has no point")
-                else:
-                    hit = inside(bbox, *point)
-                    item.update(status="hit" if hit else "miss", hit=hit, point=list(point), error=None)
-        items.append(item)
+    prepare = partial(_grounding_case, base=path.parent, tool=tool, box_format=box_format)
+    cases = _read_cases(path, prepare, limit)
+    dialects = {name: Qwen25VLDialect(name, **options) for name in {c.tool for _, c in cases}}
+    outcome = _run(
+        cases,
+        lambda lc: _ask_grounding(*lc, model, dialects[lc[1].tool]),
+        _Progress("grounding", len(cases), progress, "hits"),
+        "hit",
+    )
+    return _grounding_report(path, model, tool, outcome)
 
+
+def _grounding_report(
+    path: Path, model: ModelBackend, tool: ToolName | None, outcome: _Outcome
+) -> dict[str, Any]:
+    items = outcome.items
     groups: dict[str, dict[str, Any]] = {}
     for item in items:
         g = groups.setdefault(item["group"], {"total": 0, "hits": 0})
@@ -226,15 +376,22 @@ def evaluate_grounding(
         "data": str(path),
         "model": model.describe(),
         "tool": tool or "per line",
+        **outcome.fields(),
         "total": len(items),
         "hits": hits,
-        "accuracy": hits / len(items),
-        "unparsable": sum(1 for i in items if i["status"] == "unparsable"),
-        "no_point": sum(1 for i in items if i["status"] == "no_point"),
-        "model_errors": sum(1 for i in items if i["status"] == "model_error"),
-        "mean_model_s": sum(i["model_s"] for i in items) / len(items),
+        "accuracy": _ratio(hits, len(items)),
+        **_status_counts(items, "unparsable", "no_point", "model_error", "image_error"),
+        "mean_model_s": _mean_model_s(items),
         "groups": dict(sorted(groups.items())),
         "items": items,
+    }
+
+
+def _status_counts(items: list[dict[str, Any]], *statuses: str) -> dict[str, int]:
+    """``unparsable``, ``no_point``, ``model_errors``, ``image_errors``: how many items ended so."""
+    return {
+        (s if s in ("unparsable", "no_point") else f"{s}s"): sum(1 for i in items if i["status"] == s)
+        for s in statuses
     }
 
 
@@ -249,17 +406,27 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)])
 
 
-def format_grounding(report: Mapping[str, Any]) -> str:
-    rows = [
-        [g, str(v["total"]), str(v["hits"]), f"{100 * v['accuracy']:.1f}%"]
-        for g, v in report["groups"].items()
-    ]
-    rows.append(["overall", str(report["total"]), str(report["hits"]), f"{100 * report['accuracy']:.1f}%"])
-    extra = f"unparsable answers: {report['unparsable']}, answers without a point: {report['no_point']}"
-    extra += f", mean model time {report['mean_model_s']:.2f} s"
+def _footer(report: Mapping[str, Any], first: str) -> str:
+    """The line under a table: answer problems, model time, errors and, for a run that ended early, why."""
+    mean = report["mean_model_s"]
+    extra = first + (f", mean model time {mean:.2f} s" if mean is not None else "")
     if report["model_errors"]:
         extra += f", model errors: {report['model_errors']}"
-    return _table(["group", "n", "hits", "accuracy"], rows) + "\n" + extra
+    if report.get("image_errors"):
+        extra += f", images that could not be loaded: {report['image_errors']}"
+    if not report.get("complete", True):
+        why = report["stopped"] or f"interrupted ({report['interrupted_by']})"
+        extra += f"\nincomplete: {report['finished']} of {report['planned']} examples finished; {why}"
+    return extra
+
+
+def format_grounding(report: Mapping[str, Any]) -> str:
+    rows = [
+        [g, str(v["total"]), str(v["hits"]), _percent(v["accuracy"])] for g, v in report["groups"].items()
+    ]
+    rows.append(["overall", str(report["total"]), str(report["hits"]), _percent(report["accuracy"])])
+    first = f"unparsable answers: {report['unparsable']}, answers without a point: {report['no_point']}"
+    return _table(["group", "n", "hits", "accuracy"], rows) + "\n" + _footer(report, first)
 
 
 # -- next-step prediction -------------------------------------------------------------------------------------
@@ -357,6 +524,81 @@ def _history_call(item: Any, space: CoordinateSpace, where: str) -> str:
     return json.dumps({"name": "mobile_use", "arguments": args})
 
 
+@dataclass(frozen=True)
+class _StepCase:
+    id: Any
+    query: str
+    image: Path
+    screen: Size
+    truth: Action
+    bbox: Box | None
+    past: tuple[PastStep, ...]
+
+
+def _step_case(
+    obj: dict[str, Any], where: str, *, base: Path, level: str, dialect: Qwen25VLDialect
+) -> _StepCase:
+    goal = _text_field(obj, "goal", where)
+    assert goal is not None
+    instruction = _text_field(obj, "instruction", where, required=False)
+    image, screen = _image_size(base, obj.get("screenshot"), where)
+    truth_args = obj.get("action")
+    if not isinstance(truth_args, dict):
+        raise SetupError(f"{where}: 'action' must be an object of mobile_use arguments")
+    try:
+        truth = dialect.call_to_action(ToolCall("mobile_use", truth_args), CoordinateSpace(screen, screen))
+    except ModelOutputError as exc:
+        raise SetupError(f"{where}: the recorded action is not valid: {exc}") from exc
+    bbox = _box(obj["bbox"], where) if obj.get("bbox") is not None else None
+    history = obj.get("history") or []
+    if not isinstance(history, list):
+        raise SetupError(f"{where}: 'history' must be a list")
+    space = dialect.coordinate_space(screen)
+    past = tuple(PastStep(_history_call(h, space, where)) for h in history)
+    query = f"{goal}\nNext step: {instruction}" if level == "low" and instruction else goal
+    return _StepCase(obj.get("id"), query, image, screen, truth, bbox, past)
+
+
+def _ask_step(line: int, case: _StepCase, model: ModelBackend, dialect: Qwen25VLDialect) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "line": line,
+        "id": case.id,
+        "type": case.truth.action,
+        "truth": action_to_dict(case.truth),
+        "predicted": None,
+        "type_ok": False,
+        "step_ok": False,
+        "why": "not asked",
+        "output": None,
+    }
+    try:
+        image = _load_image(case.image)
+    except (OSError, Image.DecompressionBombError) as exc:
+        return _image_error(item, exc)
+    space = dialect.coordinate_space(case.screen)
+    model.begin_episode(str(case.id) if case.id is not None else None)
+    text, error, model_s = _ask(model, dialect.messages(case.query, image, space, list(case.past)))
+    predicted: Action | None = None
+    status = "ok" if text is not None else "model_error"
+    if text is not None:
+        try:
+            predicted = dialect.parse(text, space)[0].device
+        except ModelOutputError as exc:
+            status, error = "unparsable", str(exc)
+    result = match_step(predicted, case.truth, case.screen, case.bbox)
+    return {
+        **item,
+        "predicted": action_to_dict(predicted) if predicted is not None else None,
+        "type_ok": result.type_ok,
+        "step_ok": result.step_ok,
+        "why": result.why,
+        "status": status,
+        "error": error,
+        "output": text,
+        "model_s": round(model_s, 4),
+    }
+
+
 def evaluate_steps(
     data: str | Path,
     model: ModelBackend,
@@ -371,74 +613,26 @@ def evaluate_steps(
     Data lines: ``screenshot`` (relative to the data file), ``goal``, optional ``instruction`` (the step's
     low-level instruction, used with ``level="low"``), optional ``history`` (previous actions as mobile_use
     argument objects in device pixels, or call strings), ``action`` (mobile_use arguments in device pixels),
-    optional ``bbox`` of the target element, optional ``id``.
+    optional ``bbox`` of the target element, optional ``id``. Lines are checked, and runs stop early, as in
+    :func:`evaluate_grounding`.
     """
     if level not in ("high", "low"):
         raise SetupError(f"level must be high or low, got {level!r}")
     path = Path(data)
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
     dialect = Qwen25VLDialect("mobile_use", **options)
-    prepared = []
-    for number, obj in _read_lines(path, limit):
-        where = f"{path}:{number}"
-        goal = _text_field(obj, "goal", where)
-        assert goal is not None
-        instruction = _text_field(obj, "instruction", where, required=False)
-        image = _image(path.parent, obj.get("screenshot"), where)
-        screen = Size(*image.size)
-        identity = CoordinateSpace(screen, screen)
-        truth_args = obj.get("action")
-        if not isinstance(truth_args, dict):
-            raise SetupError(f"{where}: 'action' must be an object of mobile_use arguments")
-        try:
-            truth = dialect.call_to_action(ToolCall("mobile_use", truth_args), identity)
-        except ModelOutputError as exc:
-            raise SetupError(f"{where}: the recorded action is not valid: {exc}") from exc
-        bbox = _box(obj["bbox"], where) if obj.get("bbox") is not None else None
-        history = obj.get("history") or []
-        if not isinstance(history, list):
-            raise SetupError(f"{where}: 'history' must be a list")
-        prepared.append((number, obj, goal, instruction, image, screen, truth, bbox, history))
+    cases = _read_cases(path, partial(_step_case, base=path.parent, level=level, dialect=dialect), limit)
+    outcome = _run(
+        cases,
+        lambda lc: _ask_step(*lc, model, dialect),
+        _Progress("steps", len(cases), progress, "step accuracy"),
+        "step_ok",
+    )
+    return _steps_report(path, model, level, outcome)
 
-    items: list[dict[str, Any]] = []
-    for number, obj, goal, instruction, image, screen, truth, bbox, history in _progress(
-        prepared, progress, "steps"
-    ):
-        where = f"{path}:{number}"
-        space = dialect.coordinate_space(screen)
-        past = [PastStep(_history_call(h, space, where)) for h in history]
-        query = f"{goal}\nNext step: {instruction}" if level == "low" and instruction else goal
-        messages = dialect.messages(query, image, space, past)
-        model.begin_episode(str(obj["id"]) if obj.get("id") is not None else None)
-        text, error, model_s = _ask(model, messages)
-        predicted: Action | None = None
-        status = "ok"
-        if text is None:
-            status = "model_error"
-        else:
-            try:
-                parsed = dialect.parse(text, space)
-                predicted = parsed[0].device
-            except ModelOutputError as exc:
-                status, error = "unparsable", str(exc)
-        result = match_step(predicted, truth, screen, bbox)
-        items.append(
-            {
-                "line": number,
-                "id": obj.get("id"),
-                "type": truth.action,
-                "truth": action_to_dict(truth),
-                "predicted": action_to_dict(predicted) if predicted is not None else None,
-                "type_ok": result.type_ok,
-                "step_ok": result.step_ok,
-                "why": result.why,
-                "status": status,
-                "error": error,
-                "output": text,
-                "model_s": round(model_s, 4),
-            }
-        )
 
+def _steps_report(path: Path, model: ModelBackend, level: str, outcome: _Outcome) -> dict[str, Any]:
+    items = outcome.items
     by_type: dict[str, dict[str, Any]] = {}
     for item in items:
         t = by_type.setdefault(item["type"], {"total": 0, "type_ok": 0, "step_ok": 0})
@@ -454,12 +648,12 @@ def evaluate_steps(
         "data": str(path),
         "model": model.describe(),
         "level": level,
+        **outcome.fields(),
         "total": n,
-        "type_accuracy": sum(int(i["type_ok"]) for i in items) / n,
-        "step_accuracy": sum(int(i["step_ok"]) for i in items) / n,
-        "unparsable": sum(1 for i in items if i["status"] == "unparsable"),
-        "model_errors": sum(1 for i in items if i["status"] == "model_error"),
-        "mean_model_s": sum(i["model_s"] for i in items) / n,
+        "type_accuracy": _ratio(sum(int(i["type_ok"]) for i in items), n),
+        "step_accuracy": _ratio(sum(int(i["step_ok"]) for i in items), n),
+        **_status_counts(items, "unparsable", "model_error", "image_error"),
+        "mean_model_s": _mean_model_s(items),
         "by_type": dict(sorted(by_type.items())),
         "items": items,
     }
@@ -467,18 +661,10 @@ def evaluate_steps(
 
 def format_steps(report: Mapping[str, Any]) -> str:
     rows = [
-        [t, str(v["total"]), f"{100 * v['type_accuracy']:.1f}%", f"{100 * v['step_accuracy']:.1f}%"]
+        [t, str(v["total"]), _percent(v["type_accuracy"]), _percent(v["step_accuracy"])]
         for t, v in report["by_type"].items()
     ]
-    rows.append(
-        [
-            "overall",
-            str(report["total"]),
-            f"{100 * report['type_accuracy']:.1f}%",
-            f"{100 * report['step_accuracy']:.1f}%",
-        ]
-    )
-    extra = f"unparsable answers: {report['unparsable']}, mean model time {report['mean_model_s']:.2f} s"
-    if report["model_errors"]:
-        extra += f", model errors: {report['model_errors']}"
-    return _table(["action", "n", "type acc", "step acc"], rows) + "\n" + extra
+    overall = [_percent(report["type_accuracy"]), _percent(report["step_accuracy"])]
+    rows.append(["overall", str(report["total"]), *overall])
+    first = f"unparsable answers: {report['unparsable']}"
+    return _table(["action", "n", "type acc", "step acc"], rows) + "\n" + _footer(report, first)

@@ -171,7 +171,7 @@ def test_swipe_direction() -> None:
 
 def test_steps_evaluation_and_cli(tmp_path: Path) -> None:
     Image.new("RGB", (1080, 2400), (220, 220, 220)).save(tmp_path / "s.png")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": "a",
             "screenshot": "s.png",
