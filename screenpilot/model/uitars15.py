@@ -538,6 +538,7 @@ class UITars15Dialect:
             raise SetupError(f"the ui-tars-1.5 dialect does not take that option: {exc}") from None
 
     def describe(self) -> dict[str, object]:
+        """The settings a run records: the template (and its sha256), pixel limits, kept images, language."""
         return {
             "dialect": self.name,
             "template": "mobile_use" if self.platform == "mobile" else "computer_use",
@@ -551,6 +552,7 @@ class UITars15Dialect:
 
     # -- prompt -----------------------------------------------------------------------------------------------
     def coordinate_space(self, screen: Size) -> CoordinateSpace:
+        """The screen and the factor-28 resized image the model sees and answers in."""
         return CoordinateSpace.for_screen(
             screen, min_pixels=self.min_pixels, max_pixels=self.max_pixels, factor=QWEN_FACTOR
         )
