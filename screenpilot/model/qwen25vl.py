@@ -361,6 +361,44 @@ class Qwen25VLDialect:
         parts.append(ImagePart(self.prepare_image(screenshot, space)))
         return [Message.text("system", self.system_prompt(space)), Message("user", tuple(parts))]
 
+    # -- grounding (scripts) ----------------------------------------------------------------------------------
+    def grounding_messages(
+        self, target: str, screenshot: Image.Image, space: CoordinateSpace
+    ) -> list[Message]:
+        """The native prompt with a user turn asking for exactly one click on ``target``; a model that
+        cannot see it is asked to terminate with ``failure``."""
+        query = (
+            f"Click {target}. Answer with exactly one action: a click on it. "
+            "If it is not on the screen, terminate with status failure."
+        )
+        return self.messages(query, screenshot, space, ())
+
+    def question_messages(
+        self, question: str, screenshot: Image.Image, space: CoordinateSpace
+    ) -> list[Message]:
+        """The native prompt with the ``answer`` action offered (the AndroidWorld variant of the tool, and the
+        same addition to ``computer_use``) and a user turn asking to answer ``question`` with it. The answer
+        is read by a dialect built with ``answer_action=True``."""
+        query = (
+            f"Answer this question about the screen with the answer action and no other action: {question}"
+        )
+        user = (TextPart(self.user_text(query, ())), ImagePart(self.prepare_image(screenshot, space)))
+        system = system_text([self.answer_tool_schema(space)])
+        return [Message.text("system", system), Message("user", user)]
+
+    def answer_tool_schema(self, space: CoordinateSpace) -> dict[str, Any]:
+        """This dialect's tool at ``space``'s model size with the ``answer`` action added."""
+        if self.tool == "mobile_use":
+            return mobile_use_tool(space.model, answer_action=True)
+        tool: dict[str, Any] = json.loads(json.dumps(computer_use_tool(space.model)))
+        props = tool["parameters"]["properties"]
+        props["action"]["description"] = props["action"]["description"].replace(
+            "\n* `mouse_move`", "\n* `answer`: Output the answer.\n* `mouse_move`", 1
+        )
+        props["action"]["enum"].insert(props["action"]["enum"].index("type") + 1, "answer")
+        props["text"]["description"] = "Required only by `action=type` and `action=answer`."
+        return tool
+
     @staticmethod
     def prepare_image(screenshot: Image.Image, space: CoordinateSpace) -> Image.Image:
         """Resize to the model frame (bicubic, as the processor does), RGB."""
