@@ -6,6 +6,8 @@ screen position, double and triple clicks on the pad, wheel turns (vertical ``wh
 
 Layout (client area at ``+X+Y``, default ``+100+100``; with no window manager that is its screen position):
 entry at (20, 20) size 360x36, Send button at (400, 20) size 160x36, pad at (20, 80) size 560x300.
+``--layout moved`` puts the pad on top and the entry and button below it; ``--layout renamed`` labels the
+button Submit. The ``ready`` event gives each widget's screen rectangle and the button's label.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ BUTTON = (400, 20, 160, 36)
 PAD = (20, 80, 560, 300)
 WINDOW = (600, 400)
 
+Rect = tuple[int, int, int, int]
+#: Layout variants (``--layout``): widget rectangles and the button's label. ``default`` is the layout above.
+LAYOUTS: dict[str, tuple[Rect, Rect, Rect, str]] = {
+    "default": (ENTRY, BUTTON, PAD, "Send"),
+    "moved": ((20, 344, 360, 36), (400, 344, 160, 36), (20, 20, 560, 300), "Send"),
+    "renamed": (ENTRY, BUTTON, PAD, "Submit"),
+}
+
 _MODIFIER_BITS = {"shift": 0x1, "ctrl": 0x4, "alt": 0x8, "super": 0x40}
 
 
@@ -34,9 +44,18 @@ def centre(rect: tuple[int, int, int, int], origin: tuple[int, int] = (100, 100)
 
 class DemoApp:
     def __init__(
-        self, out: IO[str], *, geometry: str = "600x400+100+100", title: str = "screenpilot demo"
+        self,
+        out: IO[str],
+        *,
+        geometry: str = "600x400+100+100",
+        title: str = "screenpilot demo",
+        layout: str = "default",
     ) -> None:
         import tkinter as tk
+
+        entry, button, pad, label = LAYOUTS[layout]
+        self.rects = {"entry": entry, "button": button, "pad": pad}
+        self.label = label
 
         self.out = out
         self.root = tk.Tk()
@@ -48,13 +67,13 @@ class DemoApp:
 
         self.text = tk.StringVar(master=self.root)
         self.entry = tk.Entry(self.root, textvariable=self.text, font=font, name="entry")
-        self.entry.place(x=ENTRY[0], y=ENTRY[1], width=ENTRY[2], height=ENTRY[3])
+        self.entry.place(x=entry[0], y=entry[1], width=entry[2], height=entry[3])
         self.button = tk.Button(
-            self.root, text="Send", font=font, command=lambda: self._submit("button"), name="button"
+            self.root, text=label, font=font, command=lambda: self._submit("button"), name="button"
         )
-        self.button.place(x=BUTTON[0], y=BUTTON[1], width=BUTTON[2], height=BUTTON[3])
+        self.button.place(x=button[0], y=button[1], width=button[2], height=button[3])
         self.pad = tk.Canvas(self.root, background="white", highlightthickness=0, name="pad")
-        self.pad.place(x=PAD[0], y=PAD[1], width=PAD[2], height=PAD[3])
+        self.pad.place(x=pad[0], y=pad[1], width=pad[2], height=pad[3])
         self.pad.create_text(PAD[2] // 2, 20, text="click, drag or scroll here", font=("DejaVu Sans", 11))
         self.status = self.pad.create_text(PAD[2] // 2, PAD[3] - 20, text="", font=("DejaVu Sans", 12))
         self.wheel = 0
@@ -89,6 +108,11 @@ class DemoApp:
             y=self.root.winfo_rooty(),
             width=self.root.winfo_width(),
             height=self.root.winfo_height(),
+            widgets={
+                name: [self.root.winfo_rootx() + x, self.root.winfo_rooty() + y, w, h]
+                for name, (x, y, w, h) in self.rects.items()
+            },
+            label=self.label,
         )
 
     def _submit(self, via: str) -> None:
@@ -152,12 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log", help="append events (JSON lines) to this file instead of stdout")
     parser.add_argument("--geometry", default="600x400+100+100", help="Tk geometry (default: %(default)s)")
     parser.add_argument("--title", default="screenpilot demo")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="default", help="widget layout variant")
     args = parser.parse_args(argv)
     if args.log:
         with open(args.log, "a", encoding="utf-8", buffering=1) as out:
-            DemoApp(out, geometry=args.geometry, title=args.title).run()
+            DemoApp(out, geometry=args.geometry, title=args.title, layout=args.layout).run()
     else:
-        DemoApp(sys.stdout, geometry=args.geometry, title=args.title).run()
+        DemoApp(sys.stdout, geometry=args.geometry, title=args.title, layout=args.layout).run()
     return 0
 
 
