@@ -80,3 +80,12 @@ class ActionRefused(ScreenpilotError):
     def __init__(self, message: str, *, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class NoAnswer(ScreenpilotError):
+    """The model gave no usable answer to a script's question; ``screenshot`` is the screen it was asked
+    about."""
+
+    def __init__(self, message: str, *, screenshot: str | None = None) -> None:
+        super().__init__(message + (f" (screenshot: {screenshot})" if screenshot else ""))
+        self.screenshot = screenshot
