@@ -65,7 +65,12 @@ def register(
     p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("validate", help="check a suite file and list its tasks")
+    p = sub.add_parser(
+        "validate",
+        help="check a suite file and list its tasks; reports every problem, each with its line",
+        description="Check a suite file and list its tasks. Every problem is reported at once, with its line. "
+        "This imports the suite's python: checks, which runs their code: a suite file is code, not data.",
+    )
     p.add_argument("suite", type=Path)
     p.set_defaults(func=cmd_validate)
 
