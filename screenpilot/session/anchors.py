@@ -1,0 +1,400 @@
+"""Anchors: a patch of a screenshot that finds the same element again without asking the model.
+
+:func:`make_anchor` cuts the patch around a point, growing it until it is unique on the screenshot it comes
+from; :func:`find_anchor` looks for it on another screenshot and answers only when the match is strong and
+unique. Matching is zero-mean normalised cross-correlation (ZNCC) of grey levels: 1.0 is the same picture,
+whatever the brightness; 0 is unrelated. The thresholds below are the whole policy:
+
+* a match counts when its score is at least :data:`MATCH_MIN` and its pixels differ from the patch by at most
+  :data:`MAX_MEAN_DIFF` grey levels on average (so a hover tint passes, a recoloured or relabelled element
+  does not);
+* it is ambiguous, and nothing is returned, when another place scores within :data:`RIVAL_MARGIN` of it;
+* an anchor is made only where the best other place on its own screenshot scores at most
+  :data:`CREATE_RIVAL_MAX`, which leaves room for the element to change a little before it becomes ambiguous;
+* a patch whose grey levels vary less than :data:`FLAT_STD` is flat, and a flat region is never an anchor.
+
+The search looks near the old point first (:data:`NEAR_RADIUS` pixels around it, at full resolution), then over
+the whole screen at a reduced resolution (to find a moved element and any rival), and refines each candidate at
+full resolution.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from screenpilot.actions.coords import Point, Size
+from screenpilot.errors import ScreenpilotError
+
+#: The least ZNCC score of a match that is used.
+MATCH_MIN = 0.90
+#: A match is ambiguous when another place scores at least ``best - RIVAL_MARGIN``.
+RIVAL_MARGIN = 0.10
+#: An anchor is unique on its own screenshot when no other place scores above this.
+CREATE_RIVAL_MAX = 0.75
+#: The largest mean absolute grey-level difference between a match and the patch.
+MAX_MEAN_DIFF = 24.0
+#: A patch whose grey levels have a standard deviation below this is flat.
+FLAT_STD = 8.0
+#: How far from the expected place (in device pixels) the first, full-resolution search looks.
+NEAR_RADIUS = 24
+#: Patch sizes (width, height) tried in turn, smallest first; the last is the largest anchor made.
+PATCH_SIZES: tuple[tuple[int, int], ...] = (
+    (64, 32),
+    (96, 48),
+    (128, 64),
+    (192, 96),
+    (256, 128),
+    (384, 192),
+    (512, 256),
+)
+#: Coarse candidates below this score are not refined (the coarse score underrates thin detail).
+COARSE_MIN = 0.5
+#: How many coarse candidates are refined at most.
+COARSE_CANDIDATES = 6
+#: Screens larger than this many pixels are searched at 1/4 resolution, smaller ones at 1/2.
+LARGE_SCREEN_PIXELS = 1_500_000
+
+#: How many transform sizes a patch keeps its kernel for (the screen, the near region, a candidate region).
+KEPT_KERNELS = 4
+
+Array = NDArray[np.float32]
+
+
+class AnchorError(ScreenpilotError, ValueError):
+    """No anchor can be made at this point (a flat region, or nothing unique within the largest patch)."""
+
+
+class Anchor(BaseModel):
+    """A patch of a screenshot and where the located point lies inside it; ``model_dump(mode="json")`` is its
+    JSON form and ``Anchor.model_validate(data)`` reads it back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The patch as a base64 PNG (RGB).
+    patch_png: str
+    #: The located point, in pixels from the patch's top-left corner.
+    offset: Point
+    #: The size of the screenshot the patch was cut from.
+    screen: Size
+
+    @field_validator("patch_png")
+    @classmethod
+    def _decodes(cls, value: str) -> str:
+        _decode_png(value)
+        return value
+
+    @model_validator(mode="after")
+    def _offset_inside(self) -> Anchor:
+        width, height = self.patch.size
+        if not (0 <= self.offset.x < width and 0 <= self.offset.y < height):
+            raise ValueError(f"offset {tuple(self.offset)} lies outside the {width}x{height} patch")
+        return self
+
+    @cached_property
+    def patch(self) -> Image.Image:
+        """The patch as an RGB image (decoded once)."""
+        return _decode_png(self.patch_png)
+
+    @cached_property
+    def _template(self) -> _Template:
+        return _Template.of(self.patch)
+
+
+@dataclass(frozen=True)
+class AnchorMatch:
+    """Where an anchor was found: the located point in device pixels, its score and the best rival's score."""
+
+    point: Point
+    score: float
+    runner_up: float
+
+
+def make_anchor(screenshot: Image.Image, point: Point) -> Anchor:
+    """The smallest patch around ``point`` that is unique on ``screenshot``; raises :class:`AnchorError` when the
+    region is flat or nothing within the largest patch size is unique."""
+    width, height = screenshot.size
+    if not (0 <= point.x < width and 0 <= point.y < height):
+        raise AnchorError(f"point {tuple(point)} is outside the {width}x{height} screenshot")
+    screen = _Screen.of(screenshot)
+    textured = False
+    for size in PATCH_SIZES:
+        box = _patch_box(point, size, screenshot.size)
+        template = _Template.of(screenshot.crop(box))
+        if template.flat:
+            continue
+        textured = True
+        found = _search(screen, template, Point(box[0], box[1]))
+        if found is not None and found.place == (box[0], box[1]) and found.runner_up <= CREATE_RIVAL_MAX:
+            return _anchor(screenshot, box, point)
+    largest = "x".join(map(str, PATCH_SIZES[-1]))
+    why = "is not unique" if textured else "is flat"
+    raise AnchorError(f"no anchor at {tuple(point)}: the region around it {why} within {largest} pixels")
+
+
+def find_anchor(anchor: Anchor, screenshot: Image.Image, near: Point | None = None) -> AnchorMatch | None:
+    """The anchor's point on ``screenshot``, or None when the best match is weak or ambiguous.
+
+    ``near`` is where the point was before: that neighbourhood is searched first and at full resolution.
+    """
+    template = anchor._template
+    if template.flat or any(t > s for t, s in zip(template.size, screenshot.size, strict=True)):
+        return None
+    guess = None if near is None else Point(near.x - anchor.offset.x, near.y - anchor.offset.y)
+    found = _search(_Screen.of(screenshot), template, guess)
+    if found is None or not found.accepted:
+        return None
+    x, y = found.place
+    return AnchorMatch(
+        point=Point(x + anchor.offset.x, y + anchor.offset.y), score=found.score, runner_up=found.runner_up
+    )
+
+
+# -- patches ----------------------------------------------------------------------------------------------------
+def _patch_box(point: Point, size: tuple[int, int], screen: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A ``size`` box centred on ``point``, shifted (not shrunk) to fit the screen where it can."""
+    box = []
+    for centre, side, limit in zip(point, size, screen, strict=True):
+        side = min(side, limit)
+        start = min(max(centre - side // 2, 0), limit - side)
+        box.append((start, start + side))
+    (left, right), (top, bottom) = box
+    return left, top, right, bottom
+
+
+def _anchor(screenshot: Image.Image, box: tuple[int, int, int, int], point: Point) -> Anchor:
+    buffer = io.BytesIO()
+    screenshot.crop(box).convert("RGB").save(buffer, format="PNG")
+    return Anchor(
+        patch_png=base64.b64encode(buffer.getvalue()).decode("ascii"),
+        offset=Point(point.x - box[0], point.y - box[1]),
+        screen=Size(*screenshot.size),
+    )
+
+
+def _decode_png(data: str) -> Image.Image:
+    try:
+        raw = base64.b64decode(data, validate=True)
+        if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise ValueError("the patch is not a PNG image")
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+    except (binascii.Error, UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"the patch is not a readable base64 PNG ({exc})") from None
+    return image.convert("RGB")
+
+
+# -- matching ---------------------------------------------------------------------------------------------------
+def _scale_for(size: tuple[int, int]) -> int:
+    return 4 if size[0] * size[1] > LARGE_SCREEN_PIXELS else 2
+
+
+def _grey(image: Image.Image) -> NDArray[np.uint8]:
+    return np.asarray(image.convert("L"))
+
+
+@dataclass(frozen=True)
+class _Plane:
+    """Grey levels ready for ZNCC against any patch: their spectrum and integral tables, computed once."""
+
+    grey: NDArray[np.uint8]
+    fft_shape: tuple[int, int]
+    spectrum: NDArray[np.complex128]
+    sums: NDArray[np.float64]
+    squares: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, grey: NDArray[np.uint8]) -> _Plane:
+        shape = (_fast_len(grey.shape[0]), _fast_len(grey.shape[1]))
+        values = grey.astype(np.float64)  # numpy's float64 forward transform is the faster one
+        spectrum = np.fft.rfft2(values, shape)
+        return cls(grey, shape, spectrum, _table(values), _table(np.square(values)))
+
+    def fits(self, patch: _Patch) -> bool:
+        return patch.grey.shape[0] <= self.grey.shape[0] and patch.grey.shape[1] <= self.grey.shape[1]
+
+    def zncc(self, patch: _Patch) -> Array:
+        """ZNCC of ``patch`` at every place it fits (correlation by FFT, window sums from the integral
+        tables); flat windows score 0."""
+        (height, width), (rows, cols) = patch.grey.shape, self.grey.shape
+        spectrum = self.spectrum * patch.kernel(self.fft_shape)
+        products = np.fft.irfft2(spectrum, self.fft_shape)[height - 1 : rows, width - 1 : cols]
+        sums, squares = _window(self.sums, height, width), _window(self.squares, height, width)
+        variance = np.maximum(squares - np.square(sums) / (height * width), 0.0)
+        floor = (FLAT_STD / 4) ** 2 * height * width
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = np.where(variance > floor, products / (np.sqrt(variance) * patch.norm), 0.0)
+        return scores.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Patch:
+    """A patch's grey levels less their mean, and its correlation kernels for the last few transform sizes
+    (kept: the same anchor is looked for again and again on screens of one size)."""
+
+    grey: Array
+    centred: NDArray[np.float64] = field(init=False)
+    norm: float = field(init=False)
+    kernels: dict[tuple[int, int], NDArray[np.complex64]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        centred = self.grey.astype(np.float64) - float(self.grey.mean())
+        object.__setattr__(self, "centred", centred)
+        object.__setattr__(self, "norm", max(float(np.sqrt(np.square(centred).sum())), 1e-9))
+
+    def kernel(self, shape: tuple[int, int]) -> NDArray[np.complex64]:
+        kernel = self.kernels.get(shape)
+        if kernel is None:
+            kernel = np.fft.rfft2(self.centred[::-1, ::-1], shape).astype(np.complex64)
+            if len(self.kernels) >= KEPT_KERNELS:
+                del self.kernels[next(iter(self.kernels))]
+            self.kernels[shape] = kernel
+        return kernel
+
+
+def _table(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A summed-area table (exact: the values are whole grey levels or their squares)."""
+    table = np.zeros((values.shape[0] + 1, values.shape[1] + 1), dtype=np.float64)
+    np.cumsum(values, axis=0, out=table[1:, 1:])
+    np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
+    return table
+
+
+def _window(table: NDArray[np.float64], height: int, width: int) -> NDArray[np.float64]:
+    return (
+        table[height:, width:] - table[:-height, width:] - table[height:, :-width] + table[:-height, :-width]
+    )
+
+
+@dataclass(frozen=True)
+class _Screen:
+    """A screenshot prepared for searching: the RGB image (regions are cut from it at full resolution) and a
+    reduced grey copy searched as a whole."""
+
+    image: Image.Image
+    coarse: _Plane
+    scale: int
+
+    @classmethod
+    def of(cls, screenshot: Image.Image) -> _Screen:
+        image = screenshot if screenshot.mode == "RGB" else screenshot.convert("RGB")
+        scale = _scale_for(image.size)
+        return cls(image, _Plane.of(_grey(image.reduce(scale))), scale)
+
+    def region(self, box: tuple[int, int, int, int]) -> NDArray[np.uint8]:
+        return _grey(self.image.crop(box))
+
+
+@dataclass(frozen=True)
+class _Template:
+    """A patch prepared for searching: at full resolution and reduced by 2 and 4."""
+
+    full: _Patch
+    coarse: dict[int, _Patch]
+
+    @classmethod
+    def of(cls, patch: Image.Image) -> _Template:
+        rgb = patch.convert("RGB")
+        coarse = {
+            scale: _Patch(_grey(rgb.reduce(scale)).astype(np.float32))
+            for scale in (2, 4)
+            if min(rgb.size) >= 4 * scale
+        }
+        return cls(_Patch(_grey(rgb).astype(np.float32)), coarse)
+
+    @property
+    def grey(self) -> Array:
+        return self.full.grey
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.grey.shape[1], self.grey.shape[0]
+
+    @property
+    def flat(self) -> bool:
+        return float(self.grey.std()) < FLAT_STD
+
+
+@dataclass(frozen=True)
+class _Found:
+    place: tuple[int, int]  # the patch's top-left corner on the screen
+    score: float
+    runner_up: float
+    mean_diff: float
+
+    @property
+    def accepted(self) -> bool:
+        strong = self.score >= MATCH_MIN and self.mean_diff <= MAX_MEAN_DIFF
+        return strong and self.runner_up < self.score - RIVAL_MARGIN
+
+
+def _search(screen: _Screen, template: _Template, guess: Point | None) -> _Found | None:
+    """The best place for ``template`` on ``screen`` and the best rival's score (None if nothing matches)."""
+    candidates = []
+    if guess is not None:
+        candidates.append(_refine(screen, template, guess, NEAR_RADIUS))
+    for corner in _coarse_peaks(screen, template):
+        candidates.append(_refine(screen, template, corner, screen.scale + 2))
+    found = [c for c in candidates if c is not None]
+    if not found:
+        return None
+    found.sort(key=lambda c: c[2], reverse=True)
+    (bx, by, best), (width, height) = found[0], template.size
+    rivals = [s for x, y, s in found[1:] if abs(x - bx) > width // 2 or abs(y - by) > height // 2]
+    patch = screen.region((bx, by, bx + width, by + height)).astype(np.float32)
+    mean_diff = float(np.abs(patch - template.grey).mean())
+    return _Found((bx, by), best, max(rivals, default=0.0), mean_diff)
+
+
+def _coarse_peaks(screen: _Screen, template: _Template) -> list[Point]:
+    """Full-resolution top-left corners of the best separate places on the reduced screen."""
+    small = template.coarse.get(screen.scale)
+    if small is None or not screen.coarse.fits(small):
+        return []
+    scores = screen.coarse.zncc(small)
+    height, width = small.grey.shape
+    peaks = []
+    for _ in range(COARSE_CANDIDATES):
+        y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        if scores[y, x] < COARSE_MIN:
+            break
+        peaks.append(Point(int(x) * screen.scale, int(y) * screen.scale))
+        scores[
+            max(y - height // 2, 0) : y + height // 2 + 1, max(x - width // 2, 0) : x + width // 2 + 1
+        ] = -1
+    return peaks
+
+
+def _refine(screen: _Screen, template: _Template, guess: Point, radius: int) -> tuple[int, int, float] | None:
+    """The best top-left corner within ``radius`` of ``guess``, at full resolution, and its score."""
+    (width, height), (cols, rows) = template.size, screen.image.size
+    if width > cols or height > rows:
+        return None
+    limits = (cols - width, rows - height)
+    left, top = (min(max(v - radius, 0), limit) for v, limit in zip(guess, limits, strict=True))
+    right, bottom = (min(max(v + radius, 0), limit) for v, limit in zip(guess, limits, strict=True))
+    plane = _Plane.of(screen.region((left, top, right + width, bottom + height)))
+    scores = plane.zncc(template.full)
+    y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return left + int(x), top + int(y), float(scores[y, x])
+
+
+def _fast_len(n: int) -> int:
+    """The smallest length at least ``n`` whose only prime factors are 2, 3 and 5 (fast for the FFT)."""
+    candidate = n
+    while True:
+        rest = candidate
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return candidate
+        candidate += 1

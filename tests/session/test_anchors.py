@@ -1,0 +1,284 @@
+"""Anchors on real screenshots: the demo app in the sandbox desktop and the fake phone's screen over ADB.
+
+Variants the apps cannot produce by themselves (a widget moved inside the window, a renamed label, a second
+identical button) are drawn with PIL onto the real screenshots.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from pydantic import ValidationError
+
+from screenpilot.actions.coords import Point
+from screenpilot.envs.android import AndroidEnv, RetryPolicy
+from screenpilot.envs.android.fake_server import FakeAdbServer, FakePhone, default_screen
+from screenpilot.envs.desktop import SandboxEnv
+from screenpilot.envs.desktop.demo_app import BUTTON, ENTRY, centre
+from screenpilot.session.anchors import (
+    CREATE_RIVAL_MAX,
+    MATCH_MIN,
+    PATCH_SIZES,
+    Anchor,
+    AnchorError,
+    find_anchor,
+    make_anchor,
+)
+from screenpilot.tasks.fonts import FONT_PATHS
+from tests.session.conftest import HAVE_X
+
+needs_x = pytest.mark.skipif(not HAVE_X, reason="needs Xvfb and xclip (apt install xvfb xclip)")
+
+DEMO = f"{sys.executable} -m screenpilot.envs.desktop.demo_app"
+FONT = next((p for p in FONT_PATHS if Path(p).exists()), None)
+needs_font = pytest.mark.skipif(FONT is None, reason="needs DejaVu Sans (apt install fonts-dejavu-core)")
+
+Box = tuple[int, int, int, int]
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    assert FONT is not None
+    return ImageFont.truetype(FONT, size)
+
+
+def _sandbox_shot(tmp: Path, origin: tuple[int, int]) -> Image.Image:
+    log = tmp / f"events-{origin[0]}-{origin[1]}.jsonl"
+    with SandboxEnv(app=f"{DEMO} --log {log} --geometry 600x400+{origin[0]}+{origin[1]}") as env:
+        env.reset()
+        deadline = time.monotonic() + 20
+        while '"ready"' not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the demo app never became ready"
+            time.sleep(0.05)
+        time.sleep(0.3)  # the first frame is drawn just after the ready event
+        return env.observe().screenshot
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Image.Image]:
+    """Real screenshots of the demo app: at its usual place, and re-rendered with the window elsewhere."""
+    if not HAVE_X:
+        pytest.skip("needs Xvfb and xclip (apt install xvfb xclip)")
+    tmp = tmp_path_factory.mktemp("desk")
+    return {"home": _sandbox_shot(tmp, (100, 100)), "moved": _sandbox_shot(tmp, (300, 250))}
+
+
+def _screen_box(rect: tuple[int, int, int, int], origin: tuple[int, int] = (100, 100)) -> Box:
+    x, y, w, h = rect
+    return origin[0] + x, origin[1] + y, origin[0] + x + w, origin[1] + y + h
+
+
+SEND = Point(*centre(BUTTON))
+SEND_BOX = _screen_box(BUTTON)
+
+
+def _moved_button(shot: Image.Image, dx: int, dy: int) -> Image.Image:
+    """The button cut out (the window's grey left behind) and pasted ``dx, dy`` away."""
+    out = shot.copy()
+    button = shot.crop(SEND_BOX)
+    background = shot.getpixel((SEND_BOX[0] - 8, SEND_BOX[1] - 8))
+    ImageDraw.Draw(out).rectangle(
+        (SEND_BOX[0], SEND_BOX[1], SEND_BOX[2] - 1, SEND_BOX[3] - 1), fill=background
+    )
+    out.paste(button, (SEND_BOX[0] + dx, SEND_BOX[1] + dy))
+    return out
+
+
+def _relabelled(shot: Image.Image, box: Box, label: str, size: int = 19) -> Image.Image:
+    """The button with its face repainted and ``label`` written in the middle."""
+    out = shot.copy()
+    face = shot.getpixel((box[0] + 5, box[1] + 5))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((box[0] + 4, box[1] + 4, box[2] - 5, box[3] - 5), fill=face)
+    middle = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
+    draw.text(middle, label, font=_font(size), fill=(0, 0, 0), anchor="mm")
+    return out
+
+
+# -- the desktop ---------------------------------------------------------------------------------------------------
+@needs_x
+def test_found_in_place_with_a_small_patch(desk: dict[str, Image.Image]) -> None:
+    anchor = make_anchor(desk["home"], SEND)
+    assert anchor.patch.size == PATCH_SIZES[0]  # the label alone identifies the button
+    match = find_anchor(anchor, desk["home"], near=SEND)
+    assert match is not None
+    assert match.point == SEND
+    assert match.score > 0.99
+    assert match.runner_up <= CREATE_RIVAL_MAX
+
+
+@needs_x
+def test_found_after_the_window_moved(desk: dict[str, Image.Image]) -> None:
+    anchor = make_anchor(desk["home"], SEND)
+    for near in (SEND, None):
+        match = find_anchor(anchor, desk["moved"], near=near)
+        assert match is not None
+        assert match.point == Point(SEND.x + 200, SEND.y + 150)
+
+
+@needs_x
+@pytest.mark.parametrize(("dx", "dy"), [(0, 300), (-420, 120), (10, 4)])
+def test_found_after_the_button_moved_inside_the_window(
+    desk: dict[str, Image.Image], dx: int, dy: int
+) -> None:
+    anchor = make_anchor(desk["home"], SEND)
+    moved = _moved_button(desk["home"], dx, dy)
+    match = find_anchor(anchor, moved, near=SEND)
+    assert match is not None
+    assert match.point == Point(SEND.x + dx, SEND.y + dy)
+    assert find_anchor(anchor, desk["home"].crop((0, 0, 400, 300)), near=SEND) is None  # gone from view
+
+
+@needs_x
+@needs_font
+@pytest.mark.parametrize("label", ["Save", "Sent", "Submit"])
+def test_not_found_when_the_label_changed(desk: dict[str, Image.Image], label: str) -> None:
+    """Both labels are drawn the same way, so the label is the only difference."""
+    before = _relabelled(desk["home"], SEND_BOX, "Send")
+    anchor = make_anchor(before, SEND)
+    moved = before.copy()
+    moved.paste(before.crop(SEND_BOX), (SEND_BOX[0] - 300, SEND_BOX[1] + 200))
+    moved.paste(desk["home"].crop(SEND_BOX), SEND_BOX[:2])
+    match = find_anchor(anchor, moved, near=SEND)
+    assert match is not None  # the same drawing, moved, is found
+    assert match.point == Point(SEND.x - 300, SEND.y + 200)
+    renamed = _relabelled(desk["home"], SEND_BOX, label)
+    assert find_anchor(anchor, renamed, near=SEND) is None
+    assert find_anchor(anchor, renamed) is None
+
+
+@needs_x
+def test_not_found_when_a_second_identical_button_appears(desk: dict[str, Image.Image]) -> None:
+    anchor = make_anchor(desk["home"], SEND)
+    twice = desk["home"].copy()
+    twice.paste(desk["home"].crop(SEND_BOX), (SEND_BOX[0] - 300, SEND_BOX[1] + 200))
+    assert find_anchor(anchor, twice, near=SEND) is None
+    assert find_anchor(anchor, twice) is None
+
+
+@needs_x
+def test_a_slight_tint_is_still_found(desk: dict[str, Image.Image]) -> None:
+    """A hover highlight lightens the button a little; the label still identifies it."""
+    anchor = make_anchor(desk["home"], SEND)
+    tinted = desk["home"].copy()
+    tinted.paste(desk["home"].crop(SEND_BOX).point(lambda v: min(v + 12, 255)), SEND_BOX[:2])
+    match = find_anchor(anchor, tinted, near=SEND)
+    assert match is not None
+    assert match.point == SEND
+    assert match.score >= MATCH_MIN
+
+
+@needs_x
+def test_a_flat_region_is_not_an_anchor(desk: dict[str, Image.Image]) -> None:
+    with pytest.raises(AnchorError, match=r"no anchor at \(1100, 700\).* is flat"):
+        make_anchor(desk["home"], Point(1100, 700))
+
+
+@needs_x
+def test_an_empty_field_grows_its_patch_until_it_is_unique(desk: dict[str, Image.Image]) -> None:
+    """The middle of the empty entry is plain white; only a larger patch, reaching its ends, places it."""
+    field = Point(*centre(ENTRY))
+    anchor = make_anchor(desk["home"], field)
+    assert anchor.patch.size[0] > PATCH_SIZES[0][0]
+    match = find_anchor(anchor, desk["moved"], near=field)
+    assert match is not None
+    assert match.point == Point(field.x + 200, field.y + 150)
+
+
+@needs_x
+def test_the_json_form_reads_back_and_still_finds(desk: dict[str, Image.Image]) -> None:
+    anchor = make_anchor(desk["home"], SEND)
+    data = json.loads(json.dumps(anchor.model_dump(mode="json")))
+    assert set(data) == {"patch_png", "offset", "screen"}
+    assert data["screen"] == [1280, 800]
+    again = Anchor.model_validate(data)
+    assert again.offset == anchor.offset
+    match = find_anchor(again, desk["moved"], near=SEND)
+    assert match is not None
+    assert match.point == Point(SEND.x + 200, SEND.y + 150)
+
+
+def test_a_broken_json_form_is_refused() -> None:
+    with pytest.raises(ValidationError, match="not a readable base64 PNG"):
+        Anchor.model_validate({"patch_png": "not base64!", "offset": [1, 1], "screen": [10, 10]})
+    patch = make_anchor(_phone_screen(), Point(820, 2260)).model_dump(mode="json")
+    with pytest.raises(ValidationError, match="outside the 64x32 patch"):
+        Anchor.model_validate({**patch, "offset": [64, 3]})
+
+
+# -- the fake phone ------------------------------------------------------------------------------------------------
+LABELS = ("Network", "Bluetooth", "Display", "Sound", "Storage", "Battery")
+SAVE = Point(820, 2260)
+
+
+def _phone_screen(*, labels: tuple[str, ...] = LABELS, button: str = "Save", lift: int = 0) -> Image.Image:
+    """The fake phone's default screen with row labels and a button (``lift`` pixels higher)."""
+    image = default_screen((1080, 2400))
+    if FONT is None:
+        pytest.skip("needs DejaVu Sans (apt install fonts-dejavu-core)")
+    draw = ImageDraw.Draw(image)
+    font = _font(44)
+    draw.text((60, 110), "Settings", font=font, fill="white")
+    for row, label in enumerate(labels):
+        draw.text((90, 300 + row * 240 + 40), label, font=font, fill=(20, 20, 20))
+    top = 2200 - lift
+    draw.rounded_rectangle((640, top, 1000, top + 120), 20, fill=(25, 118, 210))
+    draw.text((820, top + 60), button, font=font, fill="white", anchor="mm")
+    return image
+
+
+@pytest.fixture
+def phone_env() -> Iterator[tuple[FakePhone, AndroidEnv]]:
+    phone = FakePhone(serial="emulator-5554", screen=_phone_screen())
+    with FakeAdbServer([phone]) as server:
+        env = AndroidEnv(port=server.port, retry=RetryPolicy(attempts=2, first_wait_s=0.01, max_wait_s=0.02))
+        try:
+            env.reset()
+            yield phone, env
+        finally:
+            env.close()
+
+
+def test_phone_button_found_in_place_and_after_a_move(phone_env: tuple[FakePhone, AndroidEnv]) -> None:
+    phone, env = phone_env
+    anchor = make_anchor(env.observe().screenshot, SAVE)
+    match = find_anchor(anchor, env.observe().screenshot, near=SAVE)
+    assert match is not None
+    assert match.point == SAVE
+    phone.set_screen(_phone_screen(lift=700))
+    match = find_anchor(anchor, env.observe().screenshot, near=SAVE)
+    assert match is not None
+    assert match.point == Point(SAVE.x, SAVE.y - 700)
+
+
+def test_phone_button_renamed_is_not_found(phone_env: tuple[FakePhone, AndroidEnv]) -> None:
+    phone, env = phone_env
+    anchor = make_anchor(env.observe().screenshot, SAVE)
+    phone.set_screen(_phone_screen(button="Send"))
+    assert find_anchor(anchor, env.observe().screenshot, near=SAVE) is None
+
+
+def test_phone_row_is_ambiguous_once_two_rows_read_the_same(phone_env: tuple[FakePhone, AndroidEnv]) -> None:
+    phone, env = phone_env
+    sound = Point(200, 300 + 3 * 240 + 60)
+    anchor = make_anchor(env.observe().screenshot, sound)
+    phone.set_screen(_phone_screen(labels=("Network", "Sound", "Display", "Sound", "Storage", "Battery")))
+    assert find_anchor(anchor, env.observe().screenshot, near=sound) is None
+
+
+def test_identical_rows_without_text_are_not_an_anchor(phone_env: tuple[FakePhone, AndroidEnv]) -> None:
+    """The plain default screen: six identical rows; a point at a row's corner matches every row."""
+    phone, env = phone_env
+    phone.set_screen(default_screen((1080, 2400)))
+    with pytest.raises(AnchorError, match="is not unique within 512x256 pixels"):
+        make_anchor(env.observe().screenshot, Point(60, 2400 // 8 + 2400 // 10 + 5))
+
+
+def test_a_patch_larger_than_the_screenshot_is_not_found() -> None:
+    anchor = make_anchor(_phone_screen(), SAVE)
+    assert find_anchor(anchor, Image.new("RGB", (40, 20), "white")) is None
