@@ -329,14 +329,18 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
     leaves a half file; a failure is one SetupError line."""
     if path is None:
         return
-    partial = path.with_name(f".{path.name}.partial")
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    # A device or pipe (/dev/null, /dev/stdout) is written as it is; renaming onto it would replace it.
+    partial = path if path.exists() and not path.is_file() else path.with_name(f".{path.name}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        partial.replace(path)
+        partial.write_text(text, encoding="utf-8")
+        if partial != path:
+            partial.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
+            if partial != path:
+                partial.unlink(missing_ok=True)
         raise SetupError(f"cannot write the results to {path}: {exc.strerror or exc}") from exc
     print(f"results: {path}", file=sys.stderr)
 

@@ -219,3 +219,12 @@ def test_existing_results_are_replaced_whole(data: Path, tmp_path: Path) -> None
     replay = write_jsonl(tmp_path / "r.jsonl", [{"output": CLICK}] * 6)
     assert main(["eval", "grounding", str(data), "--model", f"replay:{replay}", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["hits"] == 6 and [p.name for p in tmp_path.glob(".r.json*")] == []
+
+
+def test_out_to_a_device_writes_through_it(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replay = write_jsonl(tmp_path / "r.jsonl", [{"output": CLICK}] * 6)
+    assert main(["eval", "grounding", str(data), "--model", f"replay:{replay}", "--out", "/dev/null"]) == 0
+    assert Path("/dev/null").is_char_device() and not Path("/dev/.null.partial").exists()
+    assert "results: /dev/null" in capsys.readouterr().err
