@@ -745,8 +745,9 @@ def resolve_function(spec: str, base_dir: Path) -> Callable[..., Any]:
     with _on_path(base_dir):
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise SetupError(f"cannot import {module_name!r} for check {spec!r}: {exc}") from exc
+        except (Exception, SystemExit) as exc:  # a module that calls sys.exit() on import is a problem too
+            why = f"it exited ({exc.code})" if isinstance(exc, SystemExit) else str(exc)
+            raise SetupError(f"cannot import {module_name!r} for check {spec!r}: {why}") from exc
     func = getattr(module, func_name, None)
     if not callable(func):
         raise SetupError(f"{module_name!r} has no function {func_name!r} (check {spec!r})")

@@ -374,3 +374,19 @@ def test_non_utf8_suite_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(SuiteError) as info:
         load_suite(path)
     assert info.value.problems == [f"{path}:3: not UTF-8 text"]
+
+
+def test_a_check_module_that_exits_on_import_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "suitechecks_exiting.py").write_text("import sys\nsys.exit(3)\n")
+    found = problems(
+        tmp_path, VALID_TASK.replace("{answer: {exact: a}}", "{python: 'suitechecks_exiting:f'}")
+    )
+    assert found == [
+        f"{tmp_path / 'suite.yaml'}:5: cannot import 'suitechecks_exiting' for check "
+        "'suitechecks_exiting:f': it exited (3)"
+    ]
+
+
+def test_deep_nesting_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    found = problems(tmp_path, "tasks: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert found == [f"{tmp_path / 'suite.yaml'}: not valid YAML: nested too deeply"]
