@@ -78,3 +78,9 @@ def test_read_lines_drops_a_tail_torn_inside_a_character(tmp_path: Path) -> None
 def test_a_folder_is_not_a_data_file(tmp_path: Path) -> None:
     with pytest.raises(SetupError, match="is a folder"):
         read_objects(tmp_path)
+
+
+def test_a_byte_order_mark_is_not_a_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "replay.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + ANSWER + b"\n" + ANSWER + b"\n")
+    assert ReplayModel.from_path(path).remaining() == 2
