@@ -1,4 +1,4 @@
-"""Qwen2.5-VL (and Qwen2-VL) run in-process with transformers.
+"""Qwen2.5-VL, Qwen2-VL and Qwen3-VL run in-process with transformers.
 
 The prompt is rendered by :func:`~screenpilot.model.base.render_chatml` (bytes we test), not by the
 processor's chat template; the processor only tokenizes and expands ``<|image_pad|>``. Images arrive already
@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from screenpilot.actions.coords import QWEN_FACTOR, smart_resize
+from screenpilot.actions.coords import smart_resize
 from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.model.base import (
     CHECK_TIMEOUT_S,
@@ -40,6 +40,8 @@ DEFAULT_MODEL_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
 ARCHITECTURES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
+    "qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration",
 }
 
 _DTYPES = {
@@ -225,7 +227,10 @@ def _ask_hub(huggingface_hub: Any, model_id: str, revision: str | None, timeout_
 
 
 class TransformersBackend:
-    """A Qwen2.5-VL or Qwen2-VL checkpoint, from a local directory or a hub id, decoded greedily.
+    """A Qwen2.5-VL, Qwen2-VL or Qwen3-VL checkpoint, from a local directory or a hub id, decoded greedily.
+
+    Each runs with its own class and processor (:data:`ARCHITECTURES`); :attr:`model_type` tells which
+    (``qwen3_vl`` for Qwen3-VL), so the dialect can follow the checkpoint.
 
     Decoding ignores the checkpoint's sampling settings (pure greedy, ``repetition_penalty`` 1.0 unless
     given), so the same screen gives the same answer. Options: ``revision``, ``attn_implementation``
@@ -282,6 +287,7 @@ class TransformersBackend:
         source = str(self.local_dir) if self.local_dir is not None else model_id
 
         config = self._load_config(transformers, source, hub_kwargs)
+        #: The checkpoint's ``config.json`` ``model_type`` (``qwen2_5_vl``, ``qwen2_vl``, ``qwen3_vl``, ...).
         self.model_type: str = config.model_type
         self.commit: str | None = getattr(config, "_commit_hash", None) or (
             _local_commit(self.local_dir) if self.local_dir is not None else None
@@ -328,7 +334,7 @@ class TransformersBackend:
         if config.model_type not in ARCHITECTURES:
             raise SetupError(
                 f"{self.name} is a {config.model_type!r} model; the local backend runs Qwen2.5-VL "
-                f"(qwen2_5_vl) and Qwen2-VL (qwen2_vl) checkpoints"
+                "(qwen2_5_vl), Qwen2-VL (qwen2_vl) and Qwen3-VL (qwen3_vl, qwen3_vl_moe) checkpoints"
             )
         return config
 
@@ -347,7 +353,7 @@ class TransformersBackend:
                     pass
             from screenpilot.model.processor import load_image_only_processor
 
-            return load_image_only_processor(source, **limits, **hub_kwargs), True
+            return load_image_only_processor(source, model_type=self.model_type, **limits, **hub_kwargs), True
         except (OSError, ValueError) as exc:
             raise SetupError(f"could not load the processor of {self.name}: {_first_line(exc)}") from exc
 
@@ -414,6 +420,19 @@ class TransformersBackend:
         image_processor = self.processor.image_processor
         self.patch_size: int = int(image_processor.patch_size)
         self.merge_size: int = int(image_processor.merge_size)
+        vision = getattr(self._model.config, "vision_config", None)
+        for name, value in (("patch_size", self.patch_size), ("spatial_merge_size", self.merge_size)):
+            expected = getattr(vision, name, value)
+            if expected != value:
+                raise SetupError(
+                    f"{self.name}: the image processor's {name.removeprefix('spatial_')} ({value}) is not the "
+                    f"vision model's {name} ({expected})"
+                )
+
+    @property
+    def factor(self) -> int:
+        """Image sides are multiples of this (patch × merge: 28 for Qwen2.5-VL, 32 for Qwen3-VL)."""
+        return self.patch_size * self.merge_size
 
     @property
     def model(self) -> Any:
@@ -532,10 +551,11 @@ class TransformersBackend:
     # -- checks -----------------------------------------------------------------------------------------------
     def _check_image_size(self, image: Image.Image) -> None:
         width, height = image.size
-        expected = smart_resize(height, width, QWEN_FACTOR, self.min_pixels, self.max_pixels)
+        expected = smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
         if expected != (height, width):
             raise ModelBackendError(
-                f"image {width}x{height} is not at the model's size for min_pixels={self.min_pixels}, "
+                f"image {width}x{height} is not at the model's size for factor {self.factor}, "
+                f"min_pixels={self.min_pixels}, "
                 f"max_pixels={self.max_pixels} (the processor would resize it to {expected[1]}x{expected[0]} and "
                 "the coordinates would no longer match the prompt); the dialect and the backend need the same "
                 "pixel limits"

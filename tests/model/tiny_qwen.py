@@ -131,7 +131,18 @@ def _corpus() -> list[str]:
     ]
 
 
-def build_tokenizer(vocab_size: int = 1000):  # type: ignore[no-untyped-def]
+def _qwen3_corpus() -> list[str]:
+    from screenpilot.model.qwen3vl import Qwen3VLDialect
+
+    return [
+        Qwen3VLDialect("mobile_use").system_prompt(Qwen3VLDialect().coordinate_space(Size(1080, 2400))),
+        Qwen3VLDialect("computer_use").system_prompt(Qwen3VLDialect().coordinate_space(Size(1920, 1080))),
+        Qwen3VLDialect().user_text("Open the settings app", []),
+        '{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [447, 81]}}',
+    ]
+
+
+def build_tokenizer(vocab_size: int = 1000, corpus: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
     """A Qwen2Tokenizer with a freshly trained byte-level BPE and Qwen's special and tool-call tokens."""
     from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
@@ -146,7 +157,7 @@ def build_tokenizer(vocab_size: int = 1000):  # type: ignore[no-untyped-def]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
-    bpe.train_from_iterator(_corpus(), trainer)
+    bpe.train_from_iterator(list(corpus) if corpus is not None else _corpus(), trainer)
     trained = json.loads(bpe.to_str())["model"]
     tokenizer = Qwen2Tokenizer(
         vocab=trained["vocab"],
@@ -258,6 +269,98 @@ def build_tiny_qwen25vl(
     }
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
     (folder / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}), encoding="utf-8")
+    return folder
+
+
+#: A tiny Qwen3-VL: head_dim 16 -> mrope_section sums to 8; vision output size = text hidden size; every
+#: deepstack index below the vision depth; num_position_embeddings a square (8x8).
+QWEN3_TINY: dict[str, Any] = {
+    "text": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "max_position_embeddings": 32768,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 5000000.0,
+            "mrope_section": [2, 3, 3],
+            "mrope_interleaved": True,
+        },
+    },
+    "vision": {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "out_hidden_size": 64,
+        "num_position_embeddings": 64,
+        "deepstack_visual_indexes": [0, 1],
+    },
+}
+
+
+def build_tiny_qwen3vl(
+    folder: str | Path,
+    *,
+    min_pixels: int = 64 * 32 * 32,
+    max_pixels: int = 16384 * 32 * 32,
+    seed: int = 0,
+    chain: Sequence[str] = (),
+) -> Path:
+    """Write a random tiny Qwen3-VL checkpoint (``model_type`` ``qwen3_vl``) to ``folder``, laid out as the
+    Instruct checkpoints are: patch 16, merge 2, the pixel limits under ``size``, processor class named.
+    ``chain`` scripts the answer as in :func:`build_tiny_qwen25vl`."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(corpus=_qwen3_corpus())
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (*SPECIAL_TOKENS, "<|endoftext|>")}
+    text = {
+        **QWEN3_TINY["text"],
+        "vocab_size": len(tokenizer),
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config=dict(QWEN3_TINY["vision"]),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config)
+    if chain:
+        _script_chain(model, [tokenizer.convert_tokens_to_ids(t) for t in chain])
+    generation = model.generation_config
+    generation.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    generation.pad_token_id = ids["<|endoftext|>"]
+    generation.do_sample = True  # as shipped; the backend must decode greedily anyway
+    generation.top_k = 20
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    preprocessor = {
+        "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels},
+        "patch_size": 16,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "image_processor_type": "Qwen2VLImageProcessorFast",
+        "processor_class": "Qwen3VLProcessor",
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
     return folder
 
 
