@@ -102,7 +102,7 @@ class Oracle:
         screen = self.screen()
         words = words.lower()
         name = None
-        if screen["label"].lower() in words:
+        if screen["label"].lower() in words or words in ("the button", "button"):
             name = "button"
         elif any(w in words for w in ("field", "entry", "text box")):
             name = "entry"
