@@ -61,7 +61,9 @@ def _compile(pattern: str | None) -> str | None:
 
 
 class ShellStep(_Strict):
-    """Run a command where the environment lives; a non-zero exit fails the step unless ``check: false``."""
+    """Run a command where the environment lives; a non-zero exit fails the step unless ``check: false``.
+
+    For the sandbox and the desktop that is this machine, as the user running screenpilot: a suite is code."""
 
     shell: str = Field(min_length=1)
     timeout: float = Field(default=30.0, gt=0, le=3600)
