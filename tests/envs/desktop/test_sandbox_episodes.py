@@ -19,7 +19,7 @@ from screenpilot.agent.loop import Limits, run_episode
 from screenpilot.envs.conformance import check_environment
 from screenpilot.envs.desktop import SandboxEnv
 from screenpilot.envs.desktop.processes import group_alive
-from screenpilot.errors import DeviceError
+from screenpilot.errors import DeviceError, SetupError
 from screenpilot.model.qwen25vl import Qwen25VLDialect
 from screenpilot.model.replay import ReplayModel
 
@@ -156,9 +156,9 @@ def test_close_stops_the_display_the_app_and_clipboard_daemons(tmp_path: Path) -
     env.close()
 
 
-def test_an_app_that_fails_is_a_device_error_and_leaves_nothing_behind() -> None:
+def test_an_app_that_fails_is_a_setup_error_and_leaves_nothing_behind() -> None:
     env = SandboxEnv(app="echo broken >&2; exit 3")
-    with pytest.raises(DeviceError, match=r"status 3.*broken"):
+    with pytest.raises(SetupError, match=r"status 3.*broken"):
         env.reset()
     xvfb_pid = env._xvfb.pid
     env.close()
