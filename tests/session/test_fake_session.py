@@ -146,3 +146,18 @@ def test_a_closed_session_refuses_more_work(tmp_path: Path) -> None:
     s.close()  # twice is fine
     with pytest.raises(screenpilot.SetupError, match="closed"):
         s.tap(1, 1)
+
+
+def test_steps_can_be_stopped_and_keep_what_was_recorded(tmp_path: Path) -> None:
+    s, env = fake_session(tmp_path, replay(click_at(546, 1204), click_at(100, 100)))
+    with s:
+        s.tap(1, 1)
+        episode = s.steps("tap around", max_steps=5)
+        first = next(iter(episode))
+        episode.stop("aborted", "seen enough")
+    assert first.record.index == 2 and first.record.actions[0].device["x"] == 540
+    assert episode.result is not None and (episode.result.reason, episode.result.steps) == ("aborted", 1)
+    assert env.executed == [Click(x=1, y=1), Click(x=540, y=1200)]
+    run = load_run(tmp_path / "run")
+    assert [step.index for step in run.steps] == [1, 2]
+    assert run.result is not None and run.result.counts is not None and run.result.counts["model_calls"] == 1
