@@ -20,6 +20,7 @@ from typing import Any
 
 from screenpilot.agent.loop import Episode, EpisodeResult, Step, StepRecord
 from screenpilot.errors import ScreenpilotError, SetupError
+from screenpilot.jsonl import read_lines
 
 TRAJECTORY = "trajectory.jsonl"
 RESULT = "result.json"
@@ -158,18 +159,16 @@ class RecordedRun:
 
 
 def read_trajectory(path: Path) -> Iterable[StepRecord]:
-    """Steps of a trajectory file; a torn last line (the process died while writing it) is skipped."""
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
-    for number, line in enumerate(lines, start=1):
+    """Steps of a trajectory file; a torn last line (the process died while writing it, so no newline ends it)
+    is skipped, and a line that is not UTF-8 or not a step record is a one-line SetupError naming it."""
+    for number, line in read_lines(path, drop_torn_tail=True):
         if not line.strip():
             continue
         try:
             yield StepRecord.model_validate_json(line)
         except ValueError as exc:
-            if number >= len(lines) - 1:  # the last written line may be incomplete
-                return
-            raise SetupError(f"{path}:{number}: not a step record: {exc}") from exc
+            reason = " ".join(str(exc).split())[:200]
+            raise SetupError(f"{path}:{number}: not a step record: {reason}") from None
 
 
 def load_run(folder: str | Path) -> RecordedRun:
@@ -178,10 +177,24 @@ def load_run(folder: str | Path) -> RecordedRun:
     if not trajectory.exists():
         raise SetupError(f"{folder} is not a run folder (no {TRAJECTORY})")
     meta_path, result_path = folder / META, folder / RESULT
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    result = (
-        EpisodeResult.model_validate_json(result_path.read_text(encoding="utf-8"))
-        if result_path.exists()
-        else None
-    )
+    meta = _read_json_file(meta_path) if meta_path.exists() else {}
+    result = None
+    if result_path.exists():
+        try:
+            result = EpisodeResult.model_validate(_read_json_file(result_path))
+        except ValueError as exc:
+            raise SetupError(f"{result_path}: not a run result: {' '.join(str(exc).split())[:200]}") from None
     return RecordedRun(folder, meta, list(read_trajectory(trajectory)), result)
+
+
+def _read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON object file of a run folder; bad bytes or bad JSON are a one-line SetupError naming the file."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SetupError(f"{path}: not UTF-8 text (byte at offset {exc.start})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise SetupError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SetupError(f"{path}: expected a JSON object")
+    return data

@@ -49,6 +49,7 @@ from screenpilot.agent.record import RESULT, RunRecorder, record_episode, write_
 from screenpilot.envs.base import Environment, Observation, Platform
 from screenpilot.envs.settle import SettleResult, wait_until_stable
 from screenpilot.errors import MissingExtraError, ScreenpilotError, SetupError
+from screenpilot.jsonl import read_lines
 from screenpilot.model.base import Completion, Message, ModelBackend
 from screenpilot.model.qwen25vl import Qwen25VLDialect
 from screenpilot.tasks.checks import CheckContext, CheckError, CheckOutcome, evaluate
@@ -247,10 +248,9 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     path = out / RESULTS
     if not path.exists():
         return []
-    lines = path.read_bytes().decode("utf-8").split("\n")
-    lines.pop()  # what follows the last newline: nothing, or a torn line
     latest: dict[tuple[str, int], dict[str, Any]] = {}
-    for number, line in enumerate(lines, start=1):
+    # What follows the last newline is nothing, or a torn line (never decoded: it may end mid-character).
+    for number, line in read_lines(path, drop_torn_tail=True):
         if not line.strip():
             continue
         try:
