@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -60,8 +61,11 @@ PATCH_SIZES: tuple[tuple[int, int], ...] = (
 COARSE_MIN = 0.5
 #: How many coarse candidates are refined at most.
 COARSE_CANDIDATES = 6
-#: Screens larger than this many pixels are searched at 1/4 resolution, smaller ones at 1/2.
-LARGE_SCREEN_PIXELS = 1_500_000
+#: How far from each place found on the reduced screen the full-resolution search looks (covers the reduced
+#: copy's blur and repeating detail such as stripes or text of a fixed pitch).
+CANDIDATE_RADIUS = 16
+#: The whole screen is searched at 1/SEARCH_SCALE of its resolution (the smallest patch, 64x32, is then 16x8).
+SEARCH_SCALE = 4
 
 #: How many transform sizes a patch keeps its kernel for (the screen, the near region, a candidate region).
 KEPT_KERNELS = 4
@@ -193,10 +197,6 @@ def _decode_png(data: str) -> Image.Image:
 
 
 # -- matching ---------------------------------------------------------------------------------------------------
-def _scale_for(size: tuple[int, int]) -> int:
-    return 4 if size[0] * size[1] > LARGE_SCREEN_PIXELS else 2
-
-
 def _grey(image: Image.Image) -> NDArray[np.uint8]:
     return np.asarray(image.convert("L"))
 
@@ -207,16 +207,17 @@ class _Plane:
 
     grey: NDArray[np.uint8]
     fft_shape: tuple[int, int]
-    spectrum: NDArray[np.complex128]
-    sums: NDArray[np.float64]
-    squares: NDArray[np.float64]
+    spectrum: NDArray[np.complex64]
+    sums: NDArray[np.int64]
+    squares: NDArray[np.int64]
 
     @classmethod
     def of(cls, grey: NDArray[np.uint8]) -> _Plane:
         shape = (_fast_len(grey.shape[0]), _fast_len(grey.shape[1]))
-        values = grey.astype(np.float64)  # numpy's float64 forward transform is the faster one
-        spectrum = np.fft.rfft2(values, shape)
-        return cls(grey, shape, spectrum, _table(values), _table(np.square(values)))
+        # numpy's forward FFT is faster in float64, its inverse in float32
+        spectrum = np.fft.rfft2(grey.astype(np.float64), shape).astype(np.complex64)
+        wide = grey.astype(np.int64)
+        return cls(grey, shape, spectrum, _table(wide), _table(wide * wide))
 
     def fits(self, patch: _Patch) -> bool:
         return patch.grey.shape[0] <= self.grey.shape[0] and patch.grey.shape[1] <= self.grey.shape[1]
@@ -227,12 +228,14 @@ class _Plane:
         (height, width), (rows, cols) = patch.grey.shape, self.grey.shape
         spectrum = self.spectrum * patch.kernel(self.fft_shape)
         products = np.fft.irfft2(spectrum, self.fft_shape)[height - 1 : rows, width - 1 : cols]
-        sums, squares = _window(self.sums, height, width), _window(self.squares, height, width)
-        variance = np.maximum(squares - np.square(sums) / (height * width), 0.0)
-        floor = (FLAT_STD / 4) ** 2 * height * width
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scores = np.where(variance > floor, products / (np.sqrt(variance) * patch.norm), 0.0)
-        return scores.astype(np.float32)
+        area = height * width
+        sums = _window(self.sums, height, width)
+        spread = area * _window(self.squares, height, width) - sums * sums  # area² x variance, exact
+        flat = spread <= (FLAT_STD / 4) ** 2 * area * area
+        spread[flat] = 1
+        scores = products * (math.sqrt(area) / patch.norm) / np.sqrt(spread.astype(np.float32))
+        scores[flat] = 0.0
+        return scores.astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -260,15 +263,12 @@ class _Patch:
         return kernel
 
 
-def _table(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """A summed-area table (exact: the values are whole grey levels or their squares)."""
-    table = np.zeros((values.shape[0] + 1, values.shape[1] + 1), dtype=np.float64)
-    np.cumsum(values, axis=0, out=table[1:, 1:])
-    np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
-    return table
+def _table(values: NDArray[np.int64]) -> NDArray[np.int64]:
+    """A summed-area table (in integers, so window sums are exact)."""
+    return np.pad(values.cumsum(axis=0).cumsum(axis=1), ((1, 0), (1, 0)))
 
 
-def _window(table: NDArray[np.float64], height: int, width: int) -> NDArray[np.float64]:
+def _window(table: NDArray[np.int64], height: int, width: int) -> NDArray[np.int64]:
     return (
         table[height:, width:] - table[:-height, width:] - table[height:, :-width] + table[:-height, :-width]
     )
@@ -281,13 +281,11 @@ class _Screen:
 
     image: Image.Image
     coarse: _Plane
-    scale: int
 
     @classmethod
     def of(cls, screenshot: Image.Image) -> _Screen:
         image = screenshot if screenshot.mode == "RGB" else screenshot.convert("RGB")
-        scale = _scale_for(image.size)
-        return cls(image, _Plane.of(_grey(image.reduce(scale))), scale)
+        return cls(image, _Plane.of(_grey(image.reduce(SEARCH_SCALE))))
 
     def region(self, box: tuple[int, int, int, int]) -> NDArray[np.uint8]:
         return _grey(self.image.crop(box))
@@ -295,19 +293,17 @@ class _Screen:
 
 @dataclass(frozen=True)
 class _Template:
-    """A patch prepared for searching: at full resolution and reduced by 2 and 4."""
+    """A patch prepared for searching: at full resolution and reduced like the screen (if large enough)."""
 
     full: _Patch
-    coarse: dict[int, _Patch]
+    coarse: _Patch | None
 
     @classmethod
     def of(cls, patch: Image.Image) -> _Template:
         rgb = patch.convert("RGB")
-        coarse = {
-            scale: _Patch(_grey(rgb.reduce(scale)).astype(np.float32))
-            for scale in (2, 4)
-            if min(rgb.size) >= 4 * scale
-        }
+        coarse = None
+        if min(rgb.size) >= 4 * SEARCH_SCALE:
+            coarse = _Patch(_grey(rgb.reduce(SEARCH_SCALE)).astype(np.float32))
         return cls(_Patch(_grey(rgb).astype(np.float32)), coarse)
 
     @property
@@ -342,7 +338,7 @@ def _search(screen: _Screen, template: _Template, guess: Point | None) -> _Found
     if guess is not None:
         candidates.append(_refine(screen, template, guess, NEAR_RADIUS))
     for corner in _coarse_peaks(screen, template):
-        candidates.append(_refine(screen, template, corner, screen.scale + 2))
+        candidates.append(_refine(screen, template, corner, CANDIDATE_RADIUS))
     found = [c for c in candidates if c is not None]
     if not found:
         return None
@@ -356,7 +352,7 @@ def _search(screen: _Screen, template: _Template, guess: Point | None) -> _Found
 
 def _coarse_peaks(screen: _Screen, template: _Template) -> list[Point]:
     """Full-resolution top-left corners of the best separate places on the reduced screen."""
-    small = template.coarse.get(screen.scale)
+    small = template.coarse
     if small is None or not screen.coarse.fits(small):
         return []
     scores = screen.coarse.zncc(small)
@@ -366,7 +362,7 @@ def _coarse_peaks(screen: _Screen, template: _Template) -> list[Point]:
         y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
         if scores[y, x] < COARSE_MIN:
             break
-        peaks.append(Point(int(x) * screen.scale, int(y) * screen.scale))
+        peaks.append(Point(int(x) * SEARCH_SCALE, int(y) * SEARCH_SCALE))
         scores[
             max(y - height // 2, 0) : y + height // 2 + 1, max(x - width // 2, 0) : x + width // 2 + 1
         ] = -1
