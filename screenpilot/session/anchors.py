@@ -5,9 +5,10 @@ from; :func:`find_anchor` looks for it on another screenshot and answers only wh
 unique. Matching is zero-mean normalised cross-correlation (ZNCC) of grey levels: 1.0 is the same picture,
 whatever the brightness; 0 is unrelated. The thresholds below are the whole policy:
 
-* a match counts when its score is at least :data:`MATCH_MIN` and its pixels differ from the patch by at most
-  :data:`MAX_MEAN_DIFF` grey levels on average (so a hover tint passes, a recoloured or relabelled element
-  does not);
+* a match counts when its score is at least :data:`MATCH_MIN`, both for the whole patch and for its core (the
+  smallest patch size around the point that is not flat: the element itself, where the whole patch may be
+  mostly context), and its pixels differ from the patch by at most :data:`MAX_MEAN_DIFF` grey levels on
+  average (so a hover tint passes, a recoloured or relabelled element does not);
 * it is ambiguous, and nothing is returned, when another place scores within :data:`RIVAL_MARGIN` of it;
 * an anchor is made only where the best other place on its own screenshot scores at most
   :data:`CREATE_RIVAL_MAX`, which leaves room for the element to change a little before it becomes ambiguous;
@@ -110,7 +111,7 @@ class Anchor(BaseModel):
 
     @cached_property
     def _template(self) -> _Template:
-        return _Template.of(self.patch)
+        return _Template.of(self.patch, self.offset)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def make_anchor(screenshot: Image.Image, point: Point) -> Anchor:
     textured = False
     for size in PATCH_SIZES:
         box = _patch_box(point, size, screenshot.size)
-        template = _Template.of(screenshot.crop(box))
+        template = _Template.of(screenshot.crop(box), Point(point.x - box[0], point.y - box[1]))
         if template.flat:
             continue
         textured = True
@@ -293,18 +294,21 @@ class _Screen:
 
 @dataclass(frozen=True)
 class _Template:
-    """A patch prepared for searching: at full resolution and reduced like the screen (if large enough)."""
+    """A patch prepared for searching: at full resolution, reduced like the screen (if large enough), and the
+    box of its core (the smallest patch size around the point that is not flat)."""
 
     full: _Patch
     coarse: _Patch | None
+    core: tuple[int, int, int, int]
 
     @classmethod
-    def of(cls, patch: Image.Image) -> _Template:
+    def of(cls, patch: Image.Image, offset: Point) -> _Template:
         rgb = patch.convert("RGB")
         coarse = None
         if min(rgb.size) >= 4 * SEARCH_SCALE:
             coarse = _Patch(_grey(rgb.reduce(SEARCH_SCALE)).astype(np.float32))
-        return cls(_Patch(_grey(rgb).astype(np.float32)), coarse)
+        full = _Patch(_grey(rgb).astype(np.float32))
+        return cls(full, coarse, _core(full.grey, offset))
 
     @property
     def grey(self) -> Array:
@@ -325,10 +329,11 @@ class _Found:
     score: float
     runner_up: float
     mean_diff: float
+    core: float  # the score of the core alone, at the same place
 
     @property
     def accepted(self) -> bool:
-        strong = self.score >= MATCH_MIN and self.mean_diff <= MAX_MEAN_DIFF
+        strong = min(self.score, self.core) >= MATCH_MIN and self.mean_diff <= MAX_MEAN_DIFF
         return strong and self.runner_up < self.score - RIVAL_MARGIN
 
 
@@ -347,7 +352,25 @@ def _search(screen: _Screen, template: _Template, guess: Point | None) -> _Found
     rivals = [s for x, y, s in found[1:] if abs(x - bx) > width // 2 or abs(y - by) > height // 2]
     patch = screen.region((bx, by, bx + width, by + height)).astype(np.float32)
     mean_diff = float(np.abs(patch - template.grey).mean())
-    return _Found((bx, by), best, max(rivals, default=0.0), mean_diff)
+    left, top, right, bottom = template.core
+    core = _similarity(patch[top:bottom, left:right], template.grey[top:bottom, left:right])
+    return _Found((bx, by), best, max(rivals, default=0.0), mean_diff, core)
+
+
+def _core(grey: Array, offset: Point) -> tuple[int, int, int, int]:
+    """The smallest patch size around ``offset`` inside ``grey`` that is not flat (at worst all of it)."""
+    for size in PATCH_SIZES:
+        left, top, right, bottom = _patch_box(offset, size, (grey.shape[1], grey.shape[0]))
+        if float(grey[top:bottom, left:right].std()) >= FLAT_STD:
+            return left, top, right, bottom
+    return 0, 0, grey.shape[1], grey.shape[0]
+
+
+def _similarity(a: Array, b: Array) -> float:
+    """ZNCC of two arrays of one shape (0 when either is flat)."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt(np.square(a).sum() * np.square(b).sum()))
+    return float((a * b).sum()) / norm if norm > 1e-6 else 0.0
 
 
 def _coarse_peaks(screen: _Screen, template: _Template) -> list[Point]:

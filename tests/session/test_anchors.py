@@ -191,6 +191,18 @@ def test_an_empty_field_grows_its_patch_until_it_is_unique(desk: dict[str, Image
 
 
 @needs_x
+def test_context_alone_is_not_a_match(desk: dict[str, Image.Image]) -> None:
+    """The empty field's anchor is mostly the window around it; with the field gone, the window still
+    matches, but the field itself (the anchor's core) does not, so nothing is returned."""
+    field = Point(*centre(ENTRY))
+    anchor = make_anchor(desk["home"], field)
+    gone = desk["home"].copy()
+    box = _screen_box(ENTRY)
+    ImageDraw.Draw(gone).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=(255, 255, 255))
+    assert find_anchor(anchor, gone, near=field) is None
+
+
+@needs_x
 def test_the_json_form_reads_back_and_still_finds(desk: dict[str, Image.Image]) -> None:
     anchor = make_anchor(desk["home"], SEND)
     data = json.loads(json.dumps(anchor.model_dump(mode="json")))

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
+import screenpilot
 from screenpilot.actions.coords import Point
+from screenpilot.agent.record import load_run
 from screenpilot.errors import SetupError
 from screenpilot.session.locators import FORMAT, VERSION, LocatorCache, LocatorCacheError, LocatorHit
+from tests.session.conftest import Demo, needs_x
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -220,3 +225,78 @@ def test_an_open_cache_sees_what_another_process_stored(tmp_path: Path) -> None:
     hit = second.lookup("the OK button", _screen())
     assert hit is not None
     assert hit.point == BUTTON
+
+
+# -- in a session, on the sandbox's demo app ----------------------------------------------------------------------
+def _fill_and_send(demo: Demo, out: Path, cache: Path) -> tuple[dict[str, int], list[str]]:
+    """One script run: type into the field, click the button. Returns the run's counts and the targets the
+    model was asked for, after checking what the app received."""
+    asked, seen = demo.oracle.calls, len(demo.events())
+    with screenpilot.connect(
+        "sandbox", app=demo.app, model=demo.oracle.url, out=out, cache=cache, quiet=True
+    ) as s:
+        s.type_text("Alice", into="the text field")
+        s.click("the button")
+        _wait_for_submit(demo, seen)
+    presses = [e for e in demo.events()[seen:] if e["event"] == "press" and e["button"] == 1]
+    assert [(e["widget"], e["x"], e["y"]) for e in presses] == [
+        ("entry", *demo.centre("entry")),
+        ("button", *demo.centre("button")),
+    ]
+    result = load_run(out).result
+    assert result is not None and result.counts is not None
+    assert result.counts["model_calls"] == demo.oracle.calls - asked
+    grounded = [
+        re.sub(r"^Click (.*?)\. Answer with.*", r"\1", _query(p)) for p in demo.oracle.prompts[asked:]
+    ]
+    return result.counts, grounded
+
+
+def _query(prompt: str) -> str:
+    return prompt.split("The user query:  ", 1)[1].split("\n", 1)[0]
+
+
+def _wait_for_submit(demo: Demo, seen: int) -> None:
+    deadline = time.monotonic() + 10
+    while not any(e["event"] == "submit" and e.get("text") == "Alice" for e in demo.events()[seen:]):
+        assert time.monotonic() < deadline, f"the app never sent 'Alice': {demo.events()[seen:]}"
+        time.sleep(0.02)
+
+
+@needs_x
+def test_a_rerun_asks_nothing_and_a_moved_button_is_found_from_its_anchor(demo: Demo, tmp_path: Path) -> None:
+    cache = tmp_path / ".screenpilot" / "locators.json"
+    counts, grounded = _fill_and_send(demo, tmp_path / "run1", cache)
+    assert grounded == ["the text field", "the button"]  # the first run grounds every target
+    assert (counts["model_calls"], counts["locator_misses"], counts["locator_stores"]) == (2, 2, 2)
+    assert {e.target for e in LocatorCache(cache).entries()} == {"the text field", "the button"}
+
+    counts, grounded = _fill_and_send(demo, tmp_path / "run2", cache)
+    assert grounded == []
+    assert (counts["model_calls"], counts["locator_hits"]) == (0, 2)
+
+    demo.layout = "moved"  # the pad goes on top, the field and the button below it
+    counts, grounded = _fill_and_send(demo, tmp_path / "run3", cache)
+    # The button's anchor is its label; the empty field's is the window around it, which changed.
+    assert grounded == ["the text field"]
+    assert (counts["model_calls"], counts["locator_hits"], counts["locator_misses"]) == (1, 1, 1)
+
+
+@needs_x
+def test_a_renamed_button_is_grounded_again_and_its_entry_refreshed(demo: Demo, tmp_path: Path) -> None:
+    cache = tmp_path / ".screenpilot" / "locators.json"
+    _fill_and_send(demo, tmp_path / "run1", cache)
+    before = {e.target: e for e in LocatorCache(cache).entries()}
+
+    demo.layout = "renamed"  # the button reads Submit
+    counts, grounded = _fill_and_send(demo, tmp_path / "run2", cache)
+    assert grounded == ["the button"]
+    assert (counts["model_calls"], counts["locator_hits"], counts["locator_stores"]) == (1, 1, 1)
+    after = {e.target: e for e in LocatorCache(cache).entries()}
+    assert after["the text field"] == before["the text field"]
+    assert after["the button"].point == before["the button"].point
+    assert after["the button"].anchor.patch_png != before["the button"].anchor.patch_png
+
+    counts, grounded = _fill_and_send(demo, tmp_path / "run3", cache)
+    assert grounded == []
+    assert (counts["model_calls"], counts["locator_hits"]) == (0, 2)
