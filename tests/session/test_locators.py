@@ -16,7 +16,9 @@ from PIL import Image, ImageDraw
 import screenpilot
 from screenpilot.actions.coords import Point
 from screenpilot.agent.record import load_run
+from screenpilot.envs.fake import FakeEnv
 from screenpilot.errors import SetupError
+from screenpilot.model.replay import ReplayModel
 from screenpilot.session.locators import FORMAT, VERSION, LocatorCache, LocatorCacheError, LocatorHit
 from tests.session.conftest import Demo, needs_x
 
@@ -300,3 +302,15 @@ def test_a_renamed_button_is_grounded_again_and_its_entry_refreshed(demo: Demo, 
     counts, grounded = _fill_and_send(demo, tmp_path / "run3", cache)
     assert grounded == []
     assert (counts["model_calls"], counts["locator_hits"]) == (0, 2)
+
+
+def test_connect_refuses_an_unusable_cache_and_leaves_no_run_folder(tmp_path: Path) -> None:
+    path = tmp_path / "locators.json"
+    path.write_text('{"name": "not ours"}', encoding="utf-8")
+    with pytest.raises(LocatorCacheError, match=r"is not a usable locator cache .*left untouched") as caught:
+        screenpilot.connect(
+            FakeEnv(), model=ReplayModel([]), out=tmp_path / "run", cache=path, quiet=True, settle=False
+        )
+    assert "\n" not in str(caught.value)
+    assert path.read_text(encoding="utf-8") == '{"name": "not ours"}'
+    assert not (tmp_path / "run").exists()
