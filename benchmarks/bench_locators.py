@@ -6,7 +6,7 @@ is searched and nothing is used), plus the one-off cost of storing an entry (mak
 
     python3 benchmarks/bench_locators.py [--rounds 30]
 
-For comparison, the model call a hit replaces: one Qwen2.5-VL-3B step takes 1-3.7 s on an H200 (README,
+For comparison, the model call a hit replaces: one Qwen2.5-VL-3B step takes 1-3.7 s on an H100 (README,
 "Performance"; ``benchmarks/bench_model.py``).
 """
 
@@ -25,6 +25,7 @@ from screenpilot.session.locators import LocatorCache
 from screenpilot.tasks.fonts import FONT_PATHS
 
 TARGET = "the Save button"
+FIELD = "the empty field"
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -32,8 +33,12 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.truetype(path, size) if path else ImageFont.load_default()
 
 
+#: A point inside each screen's empty text field, away from its text: its anchor is large (the inside is flat).
+FIELDS = {"1080x2400": Point(540, 2020), "1280x800": Point(420, 138)}
+
+
 def phone(label: str = "Save", lift: int = 0) -> tuple[Image.Image, Point]:
-    """A settings-like phone screen with a button near the bottom (``lift`` pixels higher)."""
+    """A settings-like phone screen: rows, an empty field, a button near the bottom (``lift`` pixels higher)."""
     image = Image.new("RGB", (1080, 2400), (250, 250, 250))
     draw, font = ImageDraw.Draw(image), _font(44)
     draw.rectangle((0, 0, 1080, 80), fill=(30, 30, 30))
@@ -43,6 +48,8 @@ def phone(label: str = "Save", lift: int = 0) -> tuple[Image.Image, Point]:
         top = 300 + row * 240
         draw.rectangle((54, top, 1026, top + 170), fill=(225, 230, 235))
         draw.text((90, top + 60), name, font=font, fill=(20, 20, 20))
+    draw.rounded_rectangle((54, 1960, 1026, 2080), 16, fill="white", outline=(150, 150, 150), width=3)
+    draw.text((90, 1990), "Search settings", font=font, fill=(150, 150, 150))
     top = 2200 - lift
     draw.rounded_rectangle((640, top, 1000, top + 120), 20, fill=(25, 118, 210))
     draw.text((820, top + 60), label, font=font, fill="white", anchor="mm")
@@ -74,7 +81,7 @@ def main() -> None:
         for name, draw in (("1080x2400", phone), ("1280x800", desktop)):
             _bench_screen(name, draw, LocatorCache(Path(tmp) / f"{name}.json"), rounds)
     print(
-        "the model call a hit replaces: 1-3.7 s per Qwen2.5-VL-3B step on an H200 (benchmarks/bench_model.py)"
+        "the model call a hit replaces: 1-3.7 s per Qwen2.5-VL-3B step on an H100 (benchmarks/bench_model.py)"
     )
 
 
@@ -83,6 +90,15 @@ def _bench_screen(
 ) -> None:
     screen, point = draw()
     _row(name, "store (make anchor)", lambda: cache.store(TARGET, screen, point), rounds, "stored")
+    cache.store(FIELD, screen, FIELDS[name])
+    entry = next((e for e in cache.entries() if e.target == FIELD), None)
+    if entry is None:
+        print(f"{name:10} {'hit, empty field':22} {'-':>10} {'-':>9}  no anchor there (flat or repetitive)")
+    else:
+        hit = cache.lookup(FIELD, screen)
+        size = "x".join(map(str, entry.anchor.patch.size))
+        result = f"{tuple(hit.point)} from a {size} anchor" if hit else "None"
+        _row(name, "hit, empty field", lambda: cache.lookup(FIELD, screen), rounds, result)
     cases = {
         "hit, in place": draw()[0],
         "hit, after a move": draw(lift=500)[0],

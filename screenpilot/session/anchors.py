@@ -60,6 +60,9 @@ PATCH_SIZES: tuple[tuple[int, int], ...] = (
 )
 #: Coarse candidates below this score are not refined (the coarse score underrates thin detail).
 COARSE_MIN = 0.5
+#: Places on the reduced screen scoring more than this below the best one there are not refined (reducing
+#: blurs a patch and its look-alikes alike, so a real rival scores close to the best at both resolutions).
+COARSE_SLACK = 0.25
 #: How many coarse candidates are refined at most.
 COARSE_CANDIDATES = 6
 #: How far from each place found on the reduced screen the full-resolution search looks (covers the reduced
@@ -217,8 +220,7 @@ class _Plane:
         shape = (_fast_len(grey.shape[0]), _fast_len(grey.shape[1]))
         # numpy's forward FFT is faster in float64, its inverse in float32
         spectrum = np.fft.rfft2(grey.astype(np.float64), shape).astype(np.complex64)
-        wide = grey.astype(np.int64)
-        return cls(grey, shape, spectrum, _table(wide), _table(wide * wide))
+        return cls(grey, shape, spectrum, _table(grey), _table(grey, squared=True))
 
     def fits(self, patch: _Patch) -> bool:
         return patch.grey.shape[0] <= self.grey.shape[0] and patch.grey.shape[1] <= self.grey.shape[1]
@@ -264,9 +266,17 @@ class _Patch:
         return kernel
 
 
-def _table(values: NDArray[np.int64]) -> NDArray[np.int64]:
-    """A summed-area table (in integers, so window sums are exact)."""
-    return np.pad(values.cumsum(axis=0).cumsum(axis=1), ((1, 0), (1, 0)))
+def _table(grey: NDArray[np.uint8], *, squared: bool = False) -> NDArray[np.int64]:
+    """A summed-area table of the grey levels (or their squares), in integers so window sums are exact.
+    Built in place: numpy's accumulate on one preallocated array is several times faster than chained cumsums."""
+    table = np.zeros((grey.shape[0] + 1, grey.shape[1] + 1), dtype=np.int64)
+    inner = table[1:, 1:]
+    inner[...] = grey
+    if squared:
+        np.multiply(inner, inner, out=inner)
+    np.add.accumulate(inner, axis=0, out=inner)
+    np.add.accumulate(inner, axis=1, out=inner)
+    return table
 
 
 def _window(table: NDArray[np.int64], height: int, width: int) -> NDArray[np.int64]:
@@ -339,12 +349,12 @@ class _Found:
 
 def _search(screen: _Screen, template: _Template, guess: Point | None) -> _Found | None:
     """The best place for ``template`` on ``screen`` and the best rival's score (None if nothing matches)."""
-    candidates = []
-    if guess is not None:
-        candidates.append(_refine(screen, template, guess, NEAR_RADIUS))
-    for corner in _coarse_peaks(screen, template):
-        candidates.append(_refine(screen, template, corner, CANDIDATE_RADIUS))
-    found = [c for c in candidates if c is not None]
+    near = None if guess is None else _refine(screen, template, guess, NEAR_RADIUS)
+    found = [] if near is None else [near]
+    for corner in _candidates(screen, template, guess, near):
+        refined = _refine(screen, template, corner, CANDIDATE_RADIUS)
+        if refined is not None:
+            found.append(refined)
     if not found:
         return None
     found.sort(key=lambda c: c[2], reverse=True)
@@ -355,6 +365,24 @@ def _search(screen: _Screen, template: _Template, guess: Point | None) -> _Found
     left, top, right, bottom = template.core
     core = _similarity(patch[top:bottom, left:right], template.grey[top:bottom, left:right])
     return _Found((bx, by), best, max(rivals, default=0.0), mean_diff, core)
+
+
+def _candidates(
+    screen: _Screen, template: _Template, guess: Point | None, near: tuple[int, int, float] | None
+) -> list[Point]:
+    """The places on the reduced screen worth refining: within :data:`COARSE_SLACK` of the best reduced score
+    (the place found near the guess included), and not already covered by the search near the guess."""
+    small = template.coarse
+    if small is None or not screen.coarse.fits(small):
+        return []
+    scores = screen.coarse.zncc(small)
+    top = float(scores.max())
+    if near is not None:
+        row = min(near[1] // SEARCH_SCALE, scores.shape[0] - 1)
+        top = max(top, float(scores[row, min(near[0] // SEARCH_SCALE, scores.shape[1] - 1)]))
+    peaks = _coarse_peaks(scores, small.grey.shape, max(COARSE_MIN, top - COARSE_SLACK))
+    inside = NEAR_RADIUS - CANDIDATE_RADIUS
+    return [p for p in peaks if guess is None or abs(p.x - guess.x) > inside or abs(p.y - guess.y) > inside]
 
 
 def _core(grey: Array, offset: Point) -> tuple[int, int, int, int]:
@@ -373,17 +401,14 @@ def _similarity(a: Array, b: Array) -> float:
     return float((a * b).sum()) / norm if norm > 1e-6 else 0.0
 
 
-def _coarse_peaks(screen: _Screen, template: _Template) -> list[Point]:
-    """Full-resolution top-left corners of the best separate places on the reduced screen."""
-    small = template.coarse
-    if small is None or not screen.coarse.fits(small):
-        return []
-    scores = screen.coarse.zncc(small)
-    height, width = small.grey.shape
+def _coarse_peaks(scores: Array, size: tuple[int, int], least: float) -> list[Point]:
+    """Full-resolution top-left corners of the best separate places on the reduced screen scoring at least
+    ``least`` (``scores`` is overwritten)."""
+    height, width = size
     peaks = []
     for _ in range(COARSE_CANDIDATES):
         y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        if scores[y, x] < COARSE_MIN:
+        if scores[y, x] < least:
             break
         peaks.append(Point(int(x) * SEARCH_SCALE, int(y) * SEARCH_SCALE))
         scores[
