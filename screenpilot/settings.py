@@ -23,12 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from screenpilot.actions.coords import (
-    QWEN_MAX_PIXELS,
-    QWEN_MAX_RATIO,
-    QWEN_MIN_PIXELS,
-    Size,
-)
+from screenpilot.actions.coords import QWEN_MAX_RATIO, QWEN_MIN_PIXELS, Size
 from screenpilot.errors import SetupError
 from screenpilot.model.dialects import DIALECT_NAMES
 
@@ -90,8 +85,10 @@ class Settings(BaseModel):
     # -- dialect ------------------------------------------------------------------------------------------------
     dialect: str | None = None
     """The model family's prompt and output format (``--dialect``); None: from the model, else qwen2.5-vl."""
-    min_pixels: int = Field(QWEN_MIN_PIXELS, ge=1)
-    max_pixels: int = Field(QWEN_MAX_PIXELS, ge=MIN_MAX_PIXELS)
+    min_pixels: int | None = Field(None, ge=1)
+    """The image pixel floor; None: the dialect's own (the model's processor default)."""
+    max_pixels: int | None = Field(None, ge=MIN_MAX_PIXELS)
+    """The image pixel cap; None: the dialect's own."""
     answer_action: bool = False
     reasoning: bool = False
     keep_images: int = Field(0, ge=0)
@@ -152,7 +149,7 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.min_pixels > self.max_pixels:
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
             raise ValueError(
                 f"--min-pixels ({self.min_pixels}) is larger than --max-pixels ({self.max_pixels})"
             )
@@ -192,14 +189,17 @@ class Settings(BaseModel):
         return self.api_key.get_secret_value() if self.api_key is not None else None
 
     def dialect_options(self) -> dict[str, Any]:
-        """The keyword arguments every dialect takes."""
-        return {
-            "min_pixels": self.min_pixels,
-            "max_pixels": self.max_pixels,
+        """The keyword arguments every dialect takes; pixel limits only when given (else the dialect's own)."""
+        options: dict[str, Any] = {
             "answer_action": self.answer_action,
             "reasoning": self.reasoning,
             "keep_images": self.keep_images,
         }
+        if self.min_pixels is not None:
+            options["min_pixels"] = self.min_pixels
+        if self.max_pixels is not None:
+            options["max_pixels"] = self.max_pixels
+        return options
 
     def describe(self) -> dict[str, Any]:
         """Everything worth recording about these settings, as JSON-ready values; secrets are left out."""

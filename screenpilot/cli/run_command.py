@@ -25,6 +25,7 @@ from screenpilot.agent.policy import Policy
 from screenpilot.agent.record import SCREENS, TRAJECTORY, RunRecorder, record_episode
 from screenpilot.cli import wiring
 from screenpilot.errors import ScreenpilotError, SetupError
+from screenpilot.model.dialects import describe_dialect
 from screenpilot.settings import Settings
 
 #: The signals that stop a run cleanly besides SIGINT (which Python already turns into KeyboardInterrupt).
@@ -250,7 +251,7 @@ def _recorded_episode(
         model.close()
         raise
     try:
-        dialect = wiring.make_dialect(settings, env.platform)
+        dialect = wiring.make_dialect(settings, env.platform, model=model)
         agent = Agent(model, dialect, max_retries=settings.max_retries)
         limits = Limits(
             max_steps=settings.max_steps,
@@ -263,7 +264,7 @@ def _recorded_episode(
             "started": time.time(),
             "env": env.describe(),
             "model": model.describe(),
-            "dialect": dialect.describe(),
+            "dialect": describe_dialect(dialect),
             "limits": limits.__dict__,
             "policy": type(policy).__name__,
             "settings": settings.describe(),

@@ -195,6 +195,7 @@ def build_model_source(settings: Settings) -> Any:
 
     kind = parse_model_spec(settings.model).kind
     if kind == "replay":
+        wiring.check_dialect(settings)
         return ModelPerEpisode(lambda: wiring.build_model(settings))
     model = wiring.build_model(settings)
     return SharedModel(model, serialize=kind == "local")
@@ -205,7 +206,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from screenpilot.cli import wiring
     from screenpilot.cli.options import settings_from_args
     from screenpilot.tasks.manifest import FolderLock
-    from screenpilot.tasks.runner import BenchSettings, prepare_out, run_suite
+    from screenpilot.tasks.runner import BenchSettings, SharedModel, prepare_out, run_suite
     from screenpilot.tasks.suite import AnswerCheck, load_suite, walk_checks
 
     options = settings_from_args(args)
@@ -223,20 +224,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         max_seconds=options.max_seconds,
         max_failed_steps=options.max_failed_steps,
     )
+    with FolderLock(prepare_out(args.out)):  # refuse a bad or busy --out before the model loads
+        pass
+    models = build_model_source(options)
+    shared = models.model if isinstance(models, SharedModel) else None
     settings = BenchSettings(
         trials=args.trials,
         jobs=jobs,
         limits=limits,
         max_retries=options.max_retries,
+        dialect=wiring.dialect_name(options, shared),
         dialect_options=options.dialect_options(),
         seed=args.seed,
         force=args.force,
         progress=not args.no_progress and sys.stderr.isatty(),
         rerun_errors=args.rerun_errors,
     )
-    with FolderLock(prepare_out(args.out)):  # refuse a bad or busy --out before the model loads
-        pass
-    models = build_model_source(options)
     try:
         outcome = run_suite(
             suite, args.out, CliEnvSource(options), models, settings, settle=wiring.make_settle(options)
@@ -359,6 +362,7 @@ def _finish_eval(report: dict[str, Any], table: str, out: Path | None) -> int:
 
 
 def cmd_eval_grounding(args: argparse.Namespace) -> int:
+    from screenpilot.cli import wiring
     from screenpilot.cli.options import settings_from_args
     from screenpilot.cli.run_command import stop_on_signals
     from screenpilot.tasks.evaluate import evaluate_grounding, format_grounding
@@ -371,6 +375,7 @@ def cmd_eval_grounding(args: argparse.Namespace) -> int:
                 args.data,
                 model,
                 tool=args.tool,
+                dialect=wiring.dialect_name(settings_from_args(args), model),
                 dialect_options=settings_from_args(args).dialect_options(),
                 limit=args.limit,
                 progress=not args.no_progress,
@@ -382,6 +387,7 @@ def cmd_eval_grounding(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_steps(args: argparse.Namespace) -> int:
+    from screenpilot.cli import wiring
     from screenpilot.cli.options import settings_from_args
     from screenpilot.cli.run_command import stop_on_signals
     from screenpilot.tasks.evaluate import evaluate_steps, format_steps
@@ -394,6 +400,7 @@ def cmd_eval_steps(args: argparse.Namespace) -> int:
                 args.data,
                 model,
                 level=args.level,
+                dialect=wiring.dialect_name(settings_from_args(args), model),
                 dialect_options=settings_from_args(args).dialect_options(),
                 limit=args.limit,
                 progress=not args.no_progress,

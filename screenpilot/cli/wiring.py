@@ -7,11 +7,19 @@ from collections.abc import Callable
 from screenpilot.actions.coords import Size
 from screenpilot.envs.base import Environment
 from screenpilot.errors import MissingExtraError, SetupError
-from screenpilot.model.base import CHECK_TIMEOUT_S, ModelBackend, SupportsCheck
+from screenpilot.model.base import CHECK_TIMEOUT_S, HasModelType, ModelBackend, SupportsCheck
 from screenpilot.model.dialect import Dialect, Platform
 from screenpilot.settings import DEFAULT_MODEL, ENV_NAMES, Settings
 
-__all__ = ["DEFAULT_MODEL", "ENV_NAMES", "build_env", "build_model", "make_dialect", "make_settle"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ENV_NAMES",
+    "build_env",
+    "build_model",
+    "dialect_name",
+    "make_dialect",
+    "make_settle",
+]
 
 DEFAULT_SANDBOX_SIZE = Size(1280, 800)
 DEFAULT_FAKE_SIZE = Size(1080, 2400)
@@ -63,13 +71,25 @@ def build_model(settings: Settings, *, check: bool = True) -> ModelBackend:
     not serve or a model that is not on disk fails here in a couple of seconds with what to do, before any
     episode starts."""
     model = _backend(settings)
-    if check and isinstance(model, SupportsCheck):
-        try:
+    try:
+        check_dialect(settings, model)
+        if check and isinstance(model, SupportsCheck):
             model.check(CHECK_TIMEOUT_S)
-        except BaseException:
-            model.close()
-            raise
+    except BaseException:
+        model.close()
+        raise
     return model
+
+
+def check_dialect(settings: Settings, model: ModelBackend | None = None) -> None:
+    """Build the run's dialect for both platforms and a common screen, so options it cannot honour (pixel
+    limits that cross, an option the model family has no use for) are a SetupError before anything starts."""
+    for platform in ("mobile", "desktop"):
+        dialect = make_dialect(settings, platform, model=model)
+        try:
+            dialect.coordinate_space(DEFAULT_SANDBOX_SIZE)
+        except ValueError as exc:
+            raise SetupError(f"{dialect_name(settings, model)}: {exc}") from None
 
 
 def _backend(settings: Settings) -> ModelBackend:
@@ -107,13 +127,24 @@ def _backend(settings: Settings) -> ModelBackend:
     )
 
 
-def make_dialect(settings: Settings, platform: Platform) -> Dialect:
-    """The dialect the settings choose, for a phone (``mobile``) or a desktop screen: the one place a dialect
-    class is picked."""
-    from screenpilot.model.dialects import DEFAULT_DIALECT
+def dialect_name(settings: Settings, model: ModelBackend | None = None) -> str:
+    """The dialect a run speaks: ``--dialect`` when given, else the one a local checkpoint was trained on (its
+    ``config.json`` ``model_type``), else the default (Qwen2.5-VL, also for servers)."""
+    from screenpilot.model.dialects import DEFAULT_DIALECT, dialect_for_model_type
+
+    if settings.dialect:
+        return settings.dialect
+    if isinstance(model, HasModelType):
+        return dialect_for_model_type(model.model_type) or DEFAULT_DIALECT
+    return DEFAULT_DIALECT
+
+
+def make_dialect(settings: Settings, platform: Platform, *, model: ModelBackend | None = None) -> Dialect:
+    """The dialect the settings (and a local ``model``'s checkpoint) choose, for a phone (``mobile``) or a
+    desktop screen: the one place a dialect is picked."""
     from screenpilot.model.dialects import make_dialect as dialect_named
 
-    return dialect_named(settings.dialect or DEFAULT_DIALECT, platform, **settings.dialect_options())
+    return dialect_named(dialect_name(settings, model), platform, **settings.dialect_options())
 
 
 def make_settle(settings: Settings) -> Settle | None:

@@ -137,6 +137,14 @@ class ModelBackend(Protocol):
 
 
 @runtime_checkable
+class HasModelType(Protocol):
+    """A backend that knows which architecture it runs (a local checkpoint's ``config.json`` ``model_type``),
+    so the dialect can default to the one that checkpoint was trained on."""
+
+    model_type: str
+
+
+@runtime_checkable
 class SupportsCheck(Protocol):
     """A backend that can check, once and quickly, that it will be able to answer.
 

@@ -92,3 +92,16 @@ class SupportsGrounding(Protocol):
         """A prompt asking the model to answer ``question`` about the screen through its ``answer`` action
         (read with :meth:`Dialect.parse`)."""
         ...
+
+
+@runtime_checkable
+class SupportsInstructionGrounding(Protocol):
+    """A dialect whose grounding benchmarks (ScreenSpot and kin) are asked with the agent's own prompt and the
+    benchmark's instruction alone as the user's text, as the model family's own evaluations do. Dialects without
+    it are evaluated through :meth:`SupportsGrounding.grounding_messages`."""
+
+    def instruction_messages(
+        self, instruction: str, screenshot: Image.Image, space: CoordinateSpace
+    ) -> list[Message]:
+        """The system prompt at ``space`` and one user turn: ``instruction``, then the screenshot."""
+        ...

@@ -8,10 +8,15 @@ returns a :class:`~screenpilot.model.dialect.Dialect`. A dialect that cannot hon
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from PIL import Image
+
+from screenpilot.actions.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, Size
 from screenpilot.errors import SetupError
+from screenpilot.model.base import render_chatml
 from screenpilot.model.dialect import Dialect, Platform
 
 DialectFactory = Callable[..., Dialect]
@@ -67,3 +72,28 @@ def make_dialect(name: str, platform: Platform, **options: Any) -> Dialect:
 def dialect_for_model_type(model_type: str | None) -> str | None:
     """The dialect a checkpoint of this ``model_type`` speaks, or None when screenpilot does not know it."""
     return MODEL_TYPES.get(model_type or "")
+
+
+def default_pixel_limits(model_type: str | None) -> tuple[int, int]:
+    """The image pixel limits (min, max) a checkpoint of this ``model_type`` was trained with: its processor's
+    defaults, which the matching dialect also uses when no limits are given."""
+    if dialect_for_model_type(model_type) == "qwen3-vl":
+        from screenpilot.model.qwen3vl import QWEN3_MAX_PIXELS, QWEN3_MIN_PIXELS
+
+        return QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS
+    return QWEN_MIN_PIXELS, QWEN_MAX_PIXELS
+
+
+#: The screens a dialect's prompt is hashed at (its text depends on the screen through the image size).
+REFERENCE_SCREENS: dict[str, Size] = {"mobile": Size(1080, 2400), "desktop": Size(1280, 800)}
+
+
+def describe_dialect(dialect: Dialect) -> dict[str, object]:
+    """``dialect.describe()`` plus ``prompt_sha256``: the hash of the whole first prompt (system and user
+    turns, as ChatML) for a fixed goal on the platform's reference screen, so any change of prompt text,
+    template or image size rule shows as a new hash in run.json and the manifest."""
+    screen = REFERENCE_SCREENS[dialect.platform]
+    space = dialect.coordinate_space(screen)
+    blank = Image.new("RGB", (screen.width, screen.height), "white")
+    text = render_chatml(dialect.messages("GOAL", blank, space, ()))
+    return {**dialect.describe(), "prompt_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}

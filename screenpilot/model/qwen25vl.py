@@ -274,7 +274,7 @@ class Qwen25VLDialect:
     to exactly the size the prompt states, so a backend's own resize is a no-op.
     """
 
-    name = "qwen25vl"
+    name = "qwen2.5-vl"
 
     def __init__(
         self,
@@ -372,6 +372,14 @@ class Qwen25VLDialect:
             "If it is not on the screen, terminate with status failure."
         )
         return self.messages(query, screenshot, space, ())
+
+    def instruction_messages(
+        self, instruction: str, screenshot: Image.Image, space: CoordinateSpace
+    ) -> list[Message]:
+        """The tool prompt and the benchmark's instruction as the whole user text (the cookbook's grounding
+        form, used for ScreenSpot-style evaluations)."""
+        user = (TextPart(instruction), ImagePart(self.prepare_image(screenshot, space)))
+        return [Message.text("system", self.system_prompt(space)), Message("user", user)]
 
     def question_messages(
         self, question: str, screenshot: Image.Image, space: CoordinateSpace

@@ -32,6 +32,7 @@ from screenpilot.model.base import (
     run_bounded,
     seconds_left,
 )
+from screenpilot.model.dialects import default_pixel_limits
 from screenpilot.model.spec import parse_model_spec
 
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -246,8 +247,8 @@ class TransformersBackend:
         *,
         device: str | None = None,
         dtype: str | None = None,
-        min_pixels: int,
-        max_pixels: int,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
         max_new_tokens: int = 256,
         **options: Any,
     ) -> None:
@@ -259,15 +260,13 @@ class TransformersBackend:
             )
         if max_new_tokens < 1:
             raise SetupError("max_new_tokens must be at least 1")
-        if not 0 < min_pixels <= max_pixels:
+        if min_pixels is not None and max_pixels is not None and not 0 < min_pixels <= max_pixels:
             raise SetupError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} and {max_pixels}")
         self.revision: str | None = options.get("revision")
         cache_only = check_local_model(model_id, revision=self.revision)  # fast, and before torch loads
         torch, transformers = _import_stack()
         self._torch = torch
         self.name = model_id
-        self.min_pixels = min_pixels
-        self.max_pixels = max_pixels
         self.max_new_tokens = max_new_tokens
         self.attn_implementation: str = options.get("attn_implementation") or "sdpa"
         self.cache_implementation: str | None = options.get("cache_implementation")
@@ -289,6 +288,14 @@ class TransformersBackend:
         config = self._load_config(transformers, source, hub_kwargs)
         #: The checkpoint's ``config.json`` ``model_type`` (``qwen2_5_vl``, ``qwen2_vl``, ``qwen3_vl``, ...).
         self.model_type: str = config.model_type
+        default_min, default_max = default_pixel_limits(self.model_type)
+        #: The image pixel limits: as given, else the checkpoint's own (its dialect uses the same defaults).
+        self.min_pixels: int = default_min if min_pixels is None else min_pixels
+        self.max_pixels: int = default_max if max_pixels is None else max_pixels
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise SetupError(
+                f"need 0 < min_pixels <= max_pixels, got {self.min_pixels} and {self.max_pixels}"
+            )
         self.commit: str | None = getattr(config, "_commit_hash", None) or (
             _local_commit(self.local_dir) if self.local_dir is not None else None
         )

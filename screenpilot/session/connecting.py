@@ -16,6 +16,7 @@ from screenpilot.agent.record import RunRecorder
 from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
 from screenpilot.model.base import ModelBackend
+from screenpilot.model.dialects import describe_dialect
 from screenpilot.session.session import PolicyName, Session
 from screenpilot.settings import ENV_NAMES, Settings
 
@@ -174,7 +175,7 @@ def _session(
         "started": time.time(),
         "env": env.describe(),
         "model": model.describe(),
-        "dialect": wiring.make_dialect(settings, env.platform).describe(),
+        "dialect": describe_dialect(wiring.make_dialect(settings, env.platform, model=model)),
         "policy": type(policy).__name__,
         "settings": settings.describe(),
         "locator_cache": None if cache_path is None else str(cache_path),

@@ -91,8 +91,8 @@ class Session:
         self.env, self.model, self.settings, self.policy = env, model, settings, policy
         self.cache = cache
         self.name = name
-        self.dialect = wiring.make_dialect(settings, env.platform)
-        asker = wiring.make_dialect(settings.replace(answer_action=True), env.platform)
+        self.dialect = wiring.make_dialect(settings, env.platform, model=model)
+        asker = wiring.make_dialect(settings.replace(answer_action=True), env.platform, model=model)
         self.grounder = Grounder(model, self.dialect, asker, max_retries=settings.max_retries)
         self._settle = wiring.make_settle(settings)
         self._writer = StepWriter(recorder)

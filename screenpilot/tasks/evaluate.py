@@ -44,8 +44,9 @@ from screenpilot.actions.types import (
 )
 from screenpilot.errors import ModelOutputError, SetupError
 from screenpilot.jsonl import read_prepared
-from screenpilot.model.base import ImagePart, Message, ModelBackend, ModelBackendError, TextPart
-from screenpilot.model.dialect import PastStep
+from screenpilot.model.base import Message, ModelBackend, ModelBackendError
+from screenpilot.model.dialect import Dialect, PastStep, SupportsGrounding, SupportsInstructionGrounding
+from screenpilot.model.dialects import DEFAULT_DIALECT, make_dialect
 from screenpilot.model.qwen25vl import Qwen25VLDialect, ToolName
 from screenpilot.tasks.checks import normalize_text
 
@@ -282,14 +283,12 @@ def _grounding_case(
     return _GroundingCase(obj.get("id"), group, _grounding_tool(obj, tool), instruction, bbox, image)
 
 
-def _ask_grounding(
-    line: int, case: _GroundingCase, model: ModelBackend, dialect: Qwen25VLDialect
-) -> dict[str, Any]:
+def _ask_grounding(line: int, case: _GroundingCase, model: ModelBackend, dialect: Dialect) -> dict[str, Any]:
     item: dict[str, Any] = {
         "line": line,
         "id": case.id,
         "group": case.group,
-        "tool": dialect.tool,
+        "tool": case.tool,
         "bbox": list(case.bbox),
         "output": None,
         "point": None,
@@ -300,10 +299,7 @@ def _ask_grounding(
     except (OSError, Image.DecompressionBombError) as exc:
         return _image_error(item, exc)
     space = dialect.coordinate_space(Size(*image.size))
-    messages = [
-        Message.text("system", dialect.system_prompt(space)),
-        Message("user", (TextPart(case.instruction), ImagePart(dialect.prepare_image(image, space)))),
-    ]
+    messages = grounding_messages(dialect, case.instruction, image, space)
     model.begin_episode(str(case.id) if case.id is not None else None)
     text, error, model_s = _ask(model, messages)
     item.update(output=text, model_s=round(model_s, 4))
@@ -312,7 +308,20 @@ def _ask_grounding(
     return {**item, **_score_point(dialect, text, space, case.bbox)}
 
 
-def _score_point(dialect: Qwen25VLDialect, text: str, space: CoordinateSpace, bbox: Box) -> dict[str, Any]:
+def grounding_messages(
+    dialect: Dialect, instruction: str, image: Image.Image, space: CoordinateSpace
+) -> list[Message]:
+    """How a grounding example is asked: the model family's own benchmark form where the dialect has one (the
+    instruction alone beside the tool prompt, for Qwen2.5-VL), else its grounding prompt (as ``Session.locate``
+    asks; UI-TARS's GROUNDING template), else the agent's prompt with the instruction as the goal."""
+    if isinstance(dialect, SupportsInstructionGrounding):
+        return dialect.instruction_messages(instruction, image, space)
+    if isinstance(dialect, SupportsGrounding):
+        return dialect.grounding_messages(instruction, image, space)
+    return dialect.messages(instruction, image, space, ())
+
+
+def _score_point(dialect: Dialect, text: str, space: CoordinateSpace, bbox: Box) -> dict[str, Any]:
     try:
         parsed = dialect.parse(text, space)
     except ModelOutputError as exc:
@@ -329,6 +338,7 @@ def evaluate_grounding(
     model: ModelBackend,
     *,
     tool: ToolName | None = None,
+    dialect: str = DEFAULT_DIALECT,
     dialect_options: Mapping[str, Any] | None = None,
     limit: int | None = None,
     progress: bool = False,
@@ -349,7 +359,10 @@ def evaluate_grounding(
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
     prepare = partial(_grounding_case, base=path.parent, tool=tool, box_format=box_format)
     cases = _read_cases(path, prepare, limit)
-    dialects = {name: Qwen25VLDialect(name, **options) for name in {c.tool for _, c in cases}}
+    dialects = {
+        name: make_dialect(dialect, "mobile" if name == "mobile_use" else "desktop", **options)
+        for name in {c.tool for _, c in cases}
+    }
     outcome = _run(
         cases,
         lambda lc: _ask_grounding(*lc, model, dialects[lc[1].tool]),
@@ -511,17 +524,27 @@ def match_step(predicted: Action | None, truth: Action, screen: Size, bbox: Box 
             assert_never(truth)
 
 
-def _history_call(item: Any, space: CoordinateSpace, where: str) -> str:
-    """A previous action as the prompt's history shows it: the call in model pixels."""
+def _history_call(item: Any, space: CoordinateSpace, where: str, dialect: Dialect) -> str:
+    """A previous action as the prompt's history shows it: the call in model pixels. Argument objects are
+    written as Qwen2.5-VL calls, so other dialects take history as the model's own call strings only."""
     if isinstance(item, str):
         return item
     if not isinstance(item, dict) or not isinstance(item.get("action"), str):
         raise SetupError(f"{where}: history entries must be strings or mobile_use argument objects")
+    if not isinstance(dialect, Qwen25VLDialect):
+        raise SetupError(
+            f"{where}: history as mobile_use argument objects is Qwen2.5-VL's form; with the {dialect.name} "
+            "dialect give each history entry as the call string that model writes"
+        )
     args = dict(item)
     for key in ("coordinate", "coordinate2"):
         if isinstance(args.get(key), (list, tuple)) and len(args[key]) == 2:
             args[key] = list(space.to_model(*args[key]))
     return json.dumps({"name": "mobile_use", "arguments": args})
+
+
+#: Reads the recorded actions of step data (mobile_use arguments in device pixels), whatever dialect asks.
+_DATA_FORMAT = Qwen25VLDialect("mobile_use", answer_action=True)
 
 
 @dataclass(frozen=True)
@@ -535,9 +558,7 @@ class _StepCase:
     past: tuple[PastStep, ...]
 
 
-def _step_case(
-    obj: dict[str, Any], where: str, *, base: Path, level: str, dialect: Qwen25VLDialect
-) -> _StepCase:
+def _step_case(obj: dict[str, Any], where: str, *, base: Path, level: str, dialect: Dialect) -> _StepCase:
     goal = _text_field(obj, "goal", where)
     assert goal is not None
     instruction = _text_field(obj, "instruction", where, required=False)
@@ -546,7 +567,9 @@ def _step_case(
     if not isinstance(truth_args, dict):
         raise SetupError(f"{where}: 'action' must be an object of mobile_use arguments")
     try:
-        truth = dialect.call_to_action(ToolCall("mobile_use", truth_args), CoordinateSpace(screen, screen))
+        truth = _DATA_FORMAT.call_to_action(
+            ToolCall("mobile_use", truth_args), CoordinateSpace(screen, screen)
+        )
     except ModelOutputError as exc:
         raise SetupError(f"{where}: the recorded action is not valid: {exc}") from exc
     bbox = _box(obj["bbox"], where) if obj.get("bbox") is not None else None
@@ -554,12 +577,12 @@ def _step_case(
     if not isinstance(history, list):
         raise SetupError(f"{where}: 'history' must be a list")
     space = dialect.coordinate_space(screen)
-    past = tuple(PastStep(_history_call(h, space, where)) for h in history)
+    past = tuple(PastStep(_history_call(h, space, where, dialect)) for h in history)
     query = f"{goal}\nNext step: {instruction}" if level == "low" and instruction else goal
     return _StepCase(obj.get("id"), query, image, screen, truth, bbox, past)
 
 
-def _ask_step(line: int, case: _StepCase, model: ModelBackend, dialect: Qwen25VLDialect) -> dict[str, Any]:
+def _ask_step(line: int, case: _StepCase, model: ModelBackend, dialect: Dialect) -> dict[str, Any]:
     item: dict[str, Any] = {
         "line": line,
         "id": case.id,
@@ -604,6 +627,7 @@ def evaluate_steps(
     model: ModelBackend,
     *,
     level: str = "high",
+    dialect: str = DEFAULT_DIALECT,
     dialect_options: Mapping[str, Any] | None = None,
     limit: int | None = None,
     progress: bool = False,
@@ -620,11 +644,11 @@ def evaluate_steps(
         raise SetupError(f"level must be high or low, got {level!r}")
     path = Path(data)
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
-    dialect = Qwen25VLDialect("mobile_use", **options)
-    cases = _read_cases(path, partial(_step_case, base=path.parent, level=level, dialect=dialect), limit)
+    asker = make_dialect(dialect, "mobile", **options)
+    cases = _read_cases(path, partial(_step_case, base=path.parent, level=level, dialect=asker), limit)
     outcome = _run(
         cases,
-        lambda lc: _ask_step(*lc, model, dialect),
+        lambda lc: _ask_step(*lc, model, asker),
         _Progress("steps", len(cases), progress, "step accuracy"),
         "step_ok",
     )

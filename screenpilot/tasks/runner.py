@@ -51,7 +51,8 @@ from screenpilot.envs.settle import SettleResult, wait_until_stable
 from screenpilot.errors import MissingExtraError, ScreenpilotError, SetupError
 from screenpilot.jsonl import read_lines
 from screenpilot.model.base import Completion, Message, ModelBackend
-from screenpilot.model.qwen25vl import Qwen25VLDialect
+from screenpilot.model.dialect import Dialect
+from screenpilot.model.dialects import DEFAULT_DIALECT, describe_dialect, make_dialect
 from screenpilot.tasks.checks import CheckContext, CheckError, CheckOutcome, evaluate
 from screenpilot.tasks.manifest import FolderLock, Manifest, redact_argv, sha256_text
 from screenpilot.tasks.setup import TaskSetupError, launch_app, run_steps
@@ -169,6 +170,8 @@ class BenchSettings:
     jobs: int = 1
     limits: Limits = field(default_factory=Limits)
     max_retries: int = 2
+    #: The dialect's name in screenpilot.model.dialects, and the options every dialect takes.
+    dialect: str = DEFAULT_DIALECT
     dialect_options: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     force: bool = False
@@ -461,14 +464,14 @@ class SuiteRunner:
         return {
             "suite_sha256": self.suite.sha256,
             "model": self.models.describe(),
-            "dialect": {p: self._dialect(p).describe() for p in platforms},
+            "dialect": {p: describe_dialect(self._dialect(p)) for p in platforms},
             "limits": limits,
             "max_retries": self.settings.max_retries,
             "seed": self.settings.seed,
         }
 
-    def _dialect(self, platform: Platform) -> Qwen25VLDialect:
-        return Qwen25VLDialect.for_platform(platform, **dict(self.settings.dialect_options))
+    def _dialect(self, platform: Platform) -> Dialect:
+        return make_dialect(self.settings.dialect, platform, **dict(self.settings.dialect_options))
 
     def _open_manifest(self) -> Manifest:
         settings = self.settings
@@ -769,7 +772,7 @@ class SuiteRunner:
                 "started": started,
                 "env": env.describe(),
                 "model": self.models.describe(),
-                "dialect": dialect.describe(),
+                "dialect": describe_dialect(dialect),
                 "limits": dataclasses.asdict(limits),
                 "prompt_sha256": prompt_sha,
                 "setup": setup_log,

@@ -27,7 +27,7 @@ def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     ("extra", "needle"),
     [
         (["--max-pixels", "100"], "--max-pixels"),
-        (["--min-pixels", "20000000"], "--min-pixels"),
+        (["--min-pixels", "20000000"], "min_pixels (20000000) is larger than max_pixels"),
         (["--settle-timeout", "-1"], "--settle-timeout"),
         (["--screen-size", "100000x100000"], f"{MAX_SCREEN_SIDE}"),
         (["--screen-size", "1x1"], "--screen-size"),
