@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from PIL import Image
+
 from screenpilot import __version__
 from screenpilot.actions.coords import CoordinateSpace
 from screenpilot.actions.types import action_to_dict
@@ -21,6 +23,7 @@ from screenpilot.cli import suite_commands, wiring
 from screenpilot.cli.argtypes import non_empty_text, positive_int, screen_size
 from screenpilot.cli.options import env_options, loop_options, model_options, settings_from_args
 from screenpilot.errors import ModelOutputError, SetupError
+from screenpilot.model.base import render_chatml
 from screenpilot.model.dialect import Dialect
 from screenpilot.settings import DIALECT_NAMES
 
@@ -51,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("prompt", parents=[tool_parent], help="print the system message the model is given")
+    p.add_argument(
+        "--goal",
+        type=non_empty_text,
+        help="print the whole first prompt for this goal instead (ChatML, the image as its placeholder): for "
+        "families such as UI-TARS whose instructions are in the user turn",
+    )
     p.set_defaults(func=cmd_prompt)
 
     p = sub.add_parser(
@@ -123,7 +132,11 @@ def _space(args: argparse.Namespace) -> tuple[Dialect, CoordinateSpace]:
 
 def cmd_prompt(args: argparse.Namespace) -> int:
     dialect, space = _space(args)
-    sys.stdout.write(dialect.system_prompt(space))
+    if args.goal is None:
+        sys.stdout.write(dialect.system_prompt(space))
+    else:
+        blank = Image.new("RGB", (args.screen.width, args.screen.height), "white")
+        sys.stdout.write(render_chatml(dialect.messages(args.goal, blank, space, ())))
     if sys.stdout.isatty():
         sys.stdout.write("\n")
     return 0

@@ -78,3 +78,13 @@ def test_a_resumed_bench_with_another_dialect_is_refused(
     err = capsys.readouterr().err
     assert code == 2
     assert "dialect" in err and "--force" in err
+
+
+def test_prompt_with_a_goal_prints_the_whole_first_prompt(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["prompt", "--tool", "mobile_use", "--screen", "1080x2400", "--dialect", "ui-tars-1.5"]
+    assert main(argv) == 0
+    system_only = capsys.readouterr().out
+    assert main([*argv, "--goal", "Open Settings"]) == 0
+    whole = capsys.readouterr().out
+    assert "Open Settings" in whole and "Open Settings" not in system_only
+    assert whole.startswith("<|im_start|>system\n") and "<|image_pad|>" in whole
