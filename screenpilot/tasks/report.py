@@ -129,8 +129,9 @@ def draw_action(image: Image.Image, action: Action) -> Image.Image:
             else:
                 where = corner
             name: str = action.action
-            if isinstance(action, Click) and (action.button != "left" or action.count == 2):
-                name = f"{'double ' if action.count == 2 else ''}{action.button} click"
+            if isinstance(action, Click) and (action.button != "left" or action.count > 1):
+                times = {1: "", 2: "double ", 3: "triple "}[action.count]
+                name = f"{times}{action.button} click"
             _label(draw, where, name, scale, _MARK)
         case Swipe() | Drag():
             start = (action.x, action.y) if action.x is not None and action.y is not None else None
@@ -143,9 +144,14 @@ def draw_action(image: Image.Image, action: Action) -> Image.Image:
         case Scroll():
             cx = action.x if action.x is not None else out.width / 2
             cy = action.y if action.y is not None else out.height / 2
+            # Positive pixels reveal content above (vertical) or to the left (horizontal): the view moves
+            # that way, so the arrow points up or left.
             length = 40 * scale * (1 if action.pixels < 0 else -1)
-            _arrow(draw, (cx, cy), (cx, cy + length), scale, _MARK2)
-            _label(draw, (cx + 6 * scale, cy), f"scroll {action.pixels}", scale, _MARK2)
+            horizontal = action.axis == "horizontal"
+            end = (cx + length, cy) if horizontal else (cx, cy + length)
+            _arrow(draw, (cx, cy), end, scale, _MARK2)
+            name = "hscroll" if horizontal else "scroll"
+            _label(draw, (cx + 6 * scale, cy), f"{name} {action.pixels}", scale, _MARK2)
         case TypeText():
             _label(draw, corner, f"type: {action.text}", scale, _MARK2)
         case Key():
