@@ -214,12 +214,30 @@ def _unknown(name: str) -> str:
     return f"unknown option {name!r}{hint}"
 
 
+_PLAIN = (
+    ("Input should be greater than or equal to", "must be at least"),
+    ("Input should be less than or equal to", "must be at most"),
+    ("Input should be greater than", "must be more than"),
+    ("Input should be less than", "must be less than"),
+    ("Input should be a valid", "must be a valid"),
+    ("Input should be", "must be"),
+)
+
+
+def _plain(message: str) -> str:
+    """pydantic's wording, said as a command-line tool says it."""
+    for theirs, ours in _PLAIN:
+        if message.startswith(theirs):
+            return ours + message.removeprefix(theirs)
+    return message
+
+
 def describe_errors(exc: ValidationError) -> str:
     """One line for all of a validation's problems, each led by the option it concerns."""
     parts = []
     for error in exc.errors():
         where = error["loc"][0] if error["loc"] else None
-        message = str(error["msg"]).removeprefix("Value error, ")
+        message = _plain(str(error["msg"]).removeprefix("Value error, "))
         if isinstance(where, str):
             given = error.get("input")
             plain = isinstance(given, str | int | float) and not isinstance(given, bool)
