@@ -163,11 +163,12 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from screenpilot.agent.policy import ApproveAll, Confirm, DryRun, Policy
+    from screenpilot.agent.folders import given_run_folder, new_run_folder
     from screenpilot.cli import run_command
 
     settings = settings_from_args(args)
     policy: Policy = DryRun() if args.dry_run else Confirm() if args.confirm else ApproveAll()
-    folder = run_command.given_run_folder(args.out) if args.out else run_command.new_run_folder()
+    folder = given_run_folder(args.out) if args.out else new_run_folder()
     return run_command.run_task(settings, args.task, policy, folder, quiet=args.quiet)
 
 

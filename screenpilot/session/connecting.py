@@ -119,7 +119,7 @@ def _cache_path(cache: str | Path | Literal[False] | None) -> Path | None:
 
 
 def _run_folder(out: str | Path | None) -> Any:
-    from screenpilot.cli.run_command import given_run_folder, new_run_folder
+    from screenpilot.agent.folders import given_run_folder, new_run_folder
 
     if out is None:
         return new_run_folder()

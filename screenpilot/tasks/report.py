@@ -148,8 +148,8 @@ def draw_action(image: Image.Image, action: Action) -> Image.Image:
             # that way, so the arrow points up or left.
             length = 40 * scale * (1 if action.pixels < 0 else -1)
             horizontal = action.axis == "horizontal"
-            end = (cx + length, cy) if horizontal else (cx, cy + length)
-            _arrow(draw, (cx, cy), end, scale, _MARK2)
+            tip = (cx + length, cy) if horizontal else (cx, cy + length)
+            _arrow(draw, (cx, cy), tip, scale, _MARK2)
             name = "hscroll" if horizontal else "scroll"
             _label(draw, (cx + 6 * scale, cy), f"{name} {action.pixels}", scale, _MARK2)
         case TypeText():
