@@ -7,16 +7,20 @@ whatever the brightness; 0 is unrelated. The thresholds below are the whole poli
 
 * a match counts when its score is at least :data:`MATCH_MIN`, both for the whole patch and for its core (the
   smallest patch size around the point that is not flat: the element itself, where the whole patch may be
-  mostly context), and its pixels differ from the patch by at most :data:`MAX_MEAN_DIFF` grey levels on
-  average (so a hover tint passes, a recoloured or relabelled element does not);
+  mostly context), its pixels differ from the patch by at most :data:`MAX_MEAN_DIFF` grey levels on average
+  and its contrast by at most :data:`MAX_CONTRAST_RATIO` times (so a hover tint passes; a recoloured,
+  relabelled or faded element does not);
+* a match against an edge of the screen that the patch was not against when it was cut is not used: the
+  element may continue beyond the screen, and a partial match can be off by a few pixels;
 * it is ambiguous, and nothing is returned, when another place scores within :data:`RIVAL_MARGIN` of it;
 * an anchor is made only where the best other place on its own screenshot scores at most
   :data:`CREATE_RIVAL_MAX`, which leaves room for the element to change a little before it becomes ambiguous;
 * a patch whose grey levels vary less than :data:`FLAT_STD` is flat, and a flat region is never an anchor.
 
 The search looks near the old point first (:data:`NEAR_RADIUS` pixels around it, at full resolution), then over
-the whole screen at a reduced resolution (to find a moved element and any rival), and refines each candidate at
-full resolution.
+the whole screen at 1/:data:`SEARCH_SCALE` resolution (to find a moved element and any rival), and refines
+each candidate there (at most :data:`COARSE_CANDIDATES` scoring at least :data:`COARSE_MIN`) at full resolution,
+within half a patch of it (between :data:`CANDIDATE_RADIUS` and twice that).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ RIVAL_MARGIN = 0.10
 CREATE_RIVAL_MAX = 0.75
 #: The largest mean absolute grey-level difference between a match and the patch.
 MAX_MEAN_DIFF = 24.0
+#: The most a match's contrast (spread of grey levels) may differ from the patch's, as a ratio either way.
+#: Correlation ignores contrast, so without this a faint outline would match a strong one of the same shape.
+MAX_CONTRAST_RATIO = 1.5
 #: A patch whose grey levels have a standard deviation below this is flat.
 FLAT_STD = 8.0
 #: How far from the expected place (in device pixels) the first, full-resolution search looks.
@@ -60,9 +67,6 @@ PATCH_SIZES: tuple[tuple[int, int], ...] = (
 )
 #: Coarse candidates below this score are not refined (the coarse score underrates thin detail).
 COARSE_MIN = 0.5
-#: Places on the reduced screen scoring more than this below the best one there are not refined (reducing
-#: blurs a patch and its look-alikes alike, so a real rival scores close to the best at both resolutions).
-COARSE_SLACK = 0.25
 #: How many coarse candidates are refined at most.
 COARSE_CANDIDATES = 6
 #: How far from each place found on the reduced screen the full-resolution search looks (covers the reduced
@@ -158,12 +162,27 @@ def find_anchor(anchor: Anchor, screenshot: Image.Image, near: Point | None = No
         return None
     guess = None if near is None else Point(near.x - anchor.offset.x, near.y - anchor.offset.y)
     found = _search(_Screen.of(screenshot), template, guess)
-    if found is None or not found.accepted:
+    if found is None or not found.accepted or not _edges_agree(anchor, found.place, screenshot.size):
         return None
     x, y = found.place
     return AnchorMatch(
         point=Point(x + anchor.offset.x, y + anchor.offset.y), score=found.score, runner_up=found.runner_up
     )
+
+
+def _edges_agree(anchor: Anchor, place: tuple[int, int], screen: tuple[int, int]) -> bool:
+    """False when the match lies against an edge of the screen that the patch was not against when it was
+    cut: the element may then continue beyond the screen, and the match could be a partial one, off by some
+    pixels. A patch cut against an edge was shifted to fit, which its off-centre offset shows."""
+    for start, side, limit, offset, made_on in zip(
+        place, anchor.patch.size, screen, anchor.offset, anchor.screen, strict=True
+    ):
+        spans = side >= made_on
+        if start == 0 and not (spans or offset < side // 2):
+            return False
+        if start + side == limit and not (spans or offset > side // 2):
+            return False
+    return True
 
 
 # -- patches ----------------------------------------------------------------------------------------------------
@@ -340,19 +359,20 @@ class _Found:
     runner_up: float
     mean_diff: float
     core: float  # the score of the core alone, at the same place
+    contrast: float  # the match's contrast over the patch's, the larger of whole and core over the smaller
 
     @property
     def accepted(self) -> bool:
         strong = min(self.score, self.core) >= MATCH_MIN and self.mean_diff <= MAX_MEAN_DIFF
-        return strong and self.runner_up < self.score - RIVAL_MARGIN
+        return strong and self.contrast <= MAX_CONTRAST_RATIO and self.runner_up < self.score - RIVAL_MARGIN
 
 
 def _search(screen: _Screen, template: _Template, guess: Point | None) -> _Found | None:
     """The best place for ``template`` on ``screen`` and the best rival's score (None if nothing matches)."""
-    near = None if guess is None else _refine(screen, template, guess, NEAR_RADIUS)
+    near = None if guess is None else _refine(screen, template, guess, (NEAR_RADIUS, NEAR_RADIUS))
     found = [] if near is None else [near]
-    for corner in _candidates(screen, template, guess, near):
-        refined = _refine(screen, template, corner, CANDIDATE_RADIUS)
+    for corner in _candidates(screen, template, guess):
+        refined = _refine(screen, template, corner, _candidate_radius(template))
         if refined is not None:
             found.append(refined)
     if not found:
@@ -363,26 +383,28 @@ def _search(screen: _Screen, template: _Template, guess: Point | None) -> _Found
     patch = screen.region((bx, by, bx + width, by + height)).astype(np.float32)
     mean_diff = float(np.abs(patch - template.grey).mean())
     left, top, right, bottom = template.core
-    core = _similarity(patch[top:bottom, left:right], template.grey[top:bottom, left:right])
-    return _Found((bx, by), best, max(rivals, default=0.0), mean_diff, core)
+    seen, wanted = patch[top:bottom, left:right], template.grey[top:bottom, left:right]
+    contrast = max(_contrast(patch, template.grey), _contrast(seen, wanted))
+    return _Found((bx, by), best, max(rivals, default=0.0), mean_diff, _similarity(seen, wanted), contrast)
 
 
-def _candidates(
-    screen: _Screen, template: _Template, guess: Point | None, near: tuple[int, int, float] | None
-) -> list[Point]:
-    """The places on the reduced screen worth refining: within :data:`COARSE_SLACK` of the best reduced score
-    (the place found near the guess included), and not already covered by the search near the guess."""
+def _contrast(a: Array, b: Array) -> float:
+    """How many times more contrast (grey-level spread) one array has than the other; at least 1."""
+    spread_a, spread_b = float(a.std()), float(b.std())
+    if min(spread_a, spread_b) < 1e-6:
+        return float("inf")
+    return max(spread_a, spread_b) / min(spread_a, spread_b)
+
+
+def _candidates(screen: _Screen, template: _Template, guess: Point | None) -> list[Point]:
+    """The places on the reduced screen worth refining (at least :data:`COARSE_MIN`, the best
+    :data:`COARSE_CANDIDATES`), less those the search near the guess has already covered."""
     small = template.coarse
     if small is None or not screen.coarse.fits(small):
         return []
-    scores = screen.coarse.zncc(small)
-    top = float(scores.max())
-    if near is not None:
-        row = min(near[1] // SEARCH_SCALE, scores.shape[0] - 1)
-        top = max(top, float(scores[row, min(near[0] // SEARCH_SCALE, scores.shape[1] - 1)]))
-    peaks = _coarse_peaks(scores, small.grey.shape, max(COARSE_MIN, top - COARSE_SLACK))
-    inside = NEAR_RADIUS - CANDIDATE_RADIUS
-    return [p for p in peaks if guess is None or abs(p.x - guess.x) > inside or abs(p.y - guess.y) > inside]
+    peaks = _coarse_peaks(screen.coarse.zncc(small), small.grey.shape, COARSE_MIN)
+    (rx, ry), r = _candidate_radius(template), NEAR_RADIUS
+    return [p for p in peaks if guess is None or abs(p.x - guess.x) > r - rx or abs(p.y - guess.y) > r - ry]
 
 
 def _core(grey: Array, offset: Point) -> tuple[int, int, int, int]:
@@ -417,18 +439,29 @@ def _coarse_peaks(scores: Array, size: tuple[int, int], least: float) -> list[Po
     return peaks
 
 
-def _refine(screen: _Screen, template: _Template, guess: Point, radius: int) -> tuple[int, int, float] | None:
-    """The best top-left corner within ``radius`` of ``guess``, at full resolution, and its score."""
+def _refine(
+    screen: _Screen, template: _Template, guess: Point, radius: tuple[int, int]
+) -> tuple[int, int, float] | None:
+    """The best top-left corner within ``radius`` (x, y) of ``guess``, at full resolution, and its score."""
     (width, height), (cols, rows) = template.size, screen.image.size
     if width > cols or height > rows:
         return None
     limits = (cols - width, rows - height)
-    left, top = (min(max(v - radius, 0), limit) for v, limit in zip(guess, limits, strict=True))
-    right, bottom = (min(max(v + radius, 0), limit) for v, limit in zip(guess, limits, strict=True))
+    left, top = (min(max(v - r, 0), lim) for v, r, lim in zip(guess, radius, limits, strict=True))
+    right, bottom = (min(max(v + r, 0), lim) for v, r, lim in zip(guess, radius, limits, strict=True))
     plane = _Plane.of(screen.region((left, top, right + width, bottom + height)))
     scores = plane.zncc(template.full)
     y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return left + int(x), top + int(y), float(scores[y, x])
+
+
+def _candidate_radius(template: _Template) -> tuple[int, int]:
+    """How far around a reduced-screen candidate to refine: half the patch (the stretch the reduced search
+    suppresses around each candidate), between :data:`CANDIDATE_RADIUS` and twice that."""
+    return (
+        min(max(template.size[0] // 2, CANDIDATE_RADIUS), 2 * CANDIDATE_RADIUS),
+        min(max(template.size[1] // 2, CANDIDATE_RADIUS), 2 * CANDIDATE_RADIUS),
+    )
 
 
 def _fast_len(n: int) -> int:

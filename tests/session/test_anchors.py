@@ -294,3 +294,83 @@ def test_identical_rows_without_text_are_not_an_anchor(phone_env: tuple[FakePhon
 def test_a_patch_larger_than_the_screenshot_is_not_found() -> None:
     anchor = make_anchor(_phone_screen(), SAVE)
     assert find_anchor(anchor, Image.new("RGB", (40, 20), "white")) is None
+
+
+def _shifted(shot: Image.Image, dx: int, dy: int) -> Image.Image:
+    """The whole screen content moved by ``dx, dy`` (as a scroll or a moved window would); the edge that
+    comes into view takes the colour of the screen's own edge there."""
+    out = Image.new("RGB", shot.size, shot.getpixel((0, shot.height - 1 if dy < 0 else 0)))
+    out.paste(shot, (dx, dy))
+    return out
+
+
+def _never_wrong(shot: Image.Image, points: list[Point], shift: tuple[int, int]) -> int:
+    """Anchors made at ``points`` find their own point, and on the shifted screen the shifted point, or
+    nothing when their patch would cross the screen's edge; returns how many anchors were made."""
+    moved = _shifted(shot, *shift)
+    made = 0
+    for point in points:
+        try:
+            anchor = make_anchor(shot, point)
+        except AnchorError:
+            continue
+        made += 1
+        match = find_anchor(anchor, shot, near=point)
+        assert match is not None and match.point == point, (point, match)
+        match = find_anchor(anchor, moved, near=point)
+        left, top = point.x - anchor.offset.x + shift[0], point.y - anchor.offset.y + shift[1]
+        width, height = anchor.patch.size
+        if left >= 0 and top >= 0 and left + width <= shot.width and top + height <= shot.height:
+            assert match is not None, (point, anchor.patch.size)
+        if match is not None:
+            assert match.point == Point(point.x + shift[0], point.y + shift[1]), (point, match)
+    return made
+
+
+@needs_x
+def test_anchors_anywhere_on_the_desktop_find_their_point_or_nothing(desk: dict[str, Image.Image]) -> None:
+    points = [Point(x, y) for x in range(130, 700, 95) for y in range(115, 500, 75)]
+    assert _never_wrong(desk["home"], points, (37, -23)) >= len(points) // 2
+
+
+def test_anchors_anywhere_on_the_phone_find_their_point_or_nothing() -> None:
+    points = [Point(x, y) for x in range(100, 1080, 190) for y in range(150, 2400, 330)]
+    assert _never_wrong(_phone_screen(), points, (0, -262)) >= len(points) // 3
+
+
+@needs_x
+@pytest.mark.parametrize(
+    ("point", "shift"),
+    [
+        # the pad's corner against the window's edge: a fainter corner 20 px away has the same shape
+        (Point(160, 470), (150, 201)),
+        # a patch that would now reach past the screen's left edge: a partial match there is off by 13 px
+        (Point(160, 110), (-45, 17)),
+        # a shift that is not a multiple of the reduced search's scale, near look-alike edges
+        (Point(610, 245), (3, -2)),
+    ],
+)
+def test_found_exactly_or_not_at_all_after_a_shift(
+    desk: dict[str, Image.Image], point: Point, shift: tuple[int, int]
+) -> None:
+    assert _never_wrong(desk["home"], [point], shift) == 1
+
+
+def _outlined(at: tuple[int, int], ink: tuple[int, int, int]) -> Image.Image:
+    """A blank screen with one outlined box with a tab (so its outline has a single place) at ``at``."""
+    image = Image.new("RGB", (800, 600), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    x, y = at
+    draw.rectangle((x, y, x + 90, y + 40), outline=ink, width=3)
+    draw.rectangle((x + 10, y - 12, x + 40, y), outline=ink, width=3)
+    return image
+
+
+def test_a_faint_outline_of_the_same_shape_is_not_a_match() -> None:
+    """Correlation ignores contrast; the contrast rule keeps a pale ghost from passing for the element."""
+    strong = _outlined((100, 100), (20, 20, 20))
+    anchor = make_anchor(strong, Point(145, 120))
+    moved = find_anchor(anchor, _outlined((400, 300), (20, 20, 20)), near=Point(145, 120))
+    assert moved is not None
+    assert moved.point == Point(445, 320)
+    assert find_anchor(anchor, _outlined((400, 300), (110, 110, 110)), near=Point(145, 120)) is None
