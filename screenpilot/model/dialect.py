@@ -15,6 +15,7 @@ from PIL import Image
 
 from screenpilot.actions.coords import CoordinateSpace, Size
 from screenpilot.actions.types import Action
+from screenpilot.errors import ScreenpilotError
 from screenpilot.model.base import Message
 
 Platform = Literal["mobile", "desktop"]
@@ -91,6 +92,29 @@ class SupportsGrounding(Protocol):
     ) -> list[Message]:
         """A prompt asking the model to answer ``question`` about the screen through its ``answer`` action
         (read with :meth:`Dialect.parse`)."""
+        ...
+
+
+class NoCallForm(ScreenpilotError, ValueError):
+    """The dialect's model has no way to write this action (a phone tool has no right click, say)."""
+
+
+@runtime_checkable
+class SupportsCallText(Protocol):
+    """A dialect that can write an action the way its model writes it: the inverse of :meth:`Dialect.parse`.
+
+    The dialect conformance checks (:mod:`screenpilot.model.conformance`) use it to write points in the
+    dialect's own form, and history for step evaluation can be rendered from recorded actions with it."""
+
+    def action_names(self) -> frozenset[str]:
+        """Every action name this dialect's model may write (its tool's action list, or its action space)."""
+        ...
+
+    def call_text(self, action: Action, space: CoordinateSpace) -> str:
+        """``action`` (device pixels) as this model writes it in an answer: text that :meth:`Dialect.parse`
+        reads back, points written in the model's own convention and rounded as the model writes them.
+        Fields the model's form fixes (a wait's length, a scroll's amount) take the form's value. Raises
+        :class:`NoCallForm` when the model cannot write the action at all."""
         ...
 
 

@@ -43,10 +43,11 @@ from screenpilot.actions.types import (
     Terminate,
     TypeText,
     Wait,
+    action_kind,
 )
 from screenpilot.errors import SetupError
 from screenpilot.model.base import ImagePart, Message, TextPart
-from screenpilot.model.dialect import ParsedAction, PastStep, Platform
+from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
 
 ToolName = Literal["mobile_use", "computer_use"]
 _Pixel = Callable[[float, float], tuple[int, int]]
@@ -495,6 +496,72 @@ class Qwen3VLDialect:
             raise
         except (ValueError, TypeError) as exc:  # pydantic validation of the action's fields
             raise ToolCallParseError(f"Invalid arguments for action={kind}: {_first_line(exc)}") from exc
+
+    # -- writing calls ----------------------------------------------------------------------------------------
+    def action_names(self) -> frozenset[str]:
+        """The actions of this dialect's tool."""
+        return _MOBILE if self.tool == "mobile_use" else _DESKTOP
+
+    def call_text(self, action: Action, space: CoordinateSpace) -> str:
+        """``action`` (device pixels) as one ``<tool_call>`` block, its points on the prompt's N×N grid."""
+        model = space.action_to_model(action)
+        if self.tool == "mobile_use":
+            arguments = self._mobile_arguments(model)
+        else:
+            arguments = self._desktop_arguments(model)
+        arguments = arguments or self._common_arguments(model)
+        if arguments is None or arguments["action"] not in self.action_names():
+            raise NoCallForm(f"{self.tool} has no way to write this {action_kind(action)} action")
+        call = json.dumps({"name": self.tool, "arguments": arguments}, ensure_ascii=False)
+        return f"<tool_call>\n{call}\n</tool_call>"
+
+    @staticmethod
+    def _common_arguments(action: Action) -> dict[str, Any] | None:
+        match action:
+            case TypeText(text=text):
+                return {"action": "type", "text": text}
+            case Wait(seconds=seconds):
+                return {"action": "wait", "time": seconds}
+            case Answer(text=text):
+                return {"action": "answer", "text": text}
+            case Terminate(status=status):
+                return {"action": "terminate", "status": status}
+        return None
+
+    @staticmethod
+    def _mobile_arguments(action: Action) -> dict[str, Any] | None:
+        match action:
+            case Click(x=int() as x, y=int() as y, button="left", count=1):
+                return {"action": "click", "coordinate": [x, y]}
+            case LongPress(x=x, y=y, seconds=seconds):
+                return {"action": "long_press", "coordinate": [x, y], "time": seconds}
+            case Swipe(x=x, y=y, x2=x2, y2=y2):
+                return {"action": "swipe", "coordinate": [x, y], "coordinate2": [x2, y2]}
+            case SystemButton(button=button):
+                return {"action": "system_button", "button": button.capitalize()}
+        return None
+
+    @staticmethod
+    def _desktop_arguments(action: Action) -> dict[str, Any] | None:
+        at: dict[str, Any] = {}
+        if getattr(action, "x", None) is not None:
+            at["coordinate"] = [action.x, action.y]  # type: ignore[union-attr]
+        clicks = {clicked: name for name, clicked in _CLICKS.items()}
+        match action:
+            case Click(button=button, count=count) if (button, count) in clicks:
+                return {"action": clicks[(button, count)], **at}
+            case MouseMove(x=x, y=y):
+                return {"action": "mouse_move", "coordinate": [x, y]}
+            case Drag(x2=x2, y2=y2):
+                start = {"start_coordinate": at["coordinate"]} if at else {}
+                return {"action": "left_click_drag", **start, "coordinate": [x2, y2]}
+            case Scroll(axis="vertical", pixels=pixels):
+                return {"action": "scroll", "pixels": pixels, **at}
+            case Scroll(pixels=pixels):  # hscroll counts positive as right: the sign flips back
+                return {"action": "hscroll", "pixels": -pixels, **at}
+            case Key(keys=keys):
+                return {"action": "key", "keys": list(keys)}
+        return None
 
 
 _MOBILE = frozenset(MOBILE_USE_TOOL["parameters"]["properties"]["action"]["enum"])

@@ -37,10 +37,11 @@ from screenpilot.actions.types import (
     Terminate,
     TypeText,
     Wait,
+    action_kind,
 )
 from screenpilot.errors import ModelOutputError, SetupError
 from screenpilot.model.base import ImagePart, Message, TextPart
-from screenpilot.model.dialect import ParsedAction, PastStep, Platform
+from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
 
 SYSTEM_PREAMBLE = "You are a helpful assistant."
 
@@ -657,6 +658,81 @@ class UITars15Dialect:
             raise
         except (ValueError, TypeError) as exc:  # pydantic validation of the action's fields
             raise UITarsParseError(f"Invalid arguments for {call.name}: {_first_line(exc)}") from exc
+
+    # -- writing calls ----------------------------------------------------------------------------------------
+    def action_names(self) -> frozenset[str]:
+        """The actions of this platform's action space (``wait`` and ``call_user`` included, as parsed)."""
+        return frozenset(_MOBILE_ACTIONS if self.platform == "mobile" else _DESKTOP_ACTIONS)
+
+    def call_text(self, action: Action, space: CoordinateSpace) -> str:
+        """``action`` (device pixels) as an ``Action:`` line, its points in pixels of the resized screenshot
+        written ``'(x,y)'`` (as a server that skips special tokens returns them). ``wait()`` is always 5 s, a
+        desktop scroll always 500 px; an answer is ``finished(content=…)``, a failure ``call_user()``."""
+        model = space.action_to_model(action)
+        platform_call = self._mobile_call if self.platform == "mobile" else self._desktop_call
+        call = platform_call(model) or self._common_call(model)
+        if call is None:
+            raise NoCallForm(
+                f"UI-TARS has no way to write this {action_kind(action)} action on a {self.platform}"
+            )
+        return f"Action: {call}"
+
+    @staticmethod
+    def _common_call(action: Action) -> str | None:
+        def quoted(text: str) -> str:
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+        match action:
+            case TypeText(text=text):
+                return f"type(content={quoted(text)})"
+            case Wait():
+                return "wait()"
+            case Answer(text=text):
+                return f"finished(content={quoted(text)})"
+            case Terminate(status="success"):
+                return "finished()"
+            case Terminate(status="failure"):
+                return "call_user()"
+        return None
+
+    @staticmethod
+    def _mobile_call(action: Action) -> str | None:
+        match action:
+            case Click(x=int() as x, y=int() as y, button="left", count=1):
+                return f"click(start_box='({x},{y})')"
+            case LongPress(x=x, y=y):
+                return f"long_press(start_box='({x},{y})')"
+            case Swipe(x=x, y=y, x2=x2, y2=y2):
+                return f"drag(start_box='({x},{y})', end_box='({x2},{y2})')"
+            case OpenApp(app=app):
+                return "open_app(app_name='" + app.replace("\\", "\\\\").replace("'", "\\'") + "')"
+            case SystemButton(button="home"):
+                return "press_home()"
+            case SystemButton(button="back"):
+                return "press_back()"
+        return UITars15Dialect._scroll_call(action)
+
+    @staticmethod
+    def _desktop_call(action: Action) -> str | None:
+        names = {("left", 1): "click", ("left", 2): "left_double", ("right", 1): "right_single"}
+        match action:
+            case Click(x=int() as x, y=int() as y, button=button, count=count) if (button, count) in names:
+                return f"{names[(button, count)]}(start_box='({x},{y})')"
+            case Drag(x=int() as x, y=int() as y, x2=x2, y2=y2):
+                return f"drag(start_box='({x},{y})', end_box='({x2},{y2})')"
+            case Key(keys=keys) if all(key.strip() and " " not in key for key in keys):
+                return f"hotkey(key='{' '.join(keys)}')"
+        return UITars15Dialect._scroll_call(action)
+
+    @staticmethod
+    def _scroll_call(action: Action) -> str | None:
+        """A scroll as ``scroll(direction=…)``: on a phone the model's scroll is a half-screen swipe."""
+        match action:
+            case Scroll(axis=axis, pixels=pixels, x=x, y=y) if pixels != 0:
+                sides = ("up", "down") if axis == "vertical" else ("left", "right")
+                at = f"start_box='({x},{y})', " if x is not None else ""
+                return f"scroll({at}direction='{sides[0] if pixels > 0 else sides[1]}')"
+        return None
 
 
 def _same_answer(before: PastStep, step: PastStep) -> bool:
