@@ -153,10 +153,13 @@ def test_not_found_when_the_label_changed(desk: dict[str, Image.Image], label: s
 
 
 @needs_x
-def test_not_found_when_a_second_identical_button_appears(desk: dict[str, Image.Image]) -> None:
+@pytest.mark.parametrize(("dx", "dy"), [(-300, 200), (-297, 203), (-421, 310)])
+def test_not_found_when_a_second_identical_button_appears(
+    desk: dict[str, Image.Image], dx: int, dy: int
+) -> None:
     anchor = make_anchor(desk["home"], SEND)
     twice = desk["home"].copy()
-    twice.paste(desk["home"].crop(SEND_BOX), (SEND_BOX[0] - 300, SEND_BOX[1] + 200))
+    twice.paste(desk["home"].crop(SEND_BOX), (SEND_BOX[0] + dx, SEND_BOX[1] + dy))
     assert find_anchor(anchor, twice, near=SEND) is None
     assert find_anchor(anchor, twice) is None
 
