@@ -19,7 +19,7 @@ from PIL import Image
 from screenpilot import __version__
 from screenpilot.actions.coords import CoordinateSpace
 from screenpilot.actions.types import action_to_dict
-from screenpilot.cli import mcp_command, suite_commands, wiring
+from screenpilot.cli import mcp_command, script_commands, suite_commands, wiring
 from screenpilot.cli.argtypes import non_empty_text, positive_int, screen_size
 from screenpilot.cli.options import env_options, loop_options, model_options, settings_from_args
 from screenpilot.errors import ModelOutputError, SetupError
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub, model_options=model_options, env_options=env_options, loop_options=loop_options
     )
     mcp_command.register(sub)
+    script_commands.register(
+        sub, model_options=model_options, env_options=env_options, loop_options=loop_options
+    )
     return parser
 
 

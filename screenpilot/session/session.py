@@ -12,7 +12,7 @@ import contextlib
 import re
 import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
@@ -34,7 +34,6 @@ from screenpilot.actions.types import (
     TypeText,
     action_to_dict,
 )
-from screenpilot.agent.agent import Agent
 from screenpilot.agent.loop import ActionRecord, Episode, EpisodeResult, Limits, Step, run_episode
 from screenpilot.agent.policy import Policy
 from screenpilot.agent.record import RecordingError, RunRecorder
@@ -53,6 +52,8 @@ from screenpilot.session.steps import Draft, StepWriter
 from screenpilot.settings import Settings
 
 if TYPE_CHECKING:
+    from screenpilot.model.dialect import PastStep
+    from screenpilot.session.anchors import Anchor
     from screenpilot.session.locators import LocatorCache
 
 T = TypeVar("T")
@@ -218,20 +219,27 @@ class Session:
             time.sleep(interval)
 
     # -- the agent ------------------------------------------------------------------------------------------
-    def run(self, goal: str, *, max_steps: int | None = None) -> EpisodeResult:
+    def run(
+        self, goal: str, *, max_steps: int | None = None, history: Sequence[PastStep] = ()
+    ) -> EpisodeResult:
         """Let the agent do ``goal`` from the screen as it is (the loop of ``screenpilot run``); its steps
-        join this session's run folder."""
-        episode = self.steps(goal, max_steps=max_steps)
+        join this session's run folder. ``history``: what the agent is told was already done (a replay it
+        takes over)."""
+        episode = self.steps(goal, max_steps=max_steps, history=history)
         for _ in episode:
             pass
         assert episode.result is not None
         return episode.result
 
-    def steps(self, goal: str, *, max_steps: int | None = None) -> Episode:
+    def steps(self, goal: str, *, max_steps: int | None = None, history: Sequence[PastStep] = ()) -> Episode:
         """The agent's episode for ``goal`` as a generator of :class:`~screenpilot.agent.loop.Step`, each
-        recorded before it is yielded; ``result`` is set when it ends."""
+        recorded before it is yielded; ``result`` is set when it ends. ``history`` as for :meth:`run`."""
+        from screenpilot.session.replay import ResumingAgent
+
         self._check_open()
-        agent = Agent(self.model, self.dialect, max_retries=self.settings.max_retries)
+        agent = ResumingAgent(
+            self.model, self.dialect, max_retries=self.settings.max_retries, before=tuple(history)
+        )
         limits = Limits(
             max_steps=max_steps or self.settings.max_steps,
             max_seconds=self.settings.max_seconds,
@@ -266,6 +274,36 @@ class Session:
             raise
         finally:
             outer.result = inner.result
+
+    # -- replaying a recorded run ---------------------------------------------------------------------------
+    def replay(self, action: Action, *, anchor: Anchor | None = None, call: str | None = None) -> Action:
+        """Do one recorded ``action`` (device pixels) as one step, through the policy; never asks the model.
+
+        With ``anchor`` (cut by :func:`~screenpilot.session.anchors.make_anchor` from the recorded screenshot
+        at the action's point), the anchor is first looked for on the screen now, near that point: found, the
+        action moves with it (a moved button is still hit); not found, nothing is done and
+        :class:`~screenpilot.errors.TargetNotFound` is raised, the step recorded with its screenshot. Returns
+        the action as done. ``call`` names the step in the run folder."""
+        from screenpilot.session.replay import action_source, follow
+
+        shown = call or f"replay({action_source(action)})"
+
+        def work(draft: Draft) -> Action:
+            done = action
+            if anchor is not None:
+                found = follow(action, anchor, draft.screenshot)
+                if found is None:
+                    raise TargetNotFound(
+                        f"{shown}: its anchor is not on the screen",
+                        target=shown,
+                        screenshot=self._writer.screenshot_path(draft.index),
+                    )
+                done, score = found
+                draft.summary = f"anchor found (score {score:.2f}): {action_source(done)}"
+            self._act(draft, [done])
+            return done
+
+        return self._step(shown, work)
 
     # -- life cycle -----------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
