@@ -504,7 +504,7 @@ class Qwen3VLDialect:
 
     def call_text(self, action: Action, space: CoordinateSpace) -> str:
         """``action`` (device pixels) as one ``<tool_call>`` block, its points on the prompt's N×N grid."""
-        model = space.action_to_model(action)
+        model = self._to_grid(action, space)
         if self.tool == "mobile_use":
             arguments = self._mobile_arguments(model)
         else:
@@ -514,6 +514,19 @@ class Qwen3VLDialect:
             raise NoCallForm(f"{self.tool} has no way to write this {action_kind(action)} action")
         call = json.dumps({"name": self.tool, "arguments": arguments}, ensure_ascii=False)
         return f"<tool_call>\n{call}\n</tool_call>"
+
+    @staticmethod
+    def _to_grid(action: Action, space: CoordinateSpace) -> Action:
+        """The action's points on the grid, which runs from 0 to N inclusive (N is the right or bottom edge, so
+        the last device pixel is N, not N - 1 as the last pixel of an image would be)."""
+        n_x, n_y = space.model
+        w, h = space.device
+        update: dict[str, int] = {}
+        for fx, fy in (("x", "y"), ("x2", "y2")):
+            x, y = getattr(action, fx, None), getattr(action, fy, None)
+            if x is not None and y is not None:
+                update[fx], update[fy] = round(x * n_x / w), round(y * n_y / h)
+        return action.model_copy(update=update)
 
     @staticmethod
     def _common_arguments(action: Action) -> dict[str, Any] | None:
