@@ -8,7 +8,7 @@ from screenpilot.actions.coords import Size
 from screenpilot.envs.base import Environment
 from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.model.base import CHECK_TIMEOUT_S, HasModelType, ModelBackend, SupportsCheck
-from screenpilot.model.dialect import Dialect, Platform
+from screenpilot.model.dialect import Dialect, Platform, SupportsImageTokens
 from screenpilot.settings import DEFAULT_MODEL, ENV_NAMES, Settings
 
 __all__ = [
@@ -105,13 +105,17 @@ def _backend(settings: Settings) -> ModelBackend:
             from screenpilot.model.openai_backend import OpenAIBackend
         except ImportError as exc:
             raise _missing(exc, "server", "an OpenAI-compatible server model") from exc
-        return OpenAIBackend(
+        dialect = make_dialect(settings, "mobile")  # its image size rule is the same on every platform
+        backend = OpenAIBackend(
             spec.target,
             served_model=settings.served_model,
             api_key=settings.api_key_value,
             max_tokens=settings.max_new_tokens,
             request_timeout_s=settings.request_timeout,
         )
+        if isinstance(dialect, SupportsImageTokens):  # refuse a server that resizes the image again
+            backend.expect_image_tokens(dialect)
+        return backend
     try:
         from screenpilot.model.transformers_backend import TransformersBackend
     except ImportError as exc:

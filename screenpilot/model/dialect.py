@@ -129,3 +129,18 @@ class SupportsInstructionGrounding(Protocol):
     ) -> list[Message]:
         """The system prompt at ``space`` and one user turn: ``instruction``, then the screenshot."""
         ...
+
+
+@runtime_checkable
+class SupportsImageTokens(Protocol):
+    """A dialect that knows how many image tokens its model's processor makes of the screenshot it sends, so a
+    server that resized the image again (narrower pixel limits, its own preprocessing) can be caught by its
+    token count. ``min_pixels`` and ``max_pixels`` are the limits the server must be given."""
+
+    min_pixels: int
+    max_pixels: int
+
+    def image_tokens(self, screen: Size) -> int:
+        """How many ``<|image_pad|>`` tokens a screenshot of ``screen`` becomes (after this dialect's resize).
+        For an image already at the size the dialect sends, that is its own count: the resize is a no-op."""
+        ...

@@ -3,7 +3,9 @@
 The tools are already rendered into the system text by the dialect, exactly as the model was trained to
 see them; no ``tools`` array is sent (servers drop it for Qwen2.5-VL, whose chat template has no tools
 section). The screenshot goes as a lossless PNG data URL at the size the dialect resized it to, so the
-server's own resize (same factor, limits at least as wide) is a no-op.
+server's own resize (same factor, limits at least as wide) is a no-op. A backend told what the dialect expects
+(:meth:`OpenAIBackend.expect_image_tokens`) checks that on the first call with each image size, from the
+server's own token counts, and refuses a server that resized the image anyway.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import email.utils
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -20,6 +23,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from screenpilot.actions.coords import Size
 from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.model.base import (
     CHECK_TIMEOUT_S,
@@ -33,6 +37,7 @@ from screenpilot.model.base import (
     run_bounded,
     seconds_left,
 )
+from screenpilot.model.dialect import SupportsImageTokens
 
 log = logging.getLogger("screenpilot.model")
 T = TypeVar("T")
@@ -51,6 +56,8 @@ _OPTIONS = frozenset(
 )
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _EXCERPT = 300
+#: Tokens the Qwen-family chat templates put around each image: ``<|vision_start|>`` and ``<|vision_end|>``.
+IMAGE_MARKER_TOKENS = 2
 
 
 class _Transient(Exception):
@@ -59,6 +66,17 @@ class _Transient(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class _ImageCheck:
+    """What the image token check knows: the dialect's expectation, the image sizes already checked, and the
+    refusal once there is one (every later call repeats it without asking the server again)."""
+
+    def __init__(self) -> None:
+        self.dialect: SupportsImageTokens | None = None
+        self.checked: set[tuple[int, int]] = set()
+        self.refusal: str | None = None
+        self.lock = threading.Lock()
 
 
 class ServerError(ModelBackendError):
@@ -168,6 +186,7 @@ class OpenAIBackend:
         self.served_model: str | None = served_model
         self._checked = False
         self.name = f"{served_model}@{self.base_url}" if served_model else self.base_url
+        self._images = _ImageCheck()
 
     # -- the start-up check -----------------------------------------------------------------------------------
     def check(self, timeout_s: float = CHECK_TIMEOUT_S) -> None:
@@ -329,7 +348,15 @@ class OpenAIBackend:
         return body
 
     def complete(self, messages: Sequence[Message], *, deadline: float | None = None) -> Completion:
-        """The server's answer; ``deadline`` (``time.monotonic()``) bounds every try and every wait."""
+        """The server's answer; ``deadline`` (``time.monotonic()``) bounds every try and every wait. With
+        :meth:`expect_image_tokens`, the first call with each image size also checks the server's image token
+        count (SetupError when it resized the image)."""
+        completion = self._complete(messages, deadline)
+        if self._images.dialect is not None:
+            self._check_new_images(messages, completion.usage.prompt_tokens, deadline)
+        return completion
+
+    def _complete(self, messages: Sequence[Message], deadline: float | None) -> Completion:
         t0 = time.perf_counter()
         self._ensure_checked(deadline)
         body = self.request_body(messages)
@@ -389,6 +416,96 @@ class OpenAIBackend:
             ),
         )
 
+    # -- the image token check -------------------------------------------------------------------------------
+    def expect_image_tokens(self, dialect: SupportsImageTokens) -> None:
+        """From now on, the first call with each new image size checks that the server counted the image tokens
+        ``dialect`` expects for it (:meth:`check_image_tokens`), so a server whose resize is not a no-op is
+        refused at the first step instead of shifting every click."""
+        self._images.dialect = dialect
+
+    def check_image_tokens(
+        self,
+        messages: Sequence[Message],
+        prompt_tokens: int,
+        expected: int,
+        *,
+        deadline: float | None = None,
+    ) -> bool:
+        """Compare the image tokens the server counted in ``messages`` (``prompt_tokens`` in all) with
+        ``expected``, the ``<|image_pad|>`` tokens of their images. The text tokens are the server's own count of
+        the same messages without their images (one more request, one output token), so no tokenizer is
+        needed here. SetupError when they differ; False when the server reports no count to compare."""
+        sizes = [p.image.size for m in messages for p in m.content if isinstance(p, ImagePart)]
+        text_tokens = self._text_tokens(messages, deadline)
+        if text_tokens is None:
+            return False
+        counted = prompt_tokens - text_tokens - IMAGE_MARKER_TOKENS * len(sizes)
+        if counted != expected:
+            raise SetupError(
+                f"the server resized the image: expected {expected} image tokens for {_images_text(sizes)}, "
+                f"it counted {counted}; {self._serve_hint()} so its resize is a no-op"
+            )
+        return True
+
+    def _text_tokens(self, messages: Sequence[Message], deadline: float | None) -> int | None:
+        """The server's prompt token count for ``messages`` without their images (None when it gives none)."""
+        text_only = [
+            Message(m.role, tuple(p for p in m.content if isinstance(p, TextPart))) for m in messages
+        ]
+        body: dict[str, Any] = {
+            "model": self.served_model,
+            "messages": chat_messages(text_only),
+            "temperature": self.temperature,
+            "max_tokens": 1,
+            **self.extra_body,
+        }
+        body.pop("stream", None)
+        answer, _ = self._request("POST", "/chat/completions", body, deadline)
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return tokens if isinstance(tokens, int) else None
+
+    def _serve_hint(self) -> str:
+        dialect = self._images.dialect
+        if dialect is None:
+            return "give the server pixel limits at least as wide as the dialect's"
+        limits = json.dumps({"min_pixels": dialect.min_pixels, "max_pixels": dialect.max_pixels})
+        return (
+            f"serve the model with --mm-processor-kwargs '{limits}' (vLLM; the same limits on other servers)"
+        )
+
+    def _check_new_images(
+        self, messages: Sequence[Message], prompt_tokens: int | None, deadline: float | None
+    ) -> None:
+        """Run :meth:`check_image_tokens` when ``messages`` hold an image size not checked yet (once per size,
+        one worker at a time); a refusal is kept and repeated."""
+        state = self._images
+        sizes = {p.image.size for m in messages for p in m.content if isinstance(p, ImagePart)}
+        with state.lock:
+            if state.refusal is not None:
+                raise SetupError(state.refusal)
+            if not sizes - state.checked or state.dialect is None:
+                return
+            expected = sum(
+                state.dialect.image_tokens(Size(*p.image.size))
+                for m in messages
+                for p in m.content
+                if isinstance(p, ImagePart)
+            )
+            try:
+                checked = prompt_tokens is not None and self.check_image_tokens(
+                    messages, prompt_tokens, expected, deadline=deadline
+                )
+            except SetupError as exc:
+                state.refusal = str(exc)
+                raise
+            if not checked:
+                log.warning(
+                    "%s reports no prompt token count: cannot check that it keeps the image size",
+                    self.base_url,
+                )
+            state.checked |= sizes
+
     def describe(self) -> dict[str, object]:
         return {
             "backend": "openai",
@@ -430,6 +547,12 @@ def _base_url(base_url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SetupError(f"server URL must look like http://HOST:PORT/v1, got {base_url!r}")
     return base_url.rstrip("/") if parts.path.strip("/") else base_url.rstrip("/") + "/v1"
+
+
+def _images_text(sizes: Sequence[tuple[int, int]]) -> str:
+    """``a 1092x2408 image`` or ``2 images (1092x2408, 1092x2408)``."""
+    shown = [f"{w}x{h}" for w, h in sizes]
+    return f"a {shown[0]} image" if len(shown) == 1 else f"{len(shown)} images ({', '.join(shown)})"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -320,6 +320,12 @@ class Qwen25VLDialect:
             screen, min_pixels=self.min_pixels, max_pixels=self.max_pixels, factor=QWEN_FACTOR
         )
 
+    def image_tokens(self, screen: Size) -> int:
+        """How many ``<|image_pad|>`` tokens the processor makes of a screenshot of ``screen``: (W/28)·(H/28) of
+        the factor-28 resized image the prompt states."""
+        width, height = self.coordinate_space(screen).model
+        return (width // QWEN_FACTOR) * (height // QWEN_FACTOR)
+
     def tool_schema(self, space: CoordinateSpace) -> dict[str, Any]:
         if self.tool == "mobile_use":
             return mobile_use_tool(space.model, answer_action=self.answer_action)

@@ -558,6 +558,12 @@ class UITars15Dialect:
             screen, min_pixels=self.min_pixels, max_pixels=self.max_pixels, factor=QWEN_FACTOR
         )
 
+    def image_tokens(self, screen: Size) -> int:
+        """How many ``<|image_pad|>`` tokens the processor makes of a screenshot of ``screen``: (W/28)·(H/28) of
+        the factor-28 resized image the prompt states."""
+        width, height = self.coordinate_space(screen).model
+        return (width // QWEN_FACTOR) * (height // QWEN_FACTOR)
+
     def system_prompt(self, space: CoordinateSpace) -> str:
         """The system message: the Qwen2.5-VL default text (the instruction block is the first user turn)."""
         return SYSTEM_PREAMBLE

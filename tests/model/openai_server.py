@@ -2,10 +2,16 @@
 
 Each POST to ``/v1/chat/completions`` takes the next scripted :class:`Reply` (or a plain completion of
 ``default_text`` when the script is empty) and every request is kept, parsed, for the test to inspect.
+
+A completion's ``usage.prompt_tokens`` is counted as a Qwen-family server counts it (:class:`TokenCounter`):
+each image resized with ``smart_resize`` at the server's own factor and pixel limits, so a server whose limits
+are narrower than the client's reports fewer image tokens than the image it was sent has.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import threading
 import time
@@ -13,6 +19,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from PIL import Image
+
+from screenpilot.actions.coords import QWEN_FACTOR, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, smart_resize
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,44 @@ def completion(text: str, prompt_tokens: int = 1234, completion_tokens: int = 17
     }
 
 
+@dataclass(frozen=True)
+class TokenCounter:
+    """Counts a chat request's prompt tokens the way a server with these image settings would: each message
+    3 tokens of role markers plus one per word of its text; each image 2 markers (``<|vision_start|>``,
+    ``<|vision_end|>``) plus one ``<|image_pad|>`` per ``factor``×``factor`` block of the image as the server
+    resizes it (``smart_resize`` with its ``min_pixels``/``max_pixels``)."""
+
+    factor: int = QWEN_FACTOR
+    min_pixels: int = QWEN_MIN_PIXELS
+    max_pixels: int = QWEN_MAX_PIXELS
+
+    def image_tokens(self, width: int, height: int) -> int:
+        """The image pad tokens of a ``width``×``height`` image after this server's resize."""
+        h, w = smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
+        return (h // self.factor) * (w // self.factor)
+
+    def prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """The prompt tokens of a chat completions ``messages`` list."""
+        total = 1
+        for message in messages:
+            content = message.get("content")
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+            total += 3
+            for part in parts:
+                if part.get("type") == "image_url":
+                    total += 2 + self.image_tokens(*_data_url_size(part["image_url"]["url"]))
+                else:
+                    total += len(str(part.get("text", "")).split())
+        return total
+
+
+def _data_url_size(url: str) -> tuple[int, int]:
+    """The (width, height) of a base64 image data URL."""
+    data = base64.b64decode(url.split(",", 1)[1])
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
 @dataclass
 class Request:
     method: str
@@ -55,11 +103,17 @@ class Request:
 
 class ScriptedServer:
     def __init__(
-        self, models: tuple[str, ...] = ("Qwen/Qwen2.5-VL-7B-Instruct",), *, api_key: str | None = None
+        self,
+        models: tuple[str, ...] = ("Qwen/Qwen2.5-VL-7B-Instruct",),
+        *,
+        api_key: str | None = None,
+        tokens: TokenCounter | None = None,
     ) -> None:
         self.models = models
         self.api_key = api_key
         """When set, ``GET /v1/models`` answers 401 unless this Bearer token comes with it."""
+        self.tokens = tokens or TokenCounter()
+        """How completions count their prompt tokens (by default a server with the model's default limits)."""
         self.script: deque[Reply] = deque()
         self.requests: list[Request] = []
         self.default_text = (
@@ -102,7 +156,8 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
-                self._record(json.loads(raw) if raw else None)
+                payload = json.loads(raw) if raw else None
+                self._record(payload)
                 reply = server.script.popleft() if server.script else Reply(text=server.default_text)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
@@ -113,7 +168,12 @@ class ScriptedServer:
                 if reply.stream and reply.status == 200:
                     self._stream(reply.text, reply.chunk_delay_s)
                     return
-                body = reply.body if reply.body is not None else json.dumps(completion(reply.text))
+                if reply.body is not None:
+                    body = reply.body
+                else:
+                    messages = payload.get("messages") if isinstance(payload, dict) else None
+                    counted = server.tokens.prompt_tokens(messages if isinstance(messages, list) else [])
+                    body = json.dumps(completion(reply.text, counted))
                 self._send(reply.status, body, reply.headers)
 
             def _stream(self, text: str, chunk_delay_s: float) -> None:

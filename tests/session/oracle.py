@@ -3,7 +3,9 @@
 It knows what is really on the screen from the demo app's own event log: the ``ready`` event gives each
 widget's screen rectangle and the button's label, ``submit`` events what the app showed after a send. It
 answers the Qwen2.5-VL prompts screenpilot sends (grounding, questions, agent steps) in the native tool-call
-format, in the model's pixels (read from the prompt's stated resolution), and counts every call.
+format, in the model's pixels (read from the prompt's stated resolution), and counts every call. Prompt tokens
+are counted as a server with the model's default pixel limits would; a request without an image (the server
+backend's one-off text token count) is answered with nothing and not counted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.model.openai_server import TokenCounter
 
 MODEL_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
 #: A target the oracle "sees" beyond the screen's edge (a model pointing off screen).
@@ -54,7 +58,10 @@ class Oracle:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                text = oracle.answer(body["messages"])
+                messages = body["messages"]
+                seen = any(isinstance(m["content"], list) for m in messages)  # an image came with it
+                text = oracle.answer(messages) if seen else ""
+                prompt_tokens = TokenCounter().prompt_tokens(messages)
                 self._send(
                     {
                         "id": "oracle",
@@ -67,7 +74,11 @@ class Oracle:
                                 "finish_reason": "stop",
                             }
                         ],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": 20,
+                            "total_tokens": prompt_tokens + 20,
+                        },
                     }
                 )
 

@@ -37,7 +37,7 @@ def test_bench_with_a_server_model(tmp_path: Path) -> None:
         args += ["--model", server.url, "--answer-action", "--jobs", "3", "--out", str(out), "--no-progress"]
         assert main(args) == 0
         posts = [r for r in server.requests if r.method == "POST"]
-    assert len(posts) == 3
+    assert len(posts) == 4  # one per episode, and one text-only count that checks the server's image size
     assert all(r["success"] for r in read_results(out))
     manifest = json.loads((out / "manifest.json").read_text())
     assert server.url in json.dumps(manifest["fingerprint"]["model"])
@@ -60,7 +60,7 @@ def test_eval_grounding_with_a_server_model(tmp_path: Path) -> None:
             main(["eval", "grounding", str(data), "--model", server.url, "--out", str(out), "--no-progress"])
             == 0
         )
-        (post,) = [r for r in server.requests if r.method == "POST"]
+        post, _text_only = [r for r in server.requests if r.method == "POST"]  # then the image size check
     assert json.loads(out.read_text())["hits"] == 1
     # The system prompt states the resized size and the image sent has exactly that size.
     assert "The screen's resolution is 1092x2408." in json.dumps(post.json)
