@@ -30,12 +30,13 @@ _HEADER = '''"""Repeats the run recorded in {run}.
 
 Goal: {goal}
 
-Written by `screenpilot export`. Each action is done at its recorded point, in device pixels. An action with an
-anchor (a patch of its recorded screenshot, kept in {anchors}) is done only once its anchor is found on the
-screen now, and follows it if it moved; while the screen matches the recording nothing here asks the model.
-When an anchor is not found, the agent takes over: it gets GOAL and the steps done so far, works until its
-episode ends, and the replay ends with it (the recorded actions after that one are not done). The script exits
-with 0 when the replay or the agent finished, 1 when the agent did not succeed.
+Written by `screenpilot export`. Each action is done at its recorded point, in device pixels.
+An action with an anchor (a patch of its recorded screenshot, kept in the file ANCHORS) is done
+only once its anchor is found on the screen now, and follows it if it moved: while the screen
+matches the recording, nothing here asks the model. When an anchor is not found, the agent
+takes over: it gets GOAL and the steps done so far, works until its episode ends, and the
+replay ends with it (the recorded actions after that one are not done). flow.finish() raises
+ReplayFailed when the agent did not succeed.
 """
 
 from pathlib import Path
@@ -53,7 +54,7 @@ with screenpilot.connect({env!r}, model=MODEL, cache=False, name=GOAL{options}) 
     flow = Replay(s, ANCHORS)
 '''
 
-_FOOTER = """    flow.finish()  # raises screenpilot.session.replay.ReplayFailed when the agent took over and failed
+_FOOTER = """    flow.finish()
 """
 
 
@@ -102,6 +103,8 @@ def _call(step: int, action: Action, anchor: str | None) -> str:
 def _comment(step: int, recording: Recording) -> str:
     recorded = recording.steps.get(step)
     note = recorded.summary if recorded else None
+    if recorded and not note and not any(c.startswith("{") for c in recorded.calls):
+        note = "; ".join(recorded.calls)  # a script's verbs (an agent's calls are JSON: left out)
     text = f"    # step {step}"
     return text + (f": {_one_line(note)}\n" if note else "\n")
 

@@ -105,7 +105,7 @@ def read_run(folder: str | Path, *, goal: str | None = None) -> tuple[Recording,
     recorded screenshot at its actions' points. ``goal`` overrides the recorded goal (a script's run is
     named after the script). Raises :class:`~screenpilot.errors.SetupError` for a folder that is no run, or
     a run with nothing to replay."""
-    run = load_run(folder)
+    run = load_run(Path(folder).resolve())
     actions: list[RecordedAction] = []
     steps: dict[int, RecordedStep] = {}
     anchors: dict[str, Anchor] = {}
