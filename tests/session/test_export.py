@@ -7,6 +7,7 @@ agent, what the app received) serve the replay tests too.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -149,3 +150,27 @@ def test_export_refuses_to_overwrite_a_script_and_names_a_missing_run(
     assert main(["export", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.py")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("screenpilot: error: ") and "is not a run folder" in err and err.count("\n") == 1
+
+
+def test_an_agent_run_exports_with_its_conclusions_as_comments(tmp_path: Path) -> None:
+    def call(**arguments: Any) -> str:
+        return "<tool_call>\n" + json.dumps({"name": "mobile_use", "arguments": arguments}) + "\n</tool_call>"
+
+    answers = [
+        "<thinking>The list needs a refresh.</thinking>\n"
+        + call(action="swipe", coordinate=[500, 800], coordinate2=[500, 1600])
+        + "\n<conclusion>Pull the list down to refresh it.</conclusion>",
+        call(action="type", text="milk") + "\n<conclusion>Type the item.</conclusion>",
+        call(action="terminate", status="success"),
+    ]
+    replies = tmp_path / "answers.jsonl"
+    replies.write_text("".join(json.dumps({"output": a}) + "\n" for a in answers), encoding="utf-8")
+    run = ["run", "Add milk", "--env", "fake", "--model", f"replay:{replies}", "--reasoning", "--quiet"]
+    assert main([*run, "--out", str(tmp_path / "run")]) == 0
+    text = export(tmp_path / "run", tmp_path / "flow.py")
+    assert "    # step 1: Pull the list down to refresh it.\n" in text
+    assert "    # step 2: Type the item.\n    flow.do(2, TypeText(text='milk'))\n" in text
+    assert "terminate" not in text and "reasoning=True" in text  # the agent it hands over to reasons too
+    recording = json.loads((tmp_path / "flow.anchors.json").read_text(encoding="utf-8"))
+    assert recording["goal"] == "Add milk"
+    assert json.loads(recording["steps"]["2"]["calls"][0])["arguments"] == {"action": "type", "text": "milk"}
