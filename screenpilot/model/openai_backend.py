@@ -350,7 +350,9 @@ class OpenAIBackend:
     def complete(self, messages: Sequence[Message], *, deadline: float | None = None) -> Completion:
         """The server's answer; ``deadline`` (``time.monotonic()``) bounds every try and every wait. With
         :meth:`expect_image_tokens`, the first call with each image size also checks the server's image token
-        count (SetupError when it resized the image)."""
+        count (SetupError when it resized the image; every later call repeats it without asking)."""
+        if self._images.refusal is not None:
+            raise SetupError(self._images.refusal)
         completion = self._complete(messages, deadline)
         if self._images.dialect is not None:
             self._check_new_images(messages, completion.usage.prompt_tokens, deadline)

@@ -729,6 +729,7 @@ class SuiteRunner:
         model: ModelBackend | None = None
         broken = False
         infra = False  # the run, not the agent, went wrong: device, model, crash or setup
+        retired: SetupError | None = None
         try:
             t0 = time.perf_counter()
             env = slot.get(task)
@@ -807,6 +808,8 @@ class SuiteRunner:
             raise
         except _WorkerRetired:
             raise
+        except SetupError as exc:  # found mid-episode (a server that resizes the image): no retry fixes it
+            retired = exc
         except CheckError as exc:
             error = f"check: {exc}"
         except TaskSetupError as exc:
@@ -826,6 +829,8 @@ class SuiteRunner:
             phases["teardown_s"] = time.perf_counter() - t0
         if broken or teardown_error:
             slot.drop()
+        if retired is not None:  # the episode goes back to the queue, unrecorded, and this worker stops
+            raise _WorkerRetired(retired) from retired
 
         if result is not None:
             phases.update({k: round(v, 4) for k, v in result.timings.model_dump().items()})

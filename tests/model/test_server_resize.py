@@ -92,7 +92,7 @@ def test_a_server_with_a_narrower_max_pixels_is_refused_naming_the_setting(name:
             with pytest.raises(SetupError) as refused:
                 model.complete(messages)
             posts = len(server.posts)
-            with pytest.raises(SetupError) as again:  # a refusal is repeated without asking the server again
+            with pytest.raises(SetupError) as again:  # repeated without asking the server anything
                 model.complete(messages)
         finally:
             model.close()
@@ -103,7 +103,7 @@ def test_a_server_with_a_narrower_max_pixels_is_refused_naming_the_setting(name:
         f"'{limits}' (vLLM; the same limits on other servers) so its resize is a no-op"
     )
     assert narrow.image_tokens(width, height) < expected
-    assert str(again.value) == str(refused.value) and len(server.posts) == posts + 1
+    assert str(again.value) == str(refused.value) and len(server.posts) == posts
 
 
 def test_a_server_that_enlarges_a_small_image_is_refused() -> None:
@@ -157,3 +157,27 @@ def test_run_against_a_server_with_matching_limits_runs(tmp_path: Path) -> None:
         code = main([*args, "--out", str(tmp_path / "run"), "--quiet"])
     assert code == 1  # the scripted model waits until the step limit
     assert len(server.posts) == 3  # two steps and one text-only count
+
+
+def test_bench_against_a_resizing_server_stops_with_exit_2_and_records_no_episode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "tasks:\n"
+        + "".join(
+            f"  - {{id: t{i}, goal: 'Open the settings app', env: android, max_steps: 2, "
+            "success: {answer: {normalized: '42'}}}\n"
+            for i in range(4)
+        )
+    )
+    out = tmp_path / "out"
+    with server_like("qwen2.5-vl", max_pixels=100 * 28 * 28) as server:
+        args = ["bench", str(suite), "--env", "fake", "--screen-size", "360x640", "--model", server.url]
+        code = main([*args, "--jobs", "2", "--out", str(out), "--no-progress"])
+    assert code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("screenpilot: error: the server resized the image: expected 299 image tokens")
+    assert line.endswith("(4 episodes not run; run the same command again to resume)")
+    assert not (out / "results.jsonl").exists() or (out / "results.jsonl").read_text() == ""
+    assert len(server.posts) <= 3  # each worker's first call, one text-only count; nothing after the refusal
