@@ -6,6 +6,13 @@ Layout of a run folder::
     trajectory.jsonl    one StepRecord per line, appended and fsynced step by step
     screens/step-NNNN.png
     result.json         the EpisodeResult, written last (absent if the process died mid-episode)
+
+Steps are written off the step's critical path, by one writer thread per recorder, in order: a step's
+screenshot is saved before its trajectory line is written and fsynced, so no line ever names a screenshot that
+is not on disk. The queue between the loop and the writer is bounded (:data:`WRITE_QUEUE` steps); it is
+drained before ``result.json`` is written (also after an exception, Ctrl-C or a stop signal), and the writer
+finishes what is queued when the interpreter exits without closing the recorder. Only a process killed
+outright (SIGKILL, power loss) can lose queued steps, and never more than the queue holds.
 """
 
 from __future__ import annotations
@@ -13,10 +20,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from screenpilot.agent.loop import Episode, EpisodeResult, Step, StepRecord
 from screenpilot.errors import ScreenpilotError, SetupError
@@ -26,6 +37,8 @@ TRAJECTORY = "trajectory.jsonl"
 RESULT = "result.json"
 META = "run.json"
 SCREENS = "screens"
+#: How many recorded steps may wait for the disk at once; the loop waits for the writer beyond that.
+WRITE_QUEUE = 4
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -43,11 +56,23 @@ class RecordingError(ScreenpilotError):
     """The run folder could not be written (disk full, folder gone or read-only); what was written is kept."""
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A recorded step on its way to the disk."""
+
+    index: int
+    screenshot: Image.Image
+    name: str
+    line: str
+
+
 class RunRecorder:
     """Writes one episode into ``folder`` as it runs.
 
-    A write that fails (``ENOSPC`` and the like) raises :class:`RecordingError` naming the folder; every step
-    written before it stays readable.
+    :meth:`record` hands a step to the recorder's writer thread and returns at once; the screenshot must not
+    change afterwards (the loop never changes one). A write that fails (``ENOSPC`` and the like) raises
+    :class:`RecordingError` naming the folder and the step from the next :meth:`record`, :meth:`drain` or
+    :meth:`finish`; every step written before it stays readable and no later step is written.
     """
 
     def __init__(
@@ -55,6 +80,10 @@ class RunRecorder:
     ) -> None:
         self.folder = Path(folder)
         self.steps_written = 0
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=WRITE_QUEUE)
+        self._writer: threading.Thread | None = None
+        self._failure: RecordingError | None = None
+        self._reported = False
         if (self.folder / TRAJECTORY).exists() and not overwrite:
             raise SetupError(f"{self.folder} already holds a recorded run; choose another --out folder")
         try:
@@ -67,43 +96,90 @@ class RunRecorder:
         except OSError as exc:
             raise SetupError(f"cannot write the run folder {self.folder}: {exc.strerror or exc}") from exc
 
-    def _failed(self, exc: OSError, what: str) -> RecordingError:
+    def _failed(self, exc: Exception, what: str) -> RecordingError:
         kept = (
             f"the {self.steps_written} step(s) before it are kept"
             if self.steps_written
             else "no step was kept"
         )
-        return RecordingError(
-            f"cannot write {what} in the run folder {self.folder}: {exc.strerror or exc}; {kept}"
-        )
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        return RecordingError(f"cannot write {what} in the run folder {self.folder}: {reason}; {kept}")
 
     def record(self, step: Step) -> StepRecord:
-        """Write the step's screenshot and its trajectory line (fsynced) and return the record as written."""
+        """Queue the step's screenshot and trajectory line for the writer and return the record as it will be
+        written; waits only while :data:`WRITE_QUEUE` steps are already queued."""
+        self._raise_failure()
+        if self._fh.closed:
+            raise RecordingError(f"the run folder {self.folder} is closed; step {step.record.index} not kept")
         name = f"{SCREENS}/step-{step.record.index:04d}.png"
         record = step.record.model_copy(update={"screenshot": name})
-        try:
-            step.screenshot.save(self.folder / name, compress_level=1)
-            self._fh.write(record.model_dump_json() + "\n")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # a partial screenshot of an unrecorded step helps nobody
-                (self.folder / name).unlink(missing_ok=True)
-            raise self._failed(exc, f"step {step.record.index}") from exc
-        self.steps_written += 1
+        step.screenshot.load()  # a lazily decoded image is decoded here, not on two threads at once
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_queued, name="screenpilot-recorder")
+            self._writer.start()
+        self._queue.put(_Pending(step.record.index, step.screenshot, name, record.model_dump_json() + "\n"))
         return record
 
+    def _write_queued(self) -> None:
+        """The writer thread: write queued steps in order until told to stop, or until the program has ended
+        (the main thread is gone) and nothing is left to write."""
+        while True:
+            try:
+                pending = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if not threading.main_thread().is_alive():
+                    return
+                continue
+            if pending is None:
+                return
+            if self._failure is None:  # after a failed step nothing more is written: no gaps
+                self._write(pending)
+
+    def _write(self, pending: _Pending) -> None:
+        """Save the screenshot, then append the step's line and fsync it."""
+        try:
+            pending.screenshot.save(self.folder / pending.name, compress_level=1)
+            self._fh.write(pending.line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except Exception as exc:
+            with contextlib.suppress(OSError):  # a partial screenshot of an unrecorded step helps nobody
+                (self.folder / pending.name).unlink(missing_ok=True)
+            self._failure = self._failed(exc, f"step {pending.index}")
+            return
+        self.steps_written += 1
+
+    def drain(self) -> None:
+        """Wait until every queued step is on disk; raises :class:`RecordingError` if one could not be."""
+        self._stop_writer()
+        self._raise_failure()
+
+    def _stop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)
+            writer.join()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None and not self._reported:
+            self._reported = True
+            raise self._failure
+
     def finish(self, result: EpisodeResult | None) -> None:
-        """Close the trajectory and write ``result.json`` (when there is a result)."""
+        """Write what is queued, close the trajectory and then write ``result.json`` (when there is a result).
+        A step that could not be written and was not reported yet is raised after ``result.json``."""
         self.close()
         if result is not None:
             try:
                 write_json_atomic(self.folder / RESULT, result.model_dump(mode="json"))
             except OSError as exc:
                 raise self._failed(exc, RESULT) from exc
+        self._raise_failure()
 
     def close(self) -> None:
-        """Close the trajectory file; a flush that fails now (the disk is full) loses only a torn last line."""
+        """Write what is queued and close the trajectory file; a flush that fails now (the disk is full) loses
+        only a torn last line."""
+        self._stop_writer()
         if not self._fh.closed:
             with contextlib.suppress(OSError):
                 self._fh.close()
@@ -120,7 +196,8 @@ def record_episode(
     recorder: RunRecorder,
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> EpisodeResult:
-    """Drive ``episode`` to the end, recording each step; the result is written even on error or Ctrl-C.
+    """Drive ``episode`` to the end, recording each step; the result is written even on error or Ctrl-C, and
+    only once every recorded step is on disk.
 
     When the run stops on an error, that error is raised once ``result.json`` is written (or could not be: then
     the first error is still the one raised).
@@ -130,14 +207,18 @@ def record_episode(
             record = recorder.record(step)
             if on_step is not None:
                 on_step(record)
+        recorder.drain()
     except KeyboardInterrupt as exc:
         episode.stop("interrupted", str(exc) or "interrupted by the user")
         _finish_after_error(recorder, episode)
         raise
     except BaseException as exc:
-        episode.stop(
-            "crashed", str(exc) if isinstance(exc, RecordingError) else f"{type(exc).__name__}: {exc}"
-        )
+        error = str(exc) if isinstance(exc, RecordingError) else f"{type(exc).__name__}: {exc}"
+        episode.stop("crashed", error)
+        if isinstance(exc, RecordingError) and episode.result is not None:  # the episode may have ended
+            episode.result = episode.result.model_copy(
+                update={"status": "failure", "reason": "crashed", "error": error}
+            )
         _finish_after_error(recorder, episode)
         raise
     recorder.finish(episode.result)
