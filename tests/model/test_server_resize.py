@@ -181,3 +181,21 @@ def test_bench_against_a_resizing_server_stops_with_exit_2_and_records_no_episod
     assert line.endswith("(4 episodes not run; run the same command again to resume)")
     assert not (out / "results.jsonl").exists() or (out / "results.jsonl").read_text() == ""
     assert len(server.posts) <= 3  # each worker's first call, one text-only count; nothing after the refusal
+
+
+def test_eval_against_a_resizing_server_stops_at_the_first_example_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image.new("RGB", (1080, 2400), (200, 200, 200)).save(tmp_path / "a.png")
+    data = tmp_path / "g.jsonl"
+    line = json.dumps({"image": "a.png", "instruction": "tap OK", "bbox": [500, 1150, 600, 1250]})
+    data.write_text(line + "\n" + line + "\n")
+    out = tmp_path / "g.json"
+    with server_like("qwen2.5-vl", max_pixels=1280 * 28 * 28) as server:
+        code = main(
+            ["eval", "grounding", str(data), "--model", server.url, "--out", str(out), "--no-progress"]
+        )
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("screenpilot: error: the server resized the image: expected 3354 image tokens")
+    assert len(server.posts) == 2  # the first example's call and its text-only count
