@@ -196,6 +196,8 @@ class _Tools:
         self, keys: Annotated[str, Field(description="e.g. 'ctrl+s', 'Return', 'volume_up'")]
     ) -> str:
         """Press a key or keys together."""
+        if not keys.strip():
+            raise ToolError("give key names, like 'ctrl+s' or 'Return'")
         await self._call(lambda: self.session.key(keys))
         return f"pressed {keys}"
 
@@ -309,10 +311,20 @@ def _doc(fn: Callable[..., Any]) -> str:
 
 
 def _bad_arguments(error: ValidationError) -> str:
-    parts = []
+    """One line for pydantic's errors; a target that is neither words nor a point {x, y} is said so once."""
+    parts: list[str] = []
+    loose: set[str] = set()  # targets that matched neither member of the union
+    deep: set[str] = set()  # targets given as a point with a bad coordinate
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "arguments"
-        parts.append(f"{where}: {item['msg']}")
+        loc = [str(p) for p in item["loc"]] or ["arguments"]
+        if len(loc) > 1 and loc[1] in ("str", XY.__name__):
+            if len(loc) == 2:
+                loose.add(loc[0])
+                continue
+            deep.add(loc[0])
+            loc = [loc[0], *loc[2:]]
+        parts.append(f"{'.'.join(loc)}: {item['msg']}")
+    parts += [f"{name}: give words or a point {{x, y}}" for name in sorted(loose - deep)]
     return "bad arguments: " + "; ".join(parts)
 
 
