@@ -98,22 +98,29 @@ def register(
         epilog=EVAL_EXIT_STATUS,
     )
     g.add_argument(
-        "data", type=Path, help="JSON Lines: image, instruction, bbox [x1,y1,x2,y2], optional group"
+        "data",
+        type=Path,
+        help="ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro as released (the folder, or one annotation file), "
+        "or JSON Lines: image, instruction, bbox [x1,y1,x2,y2], optional group",
     )
+    g.add_argument(
+        "--format",
+        choices=("jsonl", "screenspot", "screenspot-v2", "screenspot-pro"),
+        help="data format (default: detected from the release's file names, else JSON Lines)",
+    )
+    g.add_argument("--images", type=Path, help="the release's image folder, if not in its usual place")
     g.add_argument(
         "--tool",
         choices=("mobile_use", "computer_use"),
-        help="tool format (default: per line platform, else mobile)",
+        help="tool format (default: per example platform, else mobile)",
     )
     g.add_argument(
         "--bbox-format",
         choices=("xyxy", "xywh"),
         default="xyxy",
-        help="bbox as [x1, y1, x2, y2] (default) or [x, y, width, height] (ScreenSpot's files)",
+        help="JSON Lines bbox as [x1, y1, x2, y2] (default) or [x, y, width, height]",
     )
-    g.add_argument("--out", type=Path, help="write the results as JSON here")
-    g.add_argument("--limit", type=positive_int, help="evaluate only the first N lines")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _eval_run_options(g)
     g.set_defaults(func=cmd_eval_grounding)
     s = evals.add_parser(
         "steps",
@@ -122,7 +129,15 @@ def register(
         epilog=EVAL_EXIT_STATUS,
     )
     s.add_argument(
-        "data", type=Path, help="JSON Lines: screenshot, goal, optional instruction, history, action"
+        "data",
+        type=Path,
+        help="AndroidControl as released (a GZIP TFRecord file, or the folder of them), or JSON Lines: "
+        "screenshot, goal, optional instruction, history, action",
+    )
+    s.add_argument(
+        "--format",
+        choices=("jsonl", "androidcontrol"),
+        help="data format (default: AndroidControl for TFRecord files, else JSON Lines)",
     )
     s.add_argument(
         "--level",
@@ -130,10 +145,32 @@ def register(
         default="high",
         help="high: the goal only; low: the goal plus the step's instruction",
     )
-    s.add_argument("--out", type=Path, help="write the results as JSON here")
-    s.add_argument("--limit", type=positive_int, help="evaluate only the first N lines")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--split",
+        choices=("train", "validation", "test"),
+        help="AndroidControl: only the episodes of this split (from splits.json beside the data)",
+    )
+    s.add_argument("--splits", type=Path, help="AndroidControl: the splits.json file, if not beside the data")
+    _eval_run_options(s)
     s.set_defaults(func=cmd_eval_steps)
+
+
+def _eval_run_options(p: argparse.ArgumentParser) -> None:
+    """Options every offline evaluation takes: where results go (and resume from), how many, how fast."""
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write the results as JSON here; each finished example is also appended to OUT's .items.jsonl "
+        "beside it, and the same command again resumes from it",
+    )
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N examples")
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=1,
+        help="requests at once against a server (default: 1; other backends answer one at a time)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 # -- bench ----------------------------------------------------------------------------------------------------
@@ -298,7 +335,8 @@ EVAL_EXIT_STATUS = (
     "Exit status: 0 every planned example finished (whatever the accuracy); 1 the run stopped early because the "
     "model failed for the whole run (finished results printed and written, reason printed); 2 usage or setup "
     "error, bad data lines included (nothing ran), or the results could not be written; 130 Ctrl-C, 143 SIGTERM, "
-    "129 SIGHUP (finished results printed and written, marked incomplete)."
+    "129 SIGHUP (finished results printed and written, marked incomplete). With --out, the same command again "
+    "resumes: examples already in the .items.jsonl file beside it are not asked again."
 )
 
 
@@ -325,6 +363,14 @@ def _check_out(path: Path | None) -> None:
         raise SetupError(f"cannot write the results to {path}: {exc.strerror or exc}") from exc
     if not existed:
         path.unlink(missing_ok=True)
+
+
+def journal_path(out: Path | None) -> Path | None:
+    """The per-example results file beside ``--out`` (``results.json`` → ``results.items.jsonl``); none for an
+    ``--out`` that is a device or pipe."""
+    if out is None or (out.exists() and not out.is_file()):
+        return None
+    return out.with_name(f"{out.stem}.items.jsonl")
 
 
 def _write_json(path: Path | None, data: dict[str, Any]) -> None:
@@ -380,6 +426,10 @@ def cmd_eval_grounding(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 progress=not args.no_progress,
                 box_format=args.bbox_format,
+                format=args.format,
+                images=args.images,
+                concurrency=args.concurrency,
+                journal=journal_path(args.out),
             )
     finally:
         model.close()
@@ -404,6 +454,11 @@ def cmd_eval_steps(args: argparse.Namespace) -> int:
                 dialect_options=settings_from_args(args).dialect_options(),
                 limit=args.limit,
                 progress=not args.no_progress,
+                format=args.format,
+                split=args.split,
+                splits=args.splits,
+                concurrency=args.concurrency,
+                journal=journal_path(args.out),
             )
     finally:
         model.close()

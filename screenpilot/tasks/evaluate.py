@@ -8,15 +8,18 @@ misses, and counted.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
 import signal
 import sys
+import threading
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, assert_never
@@ -43,12 +46,20 @@ from screenpilot.actions.types import (
     action_to_dict,
 )
 from screenpilot.errors import ModelOutputError, SetupError
-from screenpilot.jsonl import read_prepared
+from screenpilot.jsonl import read_lines, read_prepared
 from screenpilot.model.base import Message, ModelBackend, ModelBackendError
-from screenpilot.model.dialect import Dialect, PastStep, SupportsGrounding, SupportsInstructionGrounding
+from screenpilot.model.dialect import (
+    Dialect,
+    NoCallForm,
+    PastStep,
+    SupportsCallText,
+    SupportsGrounding,
+    SupportsInstructionGrounding,
+)
 from screenpilot.model.dialects import DEFAULT_DIALECT, make_dialect
 from screenpilot.model.qwen25vl import Qwen25VLDialect, ToolName
 from screenpilot.tasks.checks import normalize_text
+from screenpilot.tasks.datasets import androidcontrol, screenspot
 
 #: A click within this fraction of the screen (normalised distance) from the target point counts as a hit.
 CLICK_TOLERANCE = 0.14
@@ -133,13 +144,29 @@ def action_point(action: Action) -> tuple[int, int] | None:
             assert_never(action)
 
 
-def _ask(model: ModelBackend, messages: list[Message]) -> tuple[str | None, str | None, float]:
-    t0 = time.perf_counter()
-    try:
-        text = model.complete(messages).text
-    except ModelBackendError as exc:
-        return None, f"model error: {exc}", time.perf_counter() - t0
-    return text, None, time.perf_counter() - t0
+class _Gate:
+    """Asks the model from worker threads. A server takes requests at once; any other backend (a replay model
+    keyed by ``begin_episode``, a local GPU model) is asked one request at a time."""
+
+    def __init__(self, model: ModelBackend) -> None:
+        self.model = model
+        concurrent = model.describe().get("backend") == "openai"
+        self._lock: threading.Lock | None = None if concurrent else threading.Lock()
+
+    def ask(self, key: str | None, messages: list[Message]) -> tuple[str | None, str | None, float]:
+        if self._lock is None:
+            return self._ask(key, messages)
+        with self._lock:
+            return self._ask(key, messages)
+
+    def _ask(self, key: str | None, messages: list[Message]) -> tuple[str | None, str | None, float]:
+        self.model.begin_episode(key)
+        t0 = time.perf_counter()
+        try:
+            text = self.model.complete(messages).text
+        except ModelBackendError as exc:
+            return None, f"model error: {exc}", time.perf_counter() - t0
+        return text, None, time.perf_counter() - t0
 
 
 # -- running the examples -------------------------------------------------------------------------------------
@@ -217,22 +244,145 @@ def _run_wide_failure(items: list[dict[str, Any]], planned: int) -> str | None:
     return f"the model failed on the first {first} examples, each with: {errors.pop()}"
 
 
-def _run(cases: list[T], ask: Callable[[T], dict[str, Any]], progress: _Progress, good: str) -> _Outcome:
-    """Ask every case in turn; stop early when the model fails for the whole run, or on Ctrl-C / SIGTERM (a
-    ``KeyboardInterrupt``, whose ``signum`` names the signal), keeping every finished item."""
-    outcome = _Outcome([], len(cases))
+class Journal:
+    """The results file beside ``--out``: a header line naming the evaluation, then one line per finished
+    example, appended (and flushed) as each finishes. Opening it again returns what is done, so the same command
+    resumes; examples that ended on a model error are asked again. A file written by another evaluation (other
+    data, format, level or dialect) is refused, in one line."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self.header = {"screenpilot_eval": 1, **header}
+        self._file: Any = None
+        self._lock = threading.Lock()
+
+    def open(self) -> dict[str, dict[str, Any]]:
+        """The finished items by key, and the file opened for appending (made, with its header, if new)."""
+        done: dict[str, dict[str, Any]] = {}
+        if self.path.is_file() and self.path.stat().st_size:
+            done = self._read()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not self.path.is_file() or not self.path.stat().st_size
+            self._file = self.path.open("a", encoding="utf-8")
+            if fresh:
+                self._write(self.header)
+        except OSError as exc:
+            raise SetupError(f"cannot write the results file {self.path}: {exc.strerror or exc}") from exc
+        return done
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        lines = [(n, t) for n, t in read_lines(self.path, drop_torn_tail=True) if t.strip()]
+        try:
+            header = json.loads(lines[0][1]) if lines else None
+        except json.JSONDecodeError:
+            header = None
+        if header != self.header:
+            raise SetupError(
+                f"{self.path} holds results of another evaluation (other data, format, level or dialect); "
+                "remove it or give another --out"
+            )
+        done: dict[str, dict[str, Any]] = {}
+        for number, text in lines[1:]:
+            try:
+                item = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise SetupError(f"{self.path}:{number}: not JSON ({exc.msg})") from None
+            if (
+                isinstance(item, dict)
+                and isinstance(item.get("key"), str)
+                and item.get("status") != "model_error"
+            ):
+                done[item["key"]] = item
+        return done
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        self._file.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def append(self, item: dict[str, Any]) -> None:
+        with self._lock:
+            self._write(item)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+@dataclass
+class _Plan:
+    """The examples of a run: keys and cases in data order, and those already done (resuming)."""
+
+    jobs: list[tuple[str, Any]]
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def todo(self) -> list[tuple[int, Any]]:
+        return [(i, case) for i, (key, case) in enumerate(self.jobs) if key not in self.done]
+
+
+def _run(
+    plan: _Plan,
+    load: Callable[[Any], Any],
+    ask: Callable[[Any, Any], dict[str, Any]],
+    progress: _Progress,
+    good: str,
+    *,
+    concurrency: int = 1,
+    journal: Journal | None = None,
+) -> _Outcome:
+    """Ask every case not yet done, ``concurrency`` at a time (``load`` runs here, in data order; ``ask`` in
+    worker threads); stop early when the model fails for the whole run, or on Ctrl-C / SIGTERM (a
+    ``KeyboardInterrupt``, whose ``signum`` names the signal). Every finished item is kept (and journalled), and
+    the items come back in data order."""
+    results = {i: plan.done[key] for i, (key, _) in enumerate(plan.jobs) if key in plan.done}
+    outcome = _Outcome([], len(plan.jobs))
+    fresh: list[dict[str, Any]] = []
+    pending: dict[Future[dict[str, Any]], int] = {}
+    to_ask = plan.todo()
+
+    def record(future: Future[dict[str, Any]]) -> None:
+        item = future.result()
+        results[pending.pop(future)] = item
+        fresh.append(item)
+        if journal is not None:
+            journal.append(item)
+        progress.update(bool(item[good]))
+        outcome.stopped = outcome.stopped or _run_wide_failure(fresh, len(to_ask))
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval")
+    todo = iter(to_ask)
     try:
-        for case in cases:
-            outcome.items.append(ask(case))
-            progress.update(bool(outcome.items[-1][good]))
-            outcome.stopped = _run_wide_failure(outcome.items, len(cases))
-            if outcome.stopped:
+        while True:
+            while outcome.stopped is None and len(pending) < concurrency:
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                payload = _try_load(load, nxt[1])
+                pending[pool.submit(ask, nxt[1], payload)] = nxt[0]
+            if not pending:
                 break
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: pending[f]):
+                record(future)
     except KeyboardInterrupt as exc:
         outcome.interrupted_by = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+        for future in pending:
+            future.cancel()
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]:
+            record(future)
         progress.close()
+    outcome.items = [results[i] for i in sorted(results)]
     return outcome
+
+
+def _try_load(load: Callable[[Any], Any], case: Any) -> Any:
+    """What ``load`` gives for a case, or the exception it raised (the item then records an image error)."""
+    try:
+        return load(case)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return exc
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -254,6 +404,29 @@ def _image_error(item: dict[str, Any], exc: Exception) -> dict[str, Any]:
 
 # -- grounding ------------------------------------------------------------------------------------------------
 
+#: Qwen2.5-VL's published results (Qwen2.5-VL Technical Report, arXiv:2502.13923, GUI agent table), in percent,
+#: for 3B / 7B / 72B: ScreenSpot and ScreenSpot-Pro accuracy, AndroidControl step success rate.
+PUBLISHED: dict[str, tuple[str, tuple[float, float, float]]] = {
+    "screenspot": ("ScreenSpot", (55.5, 84.7, 87.1)),
+    "screenspot-pro": ("ScreenSpot-Pro", (23.9, 29.0, 43.6)),
+    "androidcontrol-high": ("AndroidControl-High", (63.7, 60.1, 67.36)),
+    "androidcontrol-low": ("AndroidControl-Low", (90.8, 91.4, 93.7)),
+}
+
+#: The grounding data formats: our JSON Lines, and the released ScreenSpot layouts.
+GROUNDING_FORMATS = ("jsonl", *screenspot.FORMATS)
+
+
+def published_line(benchmark: str | None) -> str | None:
+    """The published Qwen2.5-VL numbers for a benchmark, as one line (None when there are none)."""
+    if benchmark == "screenspot-v2":
+        name, (a, b, c) = PUBLISHED["screenspot"]
+        return f"Qwen2.5-VL published: none for ScreenSpot-v2 (ScreenSpot: 3B {a}%, 7B {b}%, 72B {c}%)"
+    if benchmark not in PUBLISHED:
+        return None
+    name, (a, b, c) = PUBLISHED[benchmark]
+    return f"Qwen2.5-VL published ({name}): 3B {a}%, 7B {b}%, 72B {c}%"
+
 
 def _grounding_tool(obj: Mapping[str, Any], tool: ToolName | None) -> ToolName:
     if tool is not None:
@@ -264,12 +437,14 @@ def _grounding_tool(obj: Mapping[str, Any], tool: ToolName | None) -> ToolName:
 
 @dataclass(frozen=True)
 class _GroundingCase:
+    key: str
     id: Any
     group: str
     tool: ToolName
     instruction: str
     bbox: Box
     image: Path
+    ui_type: str | None = None
 
 
 def _grounding_case(
@@ -280,12 +455,47 @@ def _grounding_case(
     bbox = _box(obj.get("bbox"), where, box_format)
     image, _ = _image_size(base, obj.get("image"), where)
     group = str(obj.get("group") or "all")
-    return _GroundingCase(obj.get("id"), group, _grounding_tool(obj, tool), instruction, bbox, image)
+    key = str(obj["id"]) if obj.get("id") is not None else where.rsplit(":", 1)[-1]
+    ui = obj.get("ui_type")
+    return _GroundingCase(
+        key, obj.get("id"), group, _grounding_tool(obj, tool), instruction, bbox, image, ui and str(ui)
+    )
 
 
-def _ask_grounding(line: int, case: _GroundingCase, model: ModelBackend, dialect: Dialect) -> dict[str, Any]:
+def _released_cases(
+    path: Path, fmt: str, images: Path | None, tool: ToolName | None, limit: int | None
+) -> list[_GroundingCase]:
+    """The cases of a released ScreenSpot layout; every entry and image checked, all problems in one error."""
+    examples = screenspot.load(path, fmt, images=images)[:limit]
+    problems: list[str] = []
+    cases = []
+    for ex in examples:
+        if not ex.image.is_file():
+            problems.append(f"{ex.key}: no image {ex.image}")
+            continue
+        platform = {"platform": ex.platform}
+        key = str(ex.id) if ex.id is not None else ex.key
+        case = _GroundingCase(
+            key,
+            ex.id,
+            ex.group,
+            _grounding_tool(platform, tool),
+            ex.instruction,
+            ex.bbox,
+            ex.image,
+            ex.ui_type,
+        )
+        cases.append(case)
+    if problems:
+        from screenpilot.jsonl import problems_error
+
+        raise problems_error(path, problems)
+    return cases
+
+
+def _ask_grounding(case: _GroundingCase, image: Any, gate: _Gate, dialect: Dialect) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "line": line,
+        "key": case.key,
         "id": case.id,
         "group": case.group,
         "tool": case.tool,
@@ -294,14 +504,13 @@ def _ask_grounding(line: int, case: _GroundingCase, model: ModelBackend, dialect
         "point": None,
         "hit": False,
     }
-    try:
-        image = _load_image(case.image)
-    except (OSError, Image.DecompressionBombError) as exc:
-        return _image_error(item, exc)
+    if case.ui_type is not None:
+        item["ui_type"] = case.ui_type
+    if isinstance(image, Exception):
+        return _image_error(item, image)
     space = dialect.coordinate_space(Size(*image.size))
     messages = grounding_messages(dialect, case.instruction, image, space)
-    model.begin_episode(str(case.id) if case.id is not None else None)
-    text, error, model_s = _ask(model, messages)
+    text, error, model_s = gate.ask(case.key, messages)
     item.update(output=text, model_s=round(model_s, 4))
     if text is None:
         return {**item, "status": "model_error", "error": error}
@@ -333,6 +542,23 @@ def _score_point(dialect: Dialect, text: str, space: CoordinateSpace, bbox: Box)
     return {"status": "hit" if hit else "miss", "hit": hit, "point": list(point), "error": None}
 
 
+def grounding_format(data: Path, fmt: str | None) -> str:
+    """The format of grounding data: as given, else the released layout detected, else JSON Lines."""
+    if fmt is not None:
+        if fmt not in GROUNDING_FORMATS:
+            raise SetupError(f"format must be one of {', '.join(GROUNDING_FORMATS)}, got {fmt!r}")
+        return fmt
+    if not data.exists():
+        raise SetupError(f"{data} does not exist")
+    detected = screenspot.detect(data)
+    if detected is None and data.is_dir():
+        raise SetupError(
+            f"{data} is a folder without ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro annotation files; "
+            "give the annotation file, or --format"
+        )
+    return detected or "jsonl"
+
+
 def evaluate_grounding(
     data: str | Path,
     model: ModelBackend,
@@ -343,49 +569,115 @@ def evaluate_grounding(
     limit: int | None = None,
     progress: bool = False,
     box_format: str = "xyxy",
+    format: str | None = None,
+    images: str | Path | None = None,
+    concurrency: int = 1,
+    journal: str | Path | None = None,
 ) -> dict[str, Any]:
     """Ask the model to click each instruction's target; a hit is a device point inside the target box.
 
-    Data lines: ``image`` (relative to the data file), ``instruction``, ``bbox`` ``[x1, y1, x2, y2]`` in image
-    pixels (``box_format="xywh"``: ``[x, y, width, height]``, as ScreenSpot's files have it), optional
-    ``group``, ``platform`` (mobile/desktop/web) and ``id`` (passed to the model's ``begin_episode``, so replay
-    files can key answers by it). Every line is checked before the model is asked anything (all bad lines in
-    one SetupError). The run stops early, keeping what finished, when the model fails for the whole run or on
-    Ctrl-C; the report says so (``complete``, ``stopped``, ``interrupted_by``).
+    ``data`` is a released ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro folder or annotation file (``format``
+    names it, else it is detected; ``images`` overrides the release's image folder), or JSON Lines: ``image``
+    (relative to the data file), ``instruction``, ``bbox`` ``[x1, y1, x2, y2]`` in image pixels
+    (``box_format="xywh"``: ``[x, y, width, height]``), optional ``group``, ``ui_type``, ``platform``
+    (mobile/desktop/web) and ``id`` (passed to the model's ``begin_episode``, so replay files can key answers
+    by it; released examples are keyed by their ``id``, else ``file.json[index]``). Every example is checked
+    before the model is asked anything (all problems in one SetupError). ``concurrency`` requests run at once
+    (a server; other backends are asked one at a time); ``journal`` is a results file appended per example,
+    from which the same call resumes. The run stops early, keeping what finished, when the model fails for the
+    whole run or on Ctrl-C; the report says so (``complete``, ``stopped``, ``interrupted_by``).
     """
     if box_format not in ("xyxy", "xywh"):
         raise SetupError(f"box format must be xyxy or xywh, got {box_format!r}")
     path = Path(data)
+    fmt = grounding_format(path, format)
+    if fmt == "jsonl":
+        prepare = partial(_grounding_case, base=path.parent, tool=tool, box_format=box_format)
+        cases = [case for _, case in _read_cases(path, prepare, limit)]
+    else:
+        cases = _released_cases(path, fmt, Path(images) if images is not None else None, tool, limit)
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
-    prepare = partial(_grounding_case, base=path.parent, tool=tool, box_format=box_format)
-    cases = _read_cases(path, prepare, limit)
     dialects = {
         name: make_dialect(dialect, "mobile" if name == "mobile_use" else "desktop", **options)
-        for name in {c.tool for _, c in cases}
+        for name in {c.tool for c in cases}
     }
-    outcome = _run(
-        cases,
-        lambda lc: _ask_grounding(*lc, model, dialects[lc[1].tool]),
-        _Progress("grounding", len(cases), progress, "hits"),
-        "hit",
+    header = {
+        "kind": "grounding",
+        "data": str(path.resolve()),
+        "format": fmt,
+        "dialect": dialect,
+        "tool": tool,
+    }
+    outcome = _journalled(
+        journal,
+        header,
+        [(c.key, c) for c in cases],
+        lambda plan, book: _run(
+            plan,
+            lambda c: _load_image(c.image),
+            partial(_ask_grounding_with, gate=_Gate(model), dialects=dialects),
+            _Progress("grounding", len(plan.todo()), progress, "hits"),
+            "hit",
+            concurrency=concurrency,
+            journal=book,
+        ),
     )
-    return _grounding_report(path, model, tool, outcome)
+    return _grounding_report(path, model, tool, outcome, fmt)
+
+
+def _ask_grounding_with(
+    case: _GroundingCase, image: Any, *, gate: _Gate, dialects: Mapping[ToolName, Dialect]
+) -> dict[str, Any]:
+    return _ask_grounding(case, image, gate, dialects[case.tool])
+
+
+def _journalled(
+    journal: str | Path | None,
+    header: dict[str, Any],
+    jobs: list[tuple[str, Any]],
+    run: Callable[[_Plan, Journal | None], _Outcome],
+) -> _Outcome:
+    """Run the jobs, resuming from and appending to ``journal`` when one is given."""
+    keys = [key for key, _ in jobs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise SetupError(f"two examples share the key {dup!r}; keys (ids) must be unique to resume")
+    if journal is None:
+        return run(_Plan(jobs), None)
+    book = Journal(Path(journal), header)
+    done = book.open()
+    if done:
+        print(
+            f"resuming: {sum(k in done for k in keys)} of {len(jobs)} examples already done", file=sys.stderr
+        )
+    try:
+        return run(_Plan(jobs, done), book)
+    finally:
+        book.close()
+
+
+def _cell(items: list[dict[str, Any]]) -> dict[str, Any]:
+    hits = sum(int(i["hit"]) for i in items)
+    return {"total": len(items), "hits": hits, "accuracy": _ratio(hits, len(items))}
 
 
 def _grounding_report(
-    path: Path, model: ModelBackend, tool: ToolName | None, outcome: _Outcome
+    path: Path, model: ModelBackend, tool: ToolName | None, outcome: _Outcome, fmt: str = "jsonl"
 ) -> dict[str, Any]:
     items = outcome.items
-    groups: dict[str, dict[str, Any]] = {}
+    by_group: dict[str, list[dict[str, Any]]] = {}
     for item in items:
-        g = groups.setdefault(item["group"], {"total": 0, "hits": 0})
-        g["total"] += 1
-        g["hits"] += int(item["hit"])
-    for g in groups.values():
-        g["accuracy"] = g["hits"] / g["total"]
+        by_group.setdefault(item["group"], []).append(item)
+    ui_types = sorted({i["ui_type"] for i in items if i.get("ui_type")})
+    groups = {}
+    for name, members in sorted(by_group.items()):
+        groups[name] = _cell(members)
+        for ui in ui_types:
+            groups[name][ui] = _cell([i for i in members if i.get("ui_type") == ui])
     hits = sum(int(i["hit"]) for i in items)
     return {
         "kind": "grounding",
+        "format": fmt,
         "data": str(path),
         "model": model.describe(),
         "tool": tool or "per line",
@@ -393,9 +685,11 @@ def _grounding_report(
         "total": len(items),
         "hits": hits,
         "accuracy": _ratio(hits, len(items)),
+        "by_ui_type": {ui: _cell([i for i in items if i.get("ui_type") == ui]) for ui in ui_types},
         **_status_counts(items, "unparsable", "no_point", "model_error", "image_error"),
         "mean_model_s": _mean_model_s(items),
-        "groups": dict(sorted(groups.items())),
+        "groups": groups,
+        "published": published_line(fmt if fmt != "jsonl" else None),
         "items": items,
     }
 
@@ -434,12 +728,24 @@ def _footer(report: Mapping[str, Any], first: str) -> str:
 
 
 def format_grounding(report: Mapping[str, Any]) -> str:
-    rows = [
-        [g, str(v["total"]), str(v["hits"]), _percent(v["accuracy"])] for g, v in report["groups"].items()
-    ]
-    rows.append(["overall", str(report["total"]), str(report["hits"]), _percent(report["accuracy"])])
+    """The report as a table: a row per group (ScreenSpot's platforms, ScreenSpot-Pro's application groups),
+    a column per element type (text, icon) when the data has them, and the published numbers under it."""
+    uis = list(report.get("by_ui_type") or {})
+
+    def row(name: str, cell: Mapping[str, Any], per_ui: Mapping[str, Any]) -> list[str]:
+        extra = [_percent(per_ui[u]["accuracy"]) if u in per_ui else "-" for u in uis]
+        return [name, str(cell["total"]), str(cell["hits"]), *extra, _percent(cell["accuracy"])]
+
+    rows = [row(g, v, v) for g, v in report["groups"].items()]
+    rows.append(row("overall", report, report.get("by_ui_type") or {}))
     first = f"unparsable answers: {report['unparsable']}, answers without a point: {report['no_point']}"
-    return _table(["group", "n", "hits", "accuracy"], rows) + "\n" + _footer(report, first)
+    table = _table(["group", "n", "hits", *uis, "accuracy"], rows)
+    return table + "\n" + _footer(report, first) + _published(report)
+
+
+def _published(report: Mapping[str, Any]) -> str:
+    line = report.get("published")
+    return f"\n{line}" if line else ""
 
 
 # -- next-step prediction -------------------------------------------------------------------------------------
@@ -464,12 +770,61 @@ def _app_name(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", unicodedata.normalize("NFKC", name).casefold())
 
 
-def match_step(predicted: Action | None, truth: Action, screen: Size, bbox: Box | None = None) -> StepMatch:
+@dataclass(frozen=True)
+class MatchRules:
+    """How near is right: the distance (a fraction of the screen, normalised per axis) a click may be from the
+    recorded point, how much the target box is enlarged about its centre, and whether typed text matches when
+    one text contains the other (after case and space folding) rather than only when equal."""
+
+    click_tolerance: float = CLICK_TOLERANCE
+    box_scale: float = 1.0
+    text_containment: bool = False
+
+
+#: The rules of the Qwen2.5-VL team's AndroidControl evaluator (the script its authors shared in
+#: QwenLM/Qwen2.5-VL issue #904, gist LukeForeverYoung/1f5d19495788de0d905c5ac6341153f5): a click or long press
+#: is right inside the target element's box enlarged 1.2 times, else within 0.04 of the screen from the recorded
+#: point; typed text is right when either text contains the other; scrolls by direction.
+ANDROIDCONTROL_RULES = MatchRules(click_tolerance=0.04, box_scale=1.2, text_containment=True)
+
+
+def _scaled(box: Box, scale: float) -> Box:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    hw, hh = (box[2] - box[0]) * scale / 2, (box[3] - box[1]) * scale / 2
+    return cx - hw, cy - hh, cx + hw, cy + hh
+
+
+def _match_point(
+    predicted: Click | LongPress, truth: Click | LongPress, screen: Size, bbox: Box | None, rules: MatchRules
+) -> StepMatch:
+    if predicted.x is None or predicted.y is None or truth.x is None or truth.y is None:
+        ok = predicted.x == truth.x and predicted.y == truth.y
+        return StepMatch(True, ok, "points compared as given")
+    if bbox is not None and inside(_scaled(bbox, rules.box_scale), predicted.x, predicted.y):
+        return StepMatch(True, True, "inside the target box")
+    distance = math.hypot((predicted.x - truth.x) / screen.width, (predicted.y - truth.y) / screen.height)
+    ok = distance <= rules.click_tolerance
+    return StepMatch(True, ok, f"distance {distance:.3f} of the screen")
+
+
+def _same_text(got: str, want: str, rules: MatchRules) -> bool:
+    a, b = normalize_text(got), normalize_text(want)
+    return a == b or (rules.text_containment and bool(a) and bool(b) and (a in b or b in a))
+
+
+def match_step(
+    predicted: Action | None,
+    truth: Action,
+    screen: Size,
+    bbox: Box | None = None,
+    rules: MatchRules = MatchRules(),
+) -> StepMatch:
     """AndroidControl-style matching of a predicted action against the recorded one (device pixels).
 
-    Clicks and long presses hit when inside the target box or within :data:`CLICK_TOLERANCE` of the screen
-    (normalised distance) from the target point; typed text and answers are compared after normalisation;
-    swipes by direction; apps by normalised name; system buttons, keys and terminate status exactly.
+    Clicks and long presses hit when inside the target box (enlarged by ``rules.box_scale``) or within
+    ``rules.click_tolerance`` of the screen (normalised distance) from the target point; typed text and answers
+    are compared after normalisation (or by containment); swipes by direction; apps by normalised name; system
+    buttons, keys and terminate status exactly.
     """
     if predicted is None:
         return StepMatch(False, False, "no action")
@@ -478,16 +833,7 @@ def match_step(predicted: Action | None, truth: Action, screen: Size, bbox: Box 
     match truth:
         case Click() | LongPress():
             assert isinstance(predicted, (Click, LongPress))
-            if predicted.x is None or predicted.y is None or truth.x is None or truth.y is None:
-                ok = predicted.x == truth.x and predicted.y == truth.y
-                return StepMatch(True, ok, "points compared as given")
-            if bbox is not None and inside(bbox, predicted.x, predicted.y):
-                return StepMatch(True, True, "inside the target box")
-            distance = math.hypot(
-                (predicted.x - truth.x) / screen.width, (predicted.y - truth.y) / screen.height
-            )
-            ok = distance <= CLICK_TOLERANCE
-            return StepMatch(True, ok, f"distance {distance:.3f} of the screen")
+            return _match_point(predicted, truth, screen, bbox, rules)
         case Swipe():
             assert isinstance(predicted, Swipe)
             want = swipe_direction(truth.x, truth.y, truth.x2, truth.y2)
@@ -495,7 +841,7 @@ def match_step(predicted: Action | None, truth: Action, screen: Size, bbox: Box 
             return StepMatch(True, want == got, f"swiped {got}, wanted {want}")
         case TypeText():
             assert isinstance(predicted, TypeText)
-            ok = normalize_text(predicted.text) == normalize_text(truth.text)
+            ok = _same_text(predicted.text, truth.text, rules)
             return StepMatch(True, ok, f"typed {predicted.text!r}, wanted {truth.text!r}")
         case Answer():
             assert isinstance(predicted, Answer)
@@ -548,14 +894,28 @@ _DATA_FORMAT = Qwen25VLDialect("mobile_use", answer_action=True)
 
 
 @dataclass(frozen=True)
+class _Shot:
+    """A screenshot inside an AndroidControl record: the record's place and the step's index."""
+
+    where: str
+    index: int
+
+
+@dataclass(frozen=True)
 class _StepCase:
+    key: str
     id: Any
     query: str
-    image: Path
+    image: Path | _Shot
     screen: Size
     truth: Action
     bbox: Box | None
     past: tuple[PastStep, ...]
+    rules: MatchRules = MatchRules()
+
+
+def _query(goal: str, instruction: str | None, level: str) -> str:
+    return f"{goal}\nNext step: {instruction}" if level == "low" and instruction else goal
 
 
 def _step_case(obj: dict[str, Any], where: str, *, base: Path, level: str, dialect: Dialect) -> _StepCase:
@@ -578,29 +938,94 @@ def _step_case(obj: dict[str, Any], where: str, *, base: Path, level: str, diale
         raise SetupError(f"{where}: 'history' must be a list")
     space = dialect.coordinate_space(screen)
     past = tuple(PastStep(_history_call(h, space, where, dialect)) for h in history)
-    query = f"{goal}\nNext step: {instruction}" if level == "low" and instruction else goal
-    return _StepCase(obj.get("id"), query, image, screen, truth, bbox, past)
+    key = str(obj["id"]) if obj.get("id") is not None else where.rsplit(":", 1)[-1]
+    return _StepCase(key, obj.get("id"), _query(goal, instruction, level), image, screen, truth, bbox, past)
 
 
-def _ask_step(line: int, case: _StepCase, model: ModelBackend, dialect: Dialect) -> dict[str, Any]:
+def _past_call(action: Action, space: CoordinateSpace, dialect: Dialect) -> str:
+    """A recorded action as the model would have written it; as its JSON where the model has no form for it."""
+    if isinstance(dialect, SupportsCallText):
+        try:
+            return dialect.call_text(action, space)
+        except NoCallForm:
+            pass
+    return json.dumps(action_to_dict(action), ensure_ascii=False)
+
+
+def _androidcontrol_case(step: androidcontrol.Step, where: str, *, level: str, dialect: Dialect) -> _StepCase:
+    screen = Size(step.width, step.height)
+    space = dialect.coordinate_space(screen)
+    past = tuple(PastStep(_past_call(a, space, dialect)) for a in step.history)
+    query = _query(step.goal, step.instruction, level)
+    shot = _Shot(where, step.index)
+    return _StepCase(
+        step.key, step.key, query, shot, screen, step.truth, step.bbox, past, ANDROIDCONTROL_RULES
+    )
+
+
+def _androidcontrol_cases(
+    path: Path, *, level: str, dialect: Dialect, limit: int | None, episodes: set[int] | None
+) -> list[_StepCase]:
+    """Every step of every episode (of the chosen split), checked before anything is asked: a damaged record
+    stops at once; every step whose action cannot be read is reported in one SetupError."""
+    cases: list[_StepCase] = []
+    problems: list[str] = []
+    for where, episode in androidcontrol.read_episodes(path):
+        if episodes is not None and episode.episode_id not in episodes:
+            continue
+        try:
+            for step in androidcontrol.steps(episode):
+                cases.append(_androidcontrol_case(step, where, level=level, dialect=dialect))
+        except ValueError as exc:
+            problems.append(f"{where} (episode {episode.episode_id}): {exc}")
+        if limit is not None and len(cases) >= limit:
+            break
+    if problems:
+        from screenpilot.jsonl import problems_error
+
+        raise problems_error(path, problems)
+    if not cases:
+        raise SetupError(f"{path} has no steps" + (" in that split" if episodes is not None else ""))
+    return cases[:limit]
+
+
+class _ShotReader:
+    """Screenshots of AndroidControl steps, read in data order: the records are read again, one at a time, and
+    the current episode is kept until a later step asks for another."""
+
+    def __init__(self, path: Path) -> None:
+        self._episodes: Iterator[tuple[str, androidcontrol.Episode]] = androidcontrol.read_episodes(path)
+        self._current: tuple[str, androidcontrol.Episode] | None = None
+
+    def __call__(self, case: _StepCase) -> Image.Image:
+        if isinstance(case.image, Path):
+            return _load_image(case.image)
+        shot = case.image
+        while self._current is None or self._current[0] != shot.where:
+            self._current = next(self._episodes, None)
+            if self._current is None:
+                raise OSError(f"{shot.where} is no longer in the data")
+        with Image.open(io.BytesIO(self._current[1].screenshots[shot.index])) as img:
+            return img.convert("RGB")
+
+
+def _ask_step(case: _StepCase, image: Any, gate: _Gate, dialect: Dialect) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "line": line,
+        "key": case.key,
         "id": case.id,
         "type": case.truth.action,
         "truth": action_to_dict(case.truth),
+        "bbox": list(case.bbox) if case.bbox is not None else None,
         "predicted": None,
         "type_ok": False,
         "step_ok": False,
         "why": "not asked",
         "output": None,
     }
-    try:
-        image = _load_image(case.image)
-    except (OSError, Image.DecompressionBombError) as exc:
-        return _image_error(item, exc)
+    if isinstance(image, Exception):
+        return _image_error(item, image)
     space = dialect.coordinate_space(case.screen)
-    model.begin_episode(str(case.id) if case.id is not None else None)
-    text, error, model_s = _ask(model, dialect.messages(case.query, image, space, list(case.past)))
+    text, error, model_s = gate.ask(case.key, dialect.messages(case.query, image, space, list(case.past)))
     predicted: Action | None = None
     status = "ok" if text is not None else "model_error"
     if text is not None:
@@ -608,7 +1033,7 @@ def _ask_step(line: int, case: _StepCase, model: ModelBackend, dialect: Dialect)
             predicted = dialect.parse(text, space)[0].device
         except ModelOutputError as exc:
             status, error = "unparsable", str(exc)
-    result = match_step(predicted, case.truth, case.screen, case.bbox)
+    result = match_step(predicted, case.truth, case.screen, case.bbox, case.rules)
     return {
         **item,
         "predicted": action_to_dict(predicted) if predicted is not None else None,
@@ -622,6 +1047,29 @@ def _ask_step(line: int, case: _StepCase, model: ModelBackend, dialect: Dialect)
     }
 
 
+#: The step data formats: our JSON Lines, and AndroidControl's TFRecord files as released.
+STEP_FORMATS = ("jsonl", "androidcontrol")
+
+
+def steps_format(data: Path, fmt: str | None) -> str:
+    """The format of step data: as given, else AndroidControl for TFRecord files (or a folder of them), else
+    JSON Lines."""
+    if fmt is not None:
+        if fmt not in STEP_FORMATS:
+            raise SetupError(f"format must be one of {', '.join(STEP_FORMATS)}, got {fmt!r}")
+        return fmt
+    if not data.exists():
+        raise SetupError(f"{data} does not exist")
+    return "androidcontrol" if androidcontrol.is_tfrecord(data) else "jsonl"
+
+
+def _split_ids(path: Path, split: str | None, splits: str | Path | None) -> set[int] | None:
+    if split is None:
+        return None
+    folder = path if path.is_dir() else path.parent
+    return androidcontrol.read_splits(Path(splits) if splits is not None else folder / "splits.json", split)
+
+
 def evaluate_steps(
     data: str | Path,
     model: ModelBackend,
@@ -631,28 +1079,64 @@ def evaluate_steps(
     dialect_options: Mapping[str, Any] | None = None,
     limit: int | None = None,
     progress: bool = False,
+    format: str | None = None,
+    split: str | None = None,
+    splits: str | Path | None = None,
+    concurrency: int = 1,
+    journal: str | Path | None = None,
 ) -> dict[str, Any]:
     """Ask for the next action of each recorded step and compare it with the recorded one.
 
-    Data lines: ``screenshot`` (relative to the data file), ``goal``, optional ``instruction`` (the step's
-    low-level instruction, used with ``level="low"``), optional ``history`` (previous actions as mobile_use
-    argument objects in device pixels, or call strings), ``action`` (mobile_use arguments in device pixels),
-    optional ``bbox`` of the target element, optional ``id``. Lines are checked, and runs stop early, as in
-    :func:`evaluate_grounding`.
+    ``data`` is AndroidControl as released (a GZIP TFRecord file or a folder of them; ``split`` keeps the
+    episodes of that split of ``splits.json``, found beside the data unless ``splits`` names it; matched by
+    :data:`ANDROIDCONTROL_RULES`, the target box from the accessibility tree), or JSON Lines: ``screenshot``
+    (relative to the data file), ``goal``, optional ``instruction`` (the step's low-level instruction, used
+    with ``level="low"``), optional ``history`` (previous actions as mobile_use argument objects in device
+    pixels, or call strings), ``action`` (mobile_use arguments in device pixels), optional ``bbox`` of the
+    target element, optional ``id``. Data is checked, runs resume from ``journal``, run ``concurrency``
+    requests at once and stop early, as in :func:`evaluate_grounding`.
     """
     if level not in ("high", "low"):
         raise SetupError(f"level must be high or low, got {level!r}")
     path = Path(data)
+    fmt = steps_format(path, format)
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
     asker = make_dialect(dialect, "mobile", **options)
-    cases = _read_cases(path, partial(_step_case, base=path.parent, level=level, dialect=asker), limit)
-    outcome = _run(
-        cases,
-        lambda lc: _ask_step(*lc, model, asker),
-        _Progress("steps", len(cases), progress, "step accuracy"),
-        "step_ok",
+    if fmt == "androidcontrol":
+        ids = _split_ids(path, split, splits)
+        cases = _androidcontrol_cases(path, level=level, dialect=asker, limit=limit, episodes=ids)
+    else:
+        prepare = partial(_step_case, base=path.parent, level=level, dialect=asker)
+        cases = [case for _, case in _read_cases(path, prepare, limit)]
+    header: dict[str, Any] = {
+        "kind": "steps",
+        "data": str(path.resolve()),
+        "format": fmt,
+        "level": level,
+        "dialect": dialect,
+    }
+    header |= {"split": split}
+    outcome = _journalled(
+        journal,
+        header,
+        [(c.key, c) for c in cases],
+        lambda plan, book: _run(
+            plan,
+            _ShotReader(path) if fmt == "androidcontrol" else lambda c: _load_image(c.image),
+            partial(_ask_step_with, gate=_Gate(model), dialect=asker),
+            _Progress("steps", len(plan.todo()), progress, "step accuracy"),
+            "step_ok",
+            concurrency=concurrency,
+            journal=book,
+        ),
     )
-    return _steps_report(path, model, level, outcome)
+    report = _steps_report(path, model, level, outcome)
+    published = published_line(f"androidcontrol-{level}" if fmt == "androidcontrol" else None)
+    return {**report, "format": fmt, "split": split, "published": published}
+
+
+def _ask_step_with(case: _StepCase, image: Any, *, gate: _Gate, dialect: Dialect) -> dict[str, Any]:
+    return _ask_step(case, image, gate, dialect)
 
 
 def _steps_report(path: Path, model: ModelBackend, level: str, outcome: _Outcome) -> dict[str, Any]:
@@ -691,4 +1175,5 @@ def format_steps(report: Mapping[str, Any]) -> str:
     overall = [_percent(report["type_accuracy"]), _percent(report["step_accuracy"])]
     rows.append(["overall", str(report["total"]), *overall])
     first = f"unparsable answers: {report['unparsable']}"
-    return _table(["action", "n", "type acc", "step acc"], rows) + "\n" + _footer(report, first)
+    table = _table(["action", "n", "type acc", "step acc"], rows)
+    return table + "\n" + _footer(report, first) + _published(report)

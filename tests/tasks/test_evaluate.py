@@ -233,6 +233,7 @@ def test_grounding_cli(grounding_data: Path, tmp_path: Path, capsys: pytest.Capt
     code = main(["eval", "grounding", str(grounding_data), "--model", f"replay:{replay}", "--out", str(out)])
     assert code == 0
     assert json.loads(out.read_text())["hits"] == 2
+    out2 = tmp_path / "g2.json"
     printed = capsys.readouterr().out
     assert "overall" in printed and "40.0%" in printed
     xywh = write_jsonl(
@@ -257,13 +258,13 @@ def test_grounding_cli(grounding_data: Path, tmp_path: Path, capsys: pytest.Capt
                 "--model",
                 f"replay:{replay}",
                 "--out",
-                str(out),
+                str(out2),
             ]
         )
         == 0
     )
-    assert json.loads(out.read_text())["items"][0]["bbox"] == [500, 1150, 600, 1250]
-    assert json.loads(out.read_text())["hits"] == 1
+    assert json.loads(out2.read_text())["items"][0]["bbox"] == [500, 1150, 600, 1250]
+    assert json.loads(out2.read_text())["hits"] == 1
     bad = write_jsonl(
         tmp_path / "bad.jsonl", [{"image": "nope.png", "instruction": "x", "bbox": [0, 0, 1, 1]}]
     )
