@@ -166,8 +166,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from screenpilot.agent.policy import ApproveAll, Confirm, DryRun, Policy
     from screenpilot.agent.folders import given_run_folder, new_run_folder
+    from screenpilot.agent.policy import ApproveAll, Confirm, DryRun, Policy
     from screenpilot.cli import run_command
 
     settings = settings_from_args(args)
