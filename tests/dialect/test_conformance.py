@@ -330,7 +330,11 @@ def test_every_action_form_reads_back_and_is_executed(
     assert fake.executed == actions
     outcomes = check_actions(phone_env, [_instant(a) for a in actions])
     assert set(outcomes) == {action_kind(a) for a in actions}
-    assert written and {action_kind(a) for a in unwritable} != {action_kind(w.action) for w in written}
+    if platform == "mobile":  # a phone dialect writes only what a phone does
+        assert set(outcomes.values()) == {"done"}, outcomes
+    assert unwritable, (
+        "no dialect writes every action of the vocabulary: the sample must include ones it cannot"
+    )
 
 
 class _ListsAnUnwrittenAction(Qwen25VLDialect):
