@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ async def served(tmp_path: Path, *options: str, tee: Path | None = None) -> Asyn
             yield client
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 
@@ -143,14 +143,15 @@ def test_failures_are_one_line_tool_errors_and_the_server_carries_on(tmp_path: P
 
     async def scenario() -> None:
         async with served(tmp_path, "--env", "fake", "--model", model, "--out", str(out), "--no-cache") as c:
-            for name, arguments in [
+            calls: list[tuple[str, dict[str, Any]]] = [
                 ("locate", {"target": "the purple unicorn"}),  # the model says it is not there
                 ("click", {"target": 5}),  # neither words nor a point
                 ("click", {"target": {"x": -1, "y": 3}}),
                 ("swipe", {"direction": "up", "start": "the list"}),
                 ("key", {"keys": "   "}),
                 ("nothing", {}),
-            ]:
+            ]
+            for name, arguments in calls:
                 result = await c.call_tool(name, arguments)
                 assert result.is_error, (name, result)
                 errors[name + str(len(errors))] = text(result)
