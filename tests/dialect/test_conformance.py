@@ -7,6 +7,7 @@ A dialect added to ``DIALECTS`` is run through all of it; it only has to add its
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -247,7 +248,7 @@ root.mainloop()
 """
 
 DESKTOP_SCREEN, DESKTOP_TARGET = Size(1366, 768), (1101, 583)
-HAVE_X = all(__import__("shutil").which(tool) for tool in ("Xvfb", "xclip"))
+HAVE_X = all(shutil.which(tool) for tool in ("Xvfb", "xclip"))
 
 
 @pytest.fixture(scope="module")
