@@ -250,6 +250,7 @@ def test_a_client_drives_the_demo_app_and_disconnecting_leaves_nothing_running(
 
     async def scenario() -> None:
         async with served(tmp_path, *sandbox_options(demo, out)) as c:
+            demo.wait_for("ready")  # the oracle reads the widgets' places from it
             processes.update({server_pid(): "server", **descendants(server_pid())})
             assert "Xvfb" in processes.values()
             assert png_size(await c.call_tool("screenshot", {})) == (1280, 800)
