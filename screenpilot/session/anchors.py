@@ -75,8 +75,9 @@ CANDIDATE_RADIUS = 16
 #: The whole screen is searched at 1/SEARCH_SCALE of its resolution (the smallest patch, 64x32, is then 16x8).
 SEARCH_SCALE = 4
 
-#: How many transform sizes a patch keeps its kernel for (the screen, the near region, a candidate region).
-KEPT_KERNELS = 4
+#: How many transform sizes a patch keeps its kernel for: the reduced screen's, the near region's and the
+#: candidates' (about 1-1.5 MB per anchor in use on a 1080x2400 screen).
+KEPT_KERNELS = 3
 
 Array = NDArray[np.float32]
 
@@ -276,12 +277,14 @@ class _Patch:
         object.__setattr__(self, "norm", max(float(np.sqrt(np.square(centred).sum())), 1e-9))
 
     def kernel(self, shape: tuple[int, int]) -> NDArray[np.complex64]:
-        kernel = self.kernels.get(shape)
+        """The correlation kernel for transforms of ``shape``, kept for the :data:`KEPT_KERNELS` sizes used
+        last."""
+        kernel = self.kernels.pop(shape, None)
         if kernel is None:
             kernel = np.fft.rfft2(self.centred[::-1, ::-1], shape).astype(np.complex64)
             if len(self.kernels) >= KEPT_KERNELS:
                 del self.kernels[next(iter(self.kernels))]
-            self.kernels[shape] = kernel
+        self.kernels[shape] = kernel  # last used last
         return kernel
 
 
