@@ -22,12 +22,10 @@ from screenpilot.actions.coords import (
     Size,
 )
 from screenpilot.actions.parse import (
-    MAX_TEXT_CHARS,
     ToolCall,
     ToolCallParseError,
     extract_tool_calls,
     parse_number,
-    parse_point,
     show,
 )
 from screenpilot.actions.types import (
@@ -49,6 +47,15 @@ from screenpilot.actions.types import (
 )
 from screenpilot.model.base import ImagePart, Message, TextPart
 from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
+from screenpilot.model.tool_arguments import (
+    PointReader,
+    common_arguments,
+    first_line,
+    seconds_argument,
+    status_argument,
+    text_argument,
+    tool_call_block,
+)
 
 ToolName = Literal["mobile_use", "computer_use"]
 _Pixel = Callable[[float, float], tuple[int, int]]
@@ -457,14 +464,16 @@ class Qwen25VLDialect:
             raise ToolCallParseError(
                 f"Unknown action {show(kind)} for {self.tool}; use one of: {', '.join(sorted(allowed))}."
             )
-        point = _PointReader(args, kind, space, pixel)
+        w, h = space.model
+        frame = f"x must be within 0..{w} and y within 0..{h}."
+        point = PointReader(args, kind, space, pixel, frame=frame)
         builder = _mobile_action if self.tool == "mobile_use" else _desktop_action
         try:
             return builder(kind, args, point)
         except ToolCallParseError:
             raise
         except (ValueError, TypeError) as exc:  # pydantic validation of the action's fields
-            raise ToolCallParseError(f"Invalid arguments for action={kind}: {_first_line(exc)}") from exc
+            raise ToolCallParseError(f"Invalid arguments for action={kind}: {first_line(exc)}") from exc
 
     # -- writing calls ----------------------------------------------------------------------------------------
     def action_names(self) -> frozenset[str]:
@@ -479,24 +488,10 @@ class Qwen25VLDialect:
             arguments = self._mobile_arguments(model)
         else:
             arguments = self._desktop_arguments(model)
-        arguments = arguments or self._common_arguments(model)
+        arguments = arguments or common_arguments(model)
         if arguments is None or arguments["action"] not in self.action_names():
             raise NoCallForm(f"{self.tool} has no way to write this {action_kind(action)} action")
-        call = json.dumps({"name": self.tool, "arguments": arguments}, ensure_ascii=False)
-        return f"<tool_call>\n{call}\n</tool_call>"
-
-    @staticmethod
-    def _common_arguments(action: Action) -> dict[str, Any] | None:
-        match action:
-            case TypeText(text=text):
-                return {"action": "type", "text": text}
-            case Wait(seconds=seconds):
-                return {"action": "wait", "time": seconds}
-            case Answer(text=text):
-                return {"action": "answer", "text": text}
-            case Terminate(status=status):
-                return {"action": "terminate", "status": status}
-        return None
+        return tool_call_block(self.tool, arguments)
 
     @staticmethod
     def _mobile_arguments(action: Action) -> dict[str, Any] | None:
@@ -537,84 +532,35 @@ class Qwen25VLDialect:
         return None
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return " ".join(line.strip() for line in text[:3])
-
-
-class _PointReader:
-    """Reads and range-checks points of one call in the model frame, and gives them as ``pixel`` maps them."""
-
-    def __init__(self, args: dict[str, Any], kind: str, space: CoordinateSpace, pixel: _Pixel) -> None:
-        self.args, self.kind, self.space, self.pixel = args, kind, space, pixel
-
-    def __call__(self, field: str, *, required: bool = True) -> tuple[int, int] | None:
-        value = self.args.get(field)
-        if value is None:
-            if required:
-                raise ToolCallParseError(f"action={self.kind} requires `{field}` as [x, y].")
-            return None
-        x, y = parse_point(value, field)
-        if not self.space.contains_model_point(x, y):
-            w, h = self.space.model
-            raise ToolCallParseError(
-                f"`{field}` [{x:g}, {y:g}] is outside the screen; x must be within 0..{w} and y within 0..{h}."
-            )
-        return self.pixel(x, y)
-
-
-def _text(args: dict[str, Any], kind: str, field: str = "text") -> str:
-    value = args.get(field)
-    if not isinstance(value, str):
-        raise ToolCallParseError(f"action={kind} requires `{field}` as a string.")
-    if len(value) > MAX_TEXT_CHARS:
-        raise ToolCallParseError(
-            f"`{field}` of action={kind} is {len(value)} characters long; at most {MAX_TEXT_CHARS} are allowed."
-        )
-    return value
-
-
-def _seconds(args: dict[str, Any], default: float) -> float:
-    value = args.get("time", args.get("duration"))
-    return default if value is None else parse_number(value, "time")
-
-
-def _status(args: dict[str, Any]) -> Literal["success", "failure"]:
-    status = str(args.get("status", "")).lower()
-    if status not in ("success", "failure"):
-        raise ToolCallParseError('action=terminate requires `status`: "success" or "failure".')
-    return "success" if status == "success" else "failure"
-
-
-def _mobile_action(kind: str, args: dict[str, Any], point: Callable[..., Any]) -> Action:
+def _mobile_action(kind: str, args: dict[str, Any], point: PointReader) -> Action:
     match kind:
         case "click":
-            x, y = point("coordinate")
+            x, y = point.need("coordinate")
             return Click(x=x, y=y)
         case "long_press":
-            x, y = point("coordinate")
-            return LongPress(x=x, y=y, seconds=_seconds(args, 2.0))
+            x, y = point.need("coordinate")
+            return LongPress(x=x, y=y, seconds=seconds_argument(args, 2.0))
         case "swipe":
-            x, y = point("coordinate")
-            x2, y2 = point("coordinate2")
+            x, y = point.need("coordinate")
+            x2, y2 = point.need("coordinate2")
             return Swipe(x=x, y=y, x2=x2, y2=y2)
         case "key":
-            return Key(keys=(_text(args, kind),))
+            return Key(keys=(text_argument(args, kind),))
         case "type":
-            return TypeText(text=_text(args, kind))
+            return TypeText(text=text_argument(args, kind))
         case "system_button":
             button = str(args.get("button", "")).lower()
             if button not in ("back", "home", "menu", "enter"):
                 raise ToolCallParseError("action=system_button requires `button`: Back, Home, Menu or Enter.")
             return SystemButton(button=button)  # type: ignore[arg-type]
         case "open":
-            return OpenApp(app=_text(args, kind))
+            return OpenApp(app=text_argument(args, kind))
         case "wait":
-            return Wait(seconds=_seconds(args, 2.0))
+            return Wait(seconds=seconds_argument(args, 2.0))
         case "answer":
-            return Answer(text=_text(args, kind))
+            return Answer(text=text_argument(args, kind))
         case "terminate":
-            return Terminate(status=_status(args))
+            return Terminate(status=status_argument(args))
     raise ToolCallParseError(f"Unknown action {kind!r}.")
 
 
@@ -626,7 +572,7 @@ _DESKTOP_CLICKS: dict[str, tuple[Literal["left", "right", "middle"], Literal[1, 
 }
 
 
-def _desktop_action(kind: str, args: dict[str, Any], point: Callable[..., Any]) -> Action:
+def _desktop_action(kind: str, args: dict[str, Any], point: PointReader) -> Action:
     if kind in _DESKTOP_CLICKS:
         button, count = _DESKTOP_CLICKS[kind]
         at = point("coordinate", required=False)
@@ -635,11 +581,11 @@ def _desktop_action(kind: str, args: dict[str, Any], point: Callable[..., Any]) 
         )
     match kind:
         case "mouse_move":
-            x, y = point("coordinate")
+            x, y = point.need("coordinate")
             return MouseMove(x=x, y=y)
         case "left_click_drag":
             start = point("start_coordinate", required=False)
-            x2, y2 = point("coordinate")
+            x2, y2 = point.need("coordinate")
             if start:
                 return Drag(x=start[0], y=start[1], x2=x2, y2=y2)
             return Drag(x2=x2, y2=y2)
@@ -662,11 +608,11 @@ def _desktop_action(kind: str, args: dict[str, Any], point: Callable[..., Any]) 
                 )
             return Key(keys=tuple(keys))
         case "type":
-            return TypeText(text=_text(args, kind))
+            return TypeText(text=text_argument(args, kind))
         case "wait":
-            return Wait(seconds=_seconds(args, 1.0))
+            return Wait(seconds=seconds_argument(args, 1.0))
         case "answer":
-            return Answer(text=_text(args, kind))
+            return Answer(text=text_argument(args, kind))
         case "terminate":
-            return Terminate(status=_status(args))
+            return Terminate(status=status_argument(args))
     raise ToolCallParseError(f"Unknown action {kind!r}.")

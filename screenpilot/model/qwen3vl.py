@@ -21,12 +21,10 @@ from PIL import Image
 
 from screenpilot.actions.coords import CoordinateSpace, Size, smart_resize
 from screenpilot.actions.parse import (
-    MAX_TEXT_CHARS,
     ToolCall,
     ToolCallParseError,
     extract_tool_calls,
     parse_number,
-    parse_point,
     show,
 )
 from screenpilot.actions.types import (
@@ -48,6 +46,15 @@ from screenpilot.actions.types import (
 from screenpilot.errors import SetupError
 from screenpilot.model.base import ImagePart, Message, TextPart
 from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
+from screenpilot.model.tool_arguments import (
+    PointReader,
+    common_arguments,
+    first_line,
+    seconds_argument,
+    status_argument,
+    text_argument,
+    tool_call_block,
+)
 
 ToolName = Literal["mobile_use", "computer_use"]
 _Pixel = Callable[[float, float], tuple[int, int]]
@@ -485,7 +492,8 @@ class Qwen3VLDialect:
             raise ToolCallParseError(
                 f"Unknown action {show(kind)} for {self.tool}; use one of: {', '.join(sorted(allowed))}."
             )
-        point = _Points(args, kind, space, pixel)
+        frame = f"coordinates are relative, x and y each within 0..{space.model.width}."
+        point = PointReader(args, kind, space, pixel, frame=frame)
         try:
             return (
                 _mobile_action(kind, args, point)
@@ -495,7 +503,7 @@ class Qwen3VLDialect:
         except ToolCallParseError:
             raise
         except (ValueError, TypeError) as exc:  # pydantic validation of the action's fields
-            raise ToolCallParseError(f"Invalid arguments for action={kind}: {_first_line(exc)}") from exc
+            raise ToolCallParseError(f"Invalid arguments for action={kind}: {first_line(exc)}") from exc
 
     # -- writing calls ----------------------------------------------------------------------------------------
     def action_names(self) -> frozenset[str]:
@@ -509,11 +517,10 @@ class Qwen3VLDialect:
             arguments = self._mobile_arguments(model)
         else:
             arguments = self._desktop_arguments(model)
-        arguments = arguments or self._common_arguments(model)
+        arguments = arguments or common_arguments(model)
         if arguments is None or arguments["action"] not in self.action_names():
             raise NoCallForm(f"{self.tool} has no way to write this {action_kind(action)} action")
-        call = json.dumps({"name": self.tool, "arguments": arguments}, ensure_ascii=False)
-        return f"<tool_call>\n{call}\n</tool_call>"
+        return tool_call_block(self.tool, arguments)
 
     @staticmethod
     def _to_grid(action: Action, space: CoordinateSpace) -> Action:
@@ -527,19 +534,6 @@ class Qwen3VLDialect:
             if x is not None and y is not None:
                 update[fx], update[fy] = round(x * n_x / w), round(y * n_y / h)
         return action.model_copy(update=update)
-
-    @staticmethod
-    def _common_arguments(action: Action) -> dict[str, Any] | None:
-        match action:
-            case TypeText(text=text):
-                return {"action": "type", "text": text}
-            case Wait(seconds=seconds):
-                return {"action": "wait", "time": seconds}
-            case Answer(text=text):
-                return {"action": "answer", "text": text}
-            case Terminate(status=status):
-                return {"action": "terminate", "status": status}
-        return None
 
     @staticmethod
     def _mobile_arguments(action: Action) -> dict[str, Any] | None:
@@ -581,86 +575,31 @@ _MOBILE = frozenset(MOBILE_USE_TOOL["parameters"]["properties"]["action"]["enum"
 _DESKTOP = frozenset(COMPUTER_USE_TOOL["parameters"]["properties"]["action"]["enum"])
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return " ".join(line.strip() for line in text[:3])
-
-
-class _Points:
-    """Reads points of one call on the N×N grid, range-checked, and gives them as ``pixel`` maps them."""
-
-    def __init__(self, args: dict[str, Any], kind: str, space: CoordinateSpace, pixel: _Pixel) -> None:
-        self.args, self.kind, self.space, self.pixel = args, kind, space, pixel
-
-    def __call__(self, field: str, *, required: bool = True) -> tuple[int, int] | None:
-        value = self.args.get(field)
-        if value is None:
-            if required:
-                raise ToolCallParseError(f"action={self.kind} requires `{field}` as [x, y].")
-            return None
-        x, y = parse_point(value, field)
-        if not self.space.contains_model_point(x, y):
-            n = self.space.model.width
-            raise ToolCallParseError(
-                f"`{field}` [{x:g}, {y:g}] is outside the screen; coordinates are relative, "
-                f"x and y each within 0..{n}."
-            )
-        return self.pixel(x, y)
-
-    def need(self, field: str) -> tuple[int, int]:
-        at = self(field)
-        assert at is not None
-        return at
-
-
-def _text(args: dict[str, Any], kind: str) -> str:
-    value = args.get("text")
-    if not isinstance(value, str):
-        raise ToolCallParseError(f"action={kind} requires `text` as a string.")
-    if len(value) > MAX_TEXT_CHARS:
-        raise ToolCallParseError(
-            f"`text` of action={kind} is {len(value)} characters long; at most {MAX_TEXT_CHARS} are allowed."
-        )
-    return value
-
-
-def _seconds(args: dict[str, Any], default: float) -> float:
-    value = args.get("time", args.get("duration"))
-    return default if value is None else parse_number(value, "time")
-
-
-def _status(args: dict[str, Any]) -> Literal["success", "failure"]:
-    status = str(args.get("status", "")).lower()
-    if status not in ("success", "failure"):
-        raise ToolCallParseError('action=terminate requires `status`: "success" or "failure".')
-    return "success" if status == "success" else "failure"
-
-
-def _mobile_action(kind: str, args: dict[str, Any], point: _Points) -> Action:
+def _mobile_action(kind: str, args: dict[str, Any], point: PointReader) -> Action:
     match kind:
         case "click":
             x, y = point.need("coordinate")
             return Click(x=x, y=y)
         case "long_press":
             x, y = point.need("coordinate")
-            return LongPress(x=x, y=y, seconds=_seconds(args, 2.0))
+            return LongPress(x=x, y=y, seconds=seconds_argument(args, 2.0))
         case "swipe":
             x, y = point.need("coordinate")
             x2, y2 = point.need("coordinate2")
             return Swipe(x=x, y=y, x2=x2, y2=y2)
         case "type":
-            return TypeText(text=_text(args, kind))
+            return TypeText(text=text_argument(args, kind))
         case "answer":
-            return Answer(text=_text(args, kind))
+            return Answer(text=text_argument(args, kind))
         case "system_button":
             button = str(args.get("button", "")).lower()
             if button not in ("back", "home", "menu", "enter"):
                 raise ToolCallParseError("action=system_button requires `button`: Back, Home, Menu or Enter.")
             return SystemButton(button=button)  # type: ignore[arg-type]
         case "wait":
-            return Wait(seconds=_seconds(args, 2.0))
+            return Wait(seconds=seconds_argument(args, 2.0))
         case "terminate":
-            return Terminate(status=_status(args))
+            return Terminate(status=status_argument(args))
     raise ToolCallParseError(f"Unknown action {kind!r}.")
 
 
@@ -673,7 +612,7 @@ _CLICKS: dict[str, tuple[Literal["left", "right", "middle"], Literal[1, 2, 3]]] 
 }
 
 
-def _desktop_action(kind: str, args: dict[str, Any], point: _Points) -> Action:
+def _desktop_action(kind: str, args: dict[str, Any], point: PointReader) -> Action:
     if kind in _CLICKS:
         button, count = _CLICKS[kind]
         at = point("coordinate", required=False)  # no point: click where the pointer is
@@ -693,17 +632,17 @@ def _desktop_action(kind: str, args: dict[str, Any], point: _Points) -> Action:
         case "key":
             return Key(keys=_keys(args))
         case "type":
-            return TypeText(text=_text(args, kind))
+            return TypeText(text=text_argument(args, kind))
         case "wait":
-            return Wait(seconds=_seconds(args, 1.0))
+            return Wait(seconds=seconds_argument(args, 1.0))
         case "answer":
-            return Answer(text=_text(args, kind))
+            return Answer(text=text_argument(args, kind))
         case "terminate":
-            return Terminate(status=_status(args))
+            return Terminate(status=status_argument(args))
     raise ToolCallParseError(f"Unknown action {kind!r}.")
 
 
-def _scroll(kind: str, args: dict[str, Any], point: _Points) -> Scroll:
+def _scroll(kind: str, args: dict[str, Any], point: PointReader) -> Scroll:
     """``scroll``: positive up. ``hscroll``: the prompt leaves the sign open; positive is taken as right
     (screenpilot's horizontal scroll counts positive as left, so the sign flips)."""
     if args.get("pixels") is None:
