@@ -871,22 +871,28 @@ def match_step(
 
 
 def _history_call(item: Any, space: CoordinateSpace, where: str, dialect: Dialect) -> str:
-    """A previous action as the prompt's history shows it: the call in model pixels. Argument objects are
-    written as Qwen2.5-VL calls, so other dialects take history as the model's own call strings only."""
+    """A previous action as the prompt's history shows it: the call as the asking model writes it, in its own
+    frame. Argument objects (mobile_use arguments in device pixels) are read as data and written with the
+    dialect's own call form; strings are taken as the model's call text already."""
     if isinstance(item, str):
         return item
     if not isinstance(item, dict) or not isinstance(item.get("action"), str):
         raise SetupError(f"{where}: history entries must be strings or mobile_use argument objects")
-    if not isinstance(dialect, Qwen25VLDialect):
-        raise SetupError(
-            f"{where}: history as mobile_use argument objects is Qwen2.5-VL's form; with the {dialect.name} "
-            "dialect give each history entry as the call string that model writes"
+    if isinstance(dialect, Qwen25VLDialect):
+        args = dict(item)
+        for key in ("coordinate", "coordinate2"):
+            if isinstance(args.get(key), (list, tuple)) and len(args[key]) == 2:
+                args[key] = list(space.to_model(*args[key]))
+        return json.dumps({"name": "mobile_use", "arguments": args})
+    if not isinstance(dialect, SupportsCallText):
+        raise SetupError(f"{where}: the {dialect.name} dialect cannot write history; give call strings")
+    try:
+        action = _DATA_FORMAT.call_to_action(
+            ToolCall("mobile_use", dict(item)), CoordinateSpace(space.device, space.device)
         )
-    args = dict(item)
-    for key in ("coordinate", "coordinate2"):
-        if isinstance(args.get(key), (list, tuple)) and len(args[key]) == 2:
-            args[key] = list(space.to_model(*args[key]))
-    return json.dumps({"name": "mobile_use", "arguments": args})
+        return dialect.parse(dialect.call_text(action, space), space)[0].call
+    except (ModelOutputError, NoCallForm) as exc:
+        raise SetupError(f"{where}: history entry cannot be written for {dialect.name}: {exc}") from None
 
 
 #: Reads the recorded actions of step data (mobile_use arguments in device pixels), whatever dialect asks.

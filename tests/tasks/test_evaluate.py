@@ -13,6 +13,7 @@ from screenpilot.actions.coords import Size
 from screenpilot.actions.types import Click, OpenApp, Swipe, SystemButton, Terminate, TypeText
 from screenpilot.cli.main import main
 from screenpilot.errors import SetupError
+from screenpilot.model.base import TextPart
 from screenpilot.model.replay import ReplayModel
 from screenpilot.tasks.evaluate import (
     evaluate_grounding,
@@ -269,3 +270,31 @@ def test_grounding_cli(grounding_data: Path, tmp_path: Path, capsys: pytest.Capt
         tmp_path / "bad.jsonl", [{"image": "nope.png", "instruction": "x", "bbox": [0, 0, 1, 1]}]
     )
     assert main(["eval", "grounding", str(bad), "--model", f"replay:{replay}"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("dialect", "written"),
+    [
+        ("qwen3-vl", "coordinate: [500, 500]"),  # the 0..999 grid's middle, in Qwen3-VL's history form
+        ("ui-tars-1.5", "click(start_box="),  # UI-TARS's own action syntax
+    ],
+)
+def test_step_history_is_written_in_the_asking_dialects_own_form(
+    tmp_path: Path, dialect: str, written: str
+) -> None:
+    Image.new("RGB", (1080, 2400), (220, 220, 220)).save(tmp_path / "s.png")
+    row = {
+        "id": "b",
+        "screenshot": "s.png",
+        "goal": "Search for cats",
+        "history": [{"action": "click", "coordinate": [540, 1200]}],
+        "action": {"action": "click", "coordinate": [540, 300]},
+    }
+    data = write_jsonl(tmp_path / "steps.jsonl", [row])
+    model = ReplayModel([("b", "no call")], name="replay:steps")
+    evaluate_steps(data, model, dialect=dialect)
+    prompt = "".join(
+        part.text for message in model.calls[0] for part in message.content if isinstance(part, TextPart)
+    )
+    assert written in prompt
+    assert '"name": "mobile_use", "arguments": {"action": "click", "coordinate": [540, 1200]}' not in prompt
