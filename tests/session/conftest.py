@@ -60,4 +60,5 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    complete = path.read_text(encoding="utf-8").split("\n")[:-1]  # the last line may still be being written
+    return [json.loads(line) for line in complete if line.strip()]

@@ -101,7 +101,8 @@ class Oracle:
 
     # -- what the app shows -----------------------------------------------------------------------------------
     def events(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []
+        # Only lines a newline ends are complete: the app may be writing its last one right now.
+        lines = self.log.read_text(encoding="utf-8").split("\n")[:-1] if self.log.exists() else []
         return [json.loads(line) for line in lines if line.strip()]
 
     def screen(self) -> dict[str, Any]:

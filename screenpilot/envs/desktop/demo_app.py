@@ -96,8 +96,8 @@ class DemoApp:
 
     # -- events -----------------------------------------------------------------------------------------------
     def _log(self, event: str, **fields: Any) -> None:
-        self.out.write(json.dumps({"event": event, "t": round(time.time(), 3), **fields}, ensure_ascii=False))
-        self.out.write("\n")
+        line = json.dumps({"event": event, "t": round(time.time(), 3), **fields}, ensure_ascii=False)
+        self.out.write(line + "\n")  # one write: a reader never sees a line without its end
         self.out.flush()
 
     def _ready(self) -> None:

@@ -50,9 +50,9 @@ class DemoLog:
     def all(self) -> list[Event]:
         if not self.path.exists():
             return []
-        return [
-            json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
+        # The app may be writing its last line right now: only lines a newline ends are complete.
+        complete = self.path.read_text(encoding="utf-8").split("\n")[:-1]
+        return [json.loads(line) for line in complete if line.strip()]
 
     def mark(self) -> None:
         """Only events after this point count from now on."""
