@@ -20,7 +20,7 @@ from screenpilot.actions.types import Action, Answer, Terminate, action_to_dict
 from screenpilot.agent.agent import Agent, Decision
 from screenpilot.agent.policy import ApproveAll, Policy
 from screenpilot.envs.base import Environment, Observation
-from screenpilot.envs.settle import screen_digest
+from screenpilot.envs.settle import SettleResult, screen_digest
 from screenpilot.errors import DeviceError, ModelOutputError, ScreenpilotError
 from screenpilot.model.base import Usage
 from screenpilot.model.dialect import ParsedAction, PastStep
@@ -149,6 +149,9 @@ class Episode:
     result: EpisodeResult | None = None
     steps: int = field(default=0)
     _stop: tuple[EndReason, str] | None = None
+    before_acting: Callable[[], None] | None = None
+    """Called before each step's actions run; a recorder waits there until every earlier step is on disk, so
+    nothing is done that could not be recorded. What it raises ends the episode."""
 
     def __iter__(self) -> Iterator[Step]:
         return self._steps
@@ -159,7 +162,10 @@ class Episode:
         self._steps.close()
 
 
-Settle = Callable[[Environment], None]
+Settle = Callable[[Environment], SettleResult | None]
+"""Waits after a step's actions until the screen stops changing. A result whose ``observation`` is set (the
+screen was stable) becomes the next step's observation: nothing touches the screen between the settle and the
+next step's look, so capturing it again would only repeat that frame."""
 
 
 def run_episode(
@@ -222,6 +228,7 @@ def _steps(
         reset_s = time.perf_counter() - t0
 
         failed_streak = 0
+        settled: SettleResult | None = None
         feedback: str | None = None
         last_key: tuple[str, str] | None = None
         repeats = 0
@@ -231,23 +238,30 @@ def _steps(
                 return
             started = time.time()
             t0 = time.perf_counter()
-            if index > 1:
+            if index == 1:
+                observe_s = reset_s
+            elif settled is not None and settled.observation is not None:
+                observation = settled.observation  # the settled frame, taken after this step's actions
+                observe_s = 0.0
+            else:
                 try:
                     observation = env.observe()
                 except DeviceError as exc:
                     finish("failure", "device_error", str(exc))
                     return
                 observe_s = time.perf_counter() - t0
-            else:
-                observe_s = reset_s
-            digest = screen_digest(observation.screenshot)
+            digest = _digest(observation, settled)
+            settled = None
             t0 = time.perf_counter()
             deadline = None if limits.max_seconds is None else start + limits.max_seconds
             decision = agent.decide(goal, observation, history, feedback=feedback, deadline=deadline)
             decide_s = time.perf_counter() - t0
             shown_feedback, feedback = feedback, None
 
+            if episode.before_acting is not None:
+                episode.before_acting()
             outcome = _act(decision, env, policy, index, settle, limits)
+            settled = outcome.settled
             timings = Timings(
                 observe_s=observe_s,
                 # a call that ended in a backend error has no attempt: count the time it took all the same
@@ -345,6 +359,7 @@ class _Outcome:
     execute_s: float = 0.0
     settle_s: float = 0.0
     executed_any: bool = False
+    settled: SettleResult | None = None
     raised: BaseException | None = None
     """An unexpected exception (or Ctrl-C) met while acting: raised again once the step is recorded."""
 
@@ -388,9 +403,16 @@ def _unexpected(out: _Outcome, exc: BaseException) -> None:
 def _settle(env: Environment, settle: Settle, out: _Outcome) -> None:
     t0 = time.perf_counter()
     try:
-        settle(env)
+        out.settled = settle(env)
     finally:
         out.settle_s = time.perf_counter() - t0
+
+
+def _digest(observation: Observation, settled: SettleResult | None) -> str:
+    """The observation's screen digest; settle's own when it was computed on this very frame."""
+    if settled is not None and settled.digest is not None and settled.last is observation.screenshot:
+        return settled.digest
+    return screen_digest(observation.screenshot)
 
 
 def _act_one(

@@ -9,8 +9,10 @@ Layout of a run folder::
 
 Steps are written off the step's critical path, by one writer thread per recorder, in order: a step's
 screenshot is saved before its trajectory line is written and fsynced, so no line ever names a screenshot that
-is not on disk. The queue between the loop and the writer is bounded (:data:`WRITE_QUEUE` steps); it is
-drained before ``result.json`` is written (also after an exception, Ctrl-C or a stop signal), and the writer
+is not on disk. :func:`record_episode` lets a step act only once every earlier step is on disk, so the
+writing overlaps the next step's capture and model call but nothing is done on the device that could not be
+recorded. The queue between the loop and the writer is bounded (:data:`WRITE_QUEUE` steps); it is drained
+before ``result.json`` is written (also after an exception, Ctrl-C or a stop signal), and the writer
 finishes what is queued when the interpreter exits without closing the recorder. Only a process killed
 outright (SIGKILL, power loss) can lose queued steps, and never more than the queue holds.
 """
@@ -131,9 +133,11 @@ class RunRecorder:
                     return
                 continue
             if pending is None:
+                self._queue.task_done()
                 return
             if self._failure is None:  # after a failed step nothing more is written: no gaps
                 self._write(pending)
+            self._queue.task_done()
 
     def _write(self, pending: _Pending) -> None:
         """Save the screenshot, then append the step's line and fsync it."""
@@ -150,8 +154,11 @@ class RunRecorder:
         self.steps_written += 1
 
     def drain(self) -> None:
-        """Wait until every queued step is on disk; raises :class:`RecordingError` if one could not be."""
-        self._stop_writer()
+        """Wait until every recorded step is on disk; raises :class:`RecordingError` if one could not be.
+        :func:`record_episode` calls it before each step acts, so no action is taken while an earlier step
+        could still fail to be recorded (the step's work up to the model's answer overlaps the writing)."""
+        if self._writer is not None:
+            self._queue.join()
         self._raise_failure()
 
     def _stop_writer(self) -> None:
@@ -202,6 +209,7 @@ def record_episode(
     When the run stops on an error, that error is raised once ``result.json`` is written (or could not be: then
     the first error is still the one raised).
     """
+    episode.before_acting = recorder.drain
     try:
         for step in episode:
             record = recorder.record(step)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from screenpilot.actions.coords import Size
 from screenpilot.envs.base import Environment
+from screenpilot.envs.settle import SettleResult
 from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.model.base import CHECK_TIMEOUT_S, HasModelType, ModelBackend, SupportsCheck
 from screenpilot.model.dialect import Dialect, Platform, SupportsImageTokens
@@ -24,7 +25,7 @@ __all__ = [
 DEFAULT_SANDBOX_SIZE = Size(1280, 800)
 DEFAULT_FAKE_SIZE = Size(1080, 2400)
 
-Settle = Callable[[Environment], None]
+Settle = Callable[[Environment], SettleResult | None]
 
 
 def _missing(exc: ImportError, extra: str, purpose: str) -> SetupError:
@@ -153,17 +154,17 @@ def make_dialect(settings: Settings, platform: Platform, *, model: ModelBackend 
 
 def make_settle(settings: Settings) -> Settle | None:
     """The loop's settle hook: the environment's own ``settle`` (a faster capture path) where it has one,
-    else polling its observations until they stop changing; ``None`` with ``settle=False``."""
+    else polling its observations until they stop changing; ``None`` with ``settle=False``. The stable frame
+    it returns is the loop's next observation."""
     if not settings.settle:
         return None
-    from screenpilot.envs.settle import SupportsSettle, wait_until_stable
+    from screenpilot.envs.settle import SupportsSettle, observe_until_stable
 
     timeout = settings.settle_timeout
 
-    def settle(env: Environment) -> None:
+    def settle(env: Environment) -> SettleResult:
         if isinstance(env, SupportsSettle):
-            env.settle(timeout_s=timeout)
-        else:
-            wait_until_stable(lambda: env.observe().screenshot, timeout_s=timeout)
+            return env.settle(timeout_s=timeout)
+        return observe_until_stable(env.observe, timeout_s=timeout)
 
     return settle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
+
+from screenpilot.envs.base import Observation
 
 
 def screen_digest(image: Image.Image, size: tuple[int, int] = (64, 64)) -> str:
@@ -20,10 +23,23 @@ def screen_digest(image: Image.Image, size: tuple[int, int] = (64, 64)) -> str:
 
 @dataclass(frozen=True)
 class SettleResult:
+    """How waiting went. ``last`` is the last frame taken and ``digest`` its :func:`screen_digest`;
+    ``observation`` is that frame as the environment's observation, set only when the screen was stable and
+    the environment can hand it over (the agent loop then uses it as the next step's observation instead of
+    capturing the screen again)."""
+
     stable: bool
     waited_s: float
     frames: int
     last: Image.Image | None
+    digest: str | None = None
+    observation: Observation | None = None
+
+    def handed_over(self, observe: Callable[[Image.Image], Observation]) -> SettleResult:
+        """This result with its stable last frame made into an observation by ``observe``."""
+        if not self.stable or self.last is None:
+            return self
+        return dataclasses.replace(self, observation=observe(self.last))
 
 
 @runtime_checkable
@@ -63,7 +79,20 @@ def wait_until_stable(
         same = same + 1 if digest == last_digest else 0
         last_digest = digest
         if same >= stable_frames - 1 and frames >= stable_frames:
-            return SettleResult(True, clock() - start, frames, image)
+            return SettleResult(True, clock() - start, frames, image, digest)
         if clock() - start >= timeout_s:
-            return SettleResult(False, clock() - start, frames, image)
+            return SettleResult(False, clock() - start, frames, image, digest)
         sleep(interval_s)
+
+
+def observe_until_stable(observe: Callable[[], Observation], *, timeout_s: float = 3.0) -> SettleResult:
+    """:func:`wait_until_stable` over an environment's observations (for environments without a settle of
+    their own); the stable last one is handed over as ``observation``."""
+    seen: list[Observation] = []
+
+    def grab() -> Image.Image:
+        seen[:] = [observe()]
+        return seen[0].screenshot
+
+    result = wait_until_stable(grab, timeout_s=timeout_s)
+    return result.handed_over(lambda _frame: seen[0])

@@ -135,7 +135,10 @@ class AndroidEnv(Environment):
         return {"sdk": facts[0].strip(), "release": facts[1].strip(), "model": facts[2].strip()}
 
     def _observe(self) -> Observation:
-        captured = self._screenshot()
+        return self._observation_of(self._screenshot())
+
+    def _observation_of(self, captured: Image.Image) -> Observation:
+        """A capture (capture pixels) as an observation: in the frame ``input`` uses, with its facts."""
         display = self._display_for(captured.size)
         image = _to_input_frame(captured, display)
         info: dict[str, Any] = {
@@ -212,13 +215,15 @@ class AndroidEnv(Environment):
 
     def settle(self, timeout_s: float | None = None, interval_s: float | None = None) -> SettleResult:
         """Wait until two consecutive screenshots match (bounded by ``timeout_s``): use after an action
-        instead of a fixed sleep, e.g. ``run_episode(..., settle=lambda env: env.settle())``."""
+        instead of a fixed sleep, e.g. ``run_episode(..., settle=lambda env: env.settle())``. A stable last
+        frame comes back as ``observation`` too, and the loop takes it as the next step's screen."""
         self._check_ready()
-        return wait_until_stable(
+        result = wait_until_stable(
             self._screenshot,
             timeout_s=self.settle_timeout_s if timeout_s is None else timeout_s,
             interval_s=self.settle_interval_s if interval_s is None else interval_s,
         )
+        return result.handed_over(self._observation_of)
 
     # -- actions ----------------------------------------------------------------------------------------------
     def _execute(self, action: Action) -> None:

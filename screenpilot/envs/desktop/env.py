@@ -288,7 +288,10 @@ class DesktopBase(Environment):
         return Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
 
     def _observe(self) -> Observation:
-        image = self._grab()
+        return self._observation_of(self._grab())
+
+    def _observation_of(self, image: Image.Image) -> Observation:
+        """A frame of this monitor as an observation, with the facts that place it on the desktop."""
         return Observation(
             image,
             info={
@@ -303,12 +306,14 @@ class DesktopBase(Environment):
         """Wait until the screen stops changing (bounded); the loop's settle hook can call this.
 
         ``min_wait_s`` (default ``settle_min_wait_s``) passes before frames are compared, so an app that
-        redraws a little after the input is not judged settled on the frame from before the action.
+        redraws a little after the input is not judged settled on the frame from before the action. A
+        stable last frame comes back as ``observation`` too, and the loop takes it as the next step's screen.
         """
         self._check_ready()
-        return self._wait_stable(
+        result = self._wait_stable(
             self.settle_timeout_s if timeout_s is None else timeout_s, min_wait_s=min_wait_s
         )
+        return result.handed_over(self._observation_of)
 
     def _wait_stable(
         self, timeout_s: float, *, min_wait_s: float | None = None, interval_s: float = 0.1
