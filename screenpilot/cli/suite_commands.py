@@ -63,6 +63,9 @@ def register(
         help="no progress bar: one line per finished episode instead (also when stderr is not a terminal)",
     )
     p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    from screenpilot.cli.ray_bench import add_executor_options
+
+    add_executor_options(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -204,8 +207,9 @@ def build_task_env(settings: Settings, task: Any, worker: int) -> Environment:
     )
 
 
-def _check_env(settings: Settings, jobs_given: int | None, suite: Any) -> int:
-    """Tasks must be for ``--env`` (the fake environment accepts all); returns the number of workers."""
+def _check_env(settings: Settings, jobs_given: int | None, suite: Any, *, ray: bool = False) -> int:
+    """Tasks must be for ``--env`` (the fake environment accepts all); returns the number of workers. On Ray,
+    Android workers find their phones on their nodes, so ``--serial`` may be left out."""
     env = settings.env
     if env != "fake":
         wrong = [t.id for t in suite.tasks if t.env != env]
@@ -216,7 +220,7 @@ def _check_env(settings: Settings, jobs_given: int | None, suite: Any) -> int:
             )
     serials = settings.serial
     jobs = jobs_given or max(1, len(serials))
-    if env == "android" and jobs > 1 and len(serials) < jobs:
+    if env == "android" and jobs > 1 and len(serials) < jobs and not (ray and not serials):
         raise SetupError(f"--jobs {jobs} on Android needs {jobs} devices: give --serial once per device")
     if env == "desktop" and jobs > 1:
         raise SetupError("the desktop has one screen: use --jobs 1, or --env sandbox for parallel displays")
@@ -248,7 +252,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     options = settings_from_args(args)
     suite = load_suite(args.suite).select(args.task)
-    jobs = _check_env(options, args.jobs, suite)
+    jobs = _check_env(options, args.jobs, suite, ray=args.executor == "ray")
     asking = [t.id for t in suite.tasks if any(isinstance(c, AnswerCheck) for c in walk_checks(t.success))]
     if asking and not options.answer_action and options.env in ("android", "fake"):
         print(
@@ -263,14 +267,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     with FolderLock(prepare_out(args.out)):  # refuse a bad or busy --out before the model loads
         pass
-    models = build_model_source(options)
+    from screenpilot.cli.ray_bench import bench_dialect, bench_sources
+
+    executor, models = bench_sources(args, options, jobs)
     shared = models.model if isinstance(models, SharedModel) else None
     settings = BenchSettings(
         trials=args.trials,
         jobs=jobs,
         limits=limits,
         max_retries=options.max_retries,
-        dialect=wiring.dialect_name(options, shared),
+        dialect=bench_dialect(options, shared),
         dialect_options=options.dialect_options(),
         seed=args.seed,
         force=args.force,
@@ -279,10 +285,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     try:
         outcome = run_suite(
-            suite, args.out, CliEnvSource(options), models, settings, settle=wiring.make_settle(options)
+            suite,
+            args.out,
+            CliEnvSource(options),
+            models,
+            settings,
+            settle=wiring.make_settle(options),
+            executor=executor,
         )
     finally:
         models.close()
+        if executor is not None:
+            executor.close()
     report = None
     if not args.no_report:
         from screenpilot.tasks.report import write_report

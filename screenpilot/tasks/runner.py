@@ -39,7 +39,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TextIO
+from typing import Any, ClassVar, Protocol, TextIO, runtime_checkable
 
 from screenpilot import __version__
 from screenpilot.actions.types import Action
@@ -79,6 +79,29 @@ class EnvSource(Protocol):
     def key(self, task: Task) -> Hashable: ...
 
     def build(self, task: Task, worker: int) -> Environment: ...
+
+
+@runtime_checkable
+class TaskHost(Protocol):
+    """An environment that runs the task itself, as a MiniWoB++ page does: it is told each episode's task and
+    seed before its reset, gives the goal it drew for that seed, may end the episode on its own (its own time
+    limit, its own verdict: checked after each step), and reports what the result line records under
+    ``task_result`` (its reward, the goal, the time it allowed)."""
+
+    def begin_task(self, task: Task, seed: int) -> None: ...
+
+    def task_goal(self) -> str: ...
+
+    def task_ended(self) -> str | None:
+        """Why the task ended by itself, or None while it runs."""
+        ...
+
+    def task_result(self) -> dict[str, Any]: ...
+
+
+def episode_seed(base: int, trial: int) -> int:
+    """The seed of trial ``trial`` (from 1) of every task: ``--seed`` for the first trial, then one more each."""
+    return base + trial - 1
 
 
 class ModelSource(Protocol):
@@ -159,6 +182,17 @@ class ModelPerEpisode:
 
     def close(self) -> None:
         self._first.close()
+
+
+class Executor(Protocol):
+    """Runs a run's planned episodes somewhere other than this process's threads (a Ray cluster).
+
+    ``run`` takes episodes from the runner's queue, runs each with :meth:`SuiteRunner.run_episode` where
+    its device is, and hands every finished line to the runner (:meth:`SuiteRunner.record`), which alone
+    writes ``results.jsonl``; it returns when the queue is empty or ``runner.stop`` is set.
+    """
+
+    def run(self, runner: SuiteRunner, ran: list[int]) -> None: ...
 
 
 # -- settings and results -------------------------------------------------------------------------------------
@@ -427,6 +461,7 @@ class SuiteRunner:
         *,
         settle: Settle | None = None,
         stream: TextIO | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.suite = suite
         self.out = Path(out)
@@ -454,6 +489,9 @@ class SuiteRunner:
         self._deadline: float | None = None
         self._abort = False
         self._aborted = False
+        self.executor = executor
+        #: Further numbers for summary.json (an executor's own: workers lost, where episodes ran).
+        self.summary_extra: dict[str, Any] = {}
 
     # -- manifest ---------------------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
@@ -480,6 +518,7 @@ class SuiteRunner:
             "name": self.suite.name,
             "sha256": self.suite.sha256,
             "tasks": [t.id for t in self.suite.tasks],
+            **self.suite.info,
         }
         extra = {
             "suite": suite,
@@ -501,7 +540,10 @@ class SuiteRunner:
             ran = [0]
             self._open_bar(self._planned, skipped)
             try:
-                self._run_workers(ran)
+                if self.executor is not None:
+                    self.executor.run(self, ran)
+                else:
+                    self._run_workers(ran)
             finally:
                 if self._bar is not None:
                     self._bar.close()
@@ -606,6 +648,7 @@ class SuiteRunner:
         planned = self._planned or len(ids) * self.settings.trials
         interrupted = [{"task": t, "trial": k} for t, k in self._interrupted]
         summary.update(completion(planned, len(lines), interrupted, self.stopped))
+        summary.update(self.summary_extra)
         write_json_atomic(self.out / SUMMARY, summary)
         return summary
 
@@ -665,6 +708,10 @@ class SuiteRunner:
             with self._lock:
                 ran[0] += 1
         return True
+
+    def record(self, line: dict[str, Any], worker: int) -> bool:
+        """Record an episode an executor finished (see :class:`Executor`); returns whether it was recorded."""
+        return self._append(line, worker)
 
     def _append(self, line: dict[str, Any], worker: int) -> bool:
         """Record a finished episode (not once the run was aborted); returns whether it was recorded."""
@@ -730,10 +777,15 @@ class SuiteRunner:
         broken = False
         infra = False  # the run, not the agent, went wrong: device, model, crash or setup
         retired: SetupError | None = None
+        hosted: dict[str, Any] | None = None
         try:
             t0 = time.perf_counter()
             env = slot.get(task)
+            host = env if isinstance(env, TaskHost) else None
+            if host is not None:
+                host.begin_task(task, episode_seed(self.settings.seed, trial))
             observation = env.reset()
+            goal = host.task_goal() if host is not None else task.goal
             setup_log = run_steps(
                 task.setup, env, base_dir=self.suite.base_dir, phase="setup", wait=self.stop.wait
             )
@@ -753,8 +805,7 @@ class SuiteRunner:
             space = dialect.coordinate_space(observation.size)
             prompt_sha = sha256_text(dialect.system_prompt(space))
             device = {"worker": slot.worker, "env": env.describe(), "screen": str(observation.size)}
-            assert self.manifest is not None
-            self.manifest.add_device({**device, "model_image": str(space.model), "prompt_sha256": prompt_sha})
+            self.add_device({**device, "model_image": str(space.model), "prompt_sha256": prompt_sha})
 
             model = self.models.episode_model(slot.worker)
             model.begin_episode(task.id)
@@ -766,7 +817,7 @@ class SuiteRunner:
                 limits = dataclasses.replace(limits, max_seconds=task.max_seconds)
             meta = {
                 "screenpilot": __version__,
-                "goal": task.goal,
+                "goal": goal,
                 "task": task.id,
                 "trial": trial,
                 "suite": self.suite.name,
@@ -783,12 +834,13 @@ class SuiteRunner:
             episode = run_episode(
                 PreparedEnv(env, observation),
                 agent,
-                task.goal,
+                goal,
                 limits=limits,
                 settle=self.settle,
                 keep_screenshots=int(self.settings.dialect_options.get("keep_images", 0) or 0) > 0,
             )
-            result = record_episode(episode, recorder, lambda record: self._check_stop(episode))
+            result = record_episode(episode, recorder, lambda record: self._check_stop(episode, host))
+            hosted = host.task_result() if host is not None else None
             if result.reason == "interrupted" or self._aborted:
                 self._mark_interrupted(folder, result)
                 raise _Stopped()
@@ -852,7 +904,14 @@ class SuiteRunner:
             "started": started,
             "folder": str(folder.relative_to(self.out)) if folder.exists() else None,
         }
+        if hosted is not None:
+            line["task_result"] = hosted
         return line
+
+    def add_device(self, device: dict[str, Any]) -> None:
+        """Record a device the run used in the manifest (once)."""
+        assert self.manifest is not None
+        self.manifest.add_device(device)
 
     def _teardown(self, task: Task, env: Environment | None) -> str | None:
         if env is None or not task.teardown:
@@ -865,10 +924,13 @@ class SuiteRunner:
             return f"teardown: {type(exc).__name__}: {exc}"
         return None
 
-    def _check_stop(self, episode: Episode) -> None:
-        """Between steps: end the episode as ``interrupted`` when the run is being stopped."""
+    def _check_stop(self, episode: Episode, host: TaskHost | None = None) -> None:
+        """Between steps: end the episode as ``interrupted`` when the run is being stopped, and as
+        ``terminated`` when the environment's own task ended (its verdict is then read by the check)."""
         if self.stop.is_set():
             episode.stop("interrupted", f"the run was stopped ({self.stopped or 'stop requested'})")
+        elif host is not None and (why := host.task_ended()) is not None:
+            episode.stop("terminated", why)
 
     def _mark_interrupted(self, folder: Path, result: EpisodeResult) -> None:
         """An episode whose environment was closed under it (the run aborted) failed because of that: its
@@ -888,8 +950,10 @@ def run_suite(
     *,
     settle: Settle | None = None,
     stream: TextIO | None = None,
+    executor: Executor | None = None,
 ) -> BenchOutcome:
-    """Run ``suite`` into ``out`` (resuming what is there). See :class:`SuiteRunner`."""
+    """Run ``suite`` into ``out`` (resuming what is there). See :class:`SuiteRunner`; ``executor`` runs the
+    episodes elsewhere (default: threads here, one per ``jobs``)."""
     return SuiteRunner(
-        suite, out, envs, models, settings or BenchSettings(), settle=settle, stream=stream
+        suite, out, envs, models, settings or BenchSettings(), settle=settle, stream=stream, executor=executor
     ).run()
