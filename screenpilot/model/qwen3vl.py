@@ -46,6 +46,7 @@ from screenpilot.actions.types import (
 from screenpilot.errors import SetupError
 from screenpilot.model.base import ImagePart, Message, TextPart
 from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
+from screenpilot.model.images import bicubic
 from screenpilot.model.tool_arguments import (
     PointReader,
     common_arguments,
@@ -394,7 +395,7 @@ class Qwen3VLDialect:
         width, height = self.image_size(Size(*image.size))
         if image.size == (width, height):
             return image
-        return image.resize((width, height), Image.Resampling.BICUBIC)
+        return bicubic(image, (width, height))
 
     # -- prompt -----------------------------------------------------------------------------------------------
     def system_prompt(self, space: CoordinateSpace) -> str:
