@@ -11,7 +11,7 @@ import hashlib
 import importlib
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,6 +296,8 @@ class Suite:
     name: str
     description: str | None
     tasks: tuple[Task, ...]
+    #: What else the manifest records about where the tasks came from (a built-in suite's package, screen).
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -323,6 +325,7 @@ class Suite:
             self.name,
             self.description,
             tuple(t for t in self.tasks if t.id in wanted),
+            self.info,
         )
 
 
