@@ -1,0 +1,181 @@
+"""bench --executor ray on a local Ray (2 CPUs, shared by the module): the same results as the local executor
+on fake phones and sandbox displays, a worker killed mid-run, and resume after the driver is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from screenpilot.cli.main import main
+from screenpilot.envs.android.fake_server import FakeAdbServer
+from screenpilot.tasks.ray_executor import RayExecutor, RayPlan
+from screenpilot.tasks.runner import ModelPerEpisode, read_results, run_suite
+from screenpilot.tasks.suite import load_suite
+from tests.tasks.fakes import FakeSource
+from tests.tasks.test_bench_run_control import answering_replay, bench_cmd, write_suite
+from tests.tasks.test_examples import EXAMPLES, load_fake_phone
+from tests.tasks.test_runner import settings
+
+ray = pytest.importorskip("ray")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[str]:
+    """One local Ray for the module: 2 CPUs and 2 'android' resources (a node with two phones)."""
+    ray.init(num_cpus=2, resources={"android": 2}, include_dashboard=False, log_to_driver=False)
+    try:
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
+
+
+def outcomes(out: Path) -> dict[tuple[str, int], tuple[Any, ...]]:
+    """What an episode came to, leaving out where and when it ran."""
+    return {
+        (r["task"], int(r["trial"])): (r["success"], r["agent_status"], r["answer"], r["steps"], r["check"])
+        for r in read_results(out)
+    }
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_phones_give_the_same_results_as_the_local_executor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_phone = load_fake_phone()
+    phones = [fake_phone.make_phone("emulator-5554"), fake_phone.make_phone("emulator-5556")]
+    args = ["bench", str(EXAMPLES / "android.yaml"), "--env", "android", "--answer-action", "--trials", "2"]
+    args += ["--model", f"replay:{EXAMPLES / 'android.replay.jsonl'}", "--no-progress", "--no-settle"]
+    with FakeAdbServer(phones) as server:
+        for key, value in server.environ.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+        serials = ["--serial", "emulator-5554", "--serial", "emulator-5556"]
+        assert main([*args, *serials, "--out", str(tmp_path / "local")]) == 0
+        # On Ray each worker claims a phone its node's ADB server lists: no --serial needed.
+        assert main([*args, "--jobs", "2", "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
+    err = capsys.readouterr().err
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert len(outcomes(on_ray)) == 8 and outcomes(on_ray) == outcomes(local)
+    for line in read_results(on_ray):  # each episode's folder came back from its worker, whole
+        folder = on_ray / line["folder"]
+        assert files(folder) == files(local / line["folder"])
+        assert json.loads((folder / "result.json").read_text())["steps"] == line["steps"]
+    manifest = json.loads((on_ray / "manifest.json").read_text())
+    assert sorted(d["env"]["serial"] for d in manifest["devices"]) == ["emulator-5554", "emulator-5556"]
+    summary = json.loads((on_ray / "summary.json").read_text())
+    assert summary["complete"] and summary["ray"]["workers"] == 2 and summary["ray"]["workers_lost"] == 0
+    assert sum(summary["ray"]["nodes"].values()) == 8
+    assert "cluster: 8/8 done; " in err and "/min; ETA " in err
+    assert (on_ray / "report.html").exists()
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="the sandbox needs Xvfb")
+def test_sandbox_displays_on_ray_workers(tmp_path: Path) -> None:
+    out = tmp_path / "sandbox"
+    args = ["bench", str(EXAMPLES / "sandbox.yaml"), "--env", "sandbox", "--jobs", "2", "--executor", "ray"]
+    args += ["--model", f"replay:{EXAMPLES / 'sandbox.replay.jsonl'}", "--out", str(out), "--no-progress"]
+    assert main([*args, "--no-report"]) == 0
+    # The local executor's results on this suite (tests/tasks/test_examples.py).
+    assert {r["task"]: r["success"] for r in read_results(out)} == {
+        "send-greeting": True,
+        "double-click-pad": True,
+        "scroll-pad": True,
+    }
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {d["model_image"] for d in manifest["devices"]} == {"1288x812"}
+
+
+class _PidSource(FakeSource):
+    """FakeSource whose workers write their process id where the test can find it."""
+
+    def build(self, task: Any, worker: int) -> Any:
+        (self.root / f"pid-{worker}").parent.mkdir(parents=True, exist_ok=True)
+        (self.root / f"pid-{worker}").write_text(str(os.getpid()))
+        return super().build(task, worker)
+
+
+def _replay_models(replay: Path) -> Any:
+    from screenpilot.model.replay import ReplayModel
+
+    return lambda worker: ModelPerEpisode(lambda: ReplayModel.from_path(str(replay)))
+
+
+def test_a_worker_killed_mid_episode_is_retried_elsewhere(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, 6, extra=", setup: [{sleep: 0.4}]"))
+    replay = answering_replay(tmp_path)
+    devices = tmp_path / "devices"
+    plan = RayPlan(
+        workers=2,
+        make_envs=lambda worker: _PidSource(devices),
+        make_models=_replay_models(replay),
+        make_settle=lambda: None,
+    )
+    executor = RayExecutor(plan)
+    out = tmp_path / "out"
+
+    def kill_one() -> None:
+        executor.ready.wait(60)
+        pid_file = devices / "pid-0"
+        deadline = time.monotonic() + 60
+        while not (out / "results.jsonl").exists() or not pid_file.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one, daemon=True)
+    killer.start()
+    outcome = run_suite(
+        suite, out, FakeSource(devices), _replay_models(replay)(0), settings(), executor=executor
+    )
+    killer.join(5)
+    lines = read_results(out)
+    assert outcome.exit_status == 0 and len(lines) == 6
+    assert all(r["success"] for r in lines)  # the lost episode ran again on the worker left
+    assert outcome.summary["ray"]["workers_lost"] == 1 and outcome.summary["complete"]
+    assert {r["worker"] for r in lines[-2:]} == {1}
+
+
+def test_resume_after_the_driver_is_killed(tmp_path: Path, local_ray: str) -> None:
+    suite = write_suite(tmp_path, 6, extra=", setup: [{sleep: 0.3}]")
+    replay = answering_replay(tmp_path)
+    out = tmp_path / "out"
+    cmd = bench_cmd(suite, out, replay, "--no-progress", "--executor", "ray", "--jobs", "2")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "screenpilot", *cmd, "--ray-address", local_ray],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(read_results(out)) < 2:
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stderr
+            time.sleep(0.05)
+    finally:
+        driver.kill()
+        driver.wait(30)
+    before = (out / "results.jsonl").read_bytes()
+    assert 2 <= len(before.splitlines()) < 6
+    assert main(cmd) == 0  # the same command again resumes
+    after = (out / "results.jsonl").read_bytes()
+    assert after.startswith(before)
+    lines = [json.loads(x) for x in after.splitlines()]
+    assert sorted(r["task"] for r in lines) == [f"t{i}" for i in range(6)] and all(
+        r["success"] for r in lines
+    )
+    assert json.loads((out / "summary.json").read_text())["complete"]
