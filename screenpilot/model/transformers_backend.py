@@ -33,6 +33,7 @@ from screenpilot.model.base import (
     seconds_left,
 )
 from screenpilot.model.dialects import default_pixel_limits
+from screenpilot.model.prompt_cache import CACHE_BUCKET, SystemPromptKV, bucketed, system_prefix
 from screenpilot.model.spec import parse_model_spec
 
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -58,11 +59,23 @@ _DTYPES = {
 
 #: A static KV cache is sized up to a multiple of this, so prompts of nearby lengths share one compiled
 #: decoding graph (transformers compiles the decoding step for static caches; each new size recompiles).
-STATIC_CACHE_BUCKET = 1024
+STATIC_CACHE_BUCKET = CACHE_BUCKET
 
 _OPTIONS = frozenset(
-    {"revision", "attn_implementation", "cache_implementation", "repetition_penalty", "cudnn_attention"}
+    {
+        "revision",
+        "attn_implementation",
+        "cache_implementation",
+        "repetition_penalty",
+        "cudnn_attention",
+        "batched_vision",
+        "reuse_system_kv",
+        "decode_graphs",
+    }
 )
+
+#: Checkpoints whose system-prompt KV reuse is checked against the full prefill (same greedy tokens).
+KV_REUSE_MODEL_TYPES = frozenset({"qwen2_5_vl", "qwen2_vl"})
 
 
 class _FirstTokenTimer:
@@ -269,7 +282,8 @@ class TransformersBackend:
         self.name = model_id
         self.max_new_tokens = max_new_tokens
         self.attn_implementation: str = options.get("attn_implementation") or "sdpa"
-        self.cache_implementation: str | None = options.get("cache_implementation")
+        requested_cache: str | None = options.get("cache_implementation")
+        self.cache_implementation: str | None = None if requested_cache == "dynamic" else requested_cache
         self.repetition_penalty = float(options.get("repetition_penalty", 1.0))
         self.cudnn_attention = bool(options.get("cudnn_attention", False))
 
@@ -302,6 +316,7 @@ class TransformersBackend:
         self.processor, self.image_only_processor = self._load_processor(transformers, source, hub_kwargs)
         self._model = self._load_model(transformers, source, config, hub_kwargs)
         self._setup_tokens()
+        self._setup_fast_paths(options, requested_cache)
         self._generation_config = transformers.GenerationConfig(
             do_sample=False,
             num_beams=1,
@@ -315,6 +330,10 @@ class TransformersBackend:
             pad_token_id=self._pad_id,
             cache_implementation=self.cache_implementation,
         )
+        if self.decode_graphs:
+            self._generation_config.compile_config = transformers.CompileConfig(
+                fullgraph=True, dynamic=False, mode="reduce-overhead"
+            )
 
     # -- loading ----------------------------------------------------------------------------------------------
     def _pick_dtype(self, dtype: str | None) -> str:
@@ -436,6 +455,61 @@ class TransformersBackend:
                     f"vision model's {name} ({expected})"
                 )
 
+    def _setup_fast_paths(self, options: dict[str, Any], requested_cache: str | None) -> None:
+        """The speed levers: each on by default where it can run, off where it cannot; :attr:`fast_paths`
+        says which are on, and why the others are not."""
+        from screenpilot.model.fast_vision import batched_windows_apply, install_batched_windows
+
+        #: Lever -> "on", or why it is off.
+        self.fast_paths: dict[str, str] = {}
+        self.batched_vision = bool(options.get("batched_vision", True))
+        reason = batched_windows_apply(self._model) if self.batched_vision else "asked"
+        self.batched_vision = self.batched_vision and install_batched_windows(self._model)
+        self.fast_paths["batched_vision"] = "on" if self.batched_vision else f"off: {reason}"
+        self.decode_graphs, self.fast_paths["decode_graphs"] = self._decide_decode_graphs(
+            options.get("decode_graphs"), requested_cache
+        )
+        if self.decode_graphs:
+            self.cache_implementation = "static"
+        self.reuse_system_kv, self.fast_paths["reuse_system_kv"] = self._decide_kv_reuse(
+            options.get("reuse_system_kv", True)
+        )
+        self._system_kv = (
+            SystemPromptKV(self._model, static=self.cache_implementation == "static")
+            if self.reuse_system_kv
+            else None
+        )
+
+    def _decide_decode_graphs(self, requested: bool | None, requested_cache: str | None) -> tuple[bool, str]:
+        """Whether the decoding step runs as CUDA graphs (transformers' compiled static-cache step, mode
+        ``reduce-overhead``): by default on one CUDA GPU with sdpa attention; elsewhere the plain path."""
+        if requested is not None and not requested:
+            return False, "off: asked"
+        if requested_cache is not None and requested_cache != "static":
+            return False, f"off: the {requested_cache} cache was asked for"
+        if not self.device.startswith("cuda"):
+            return False, f"off: CUDA graphs need one CUDA device (the model is on {self.device})"
+        if self.attn_implementation != "sdpa":
+            return False, f"off: set up for sdpa attention, not {self.attn_implementation}"
+        major, minor = self._torch.cuda.get_device_capability(self._torch.device(self.device))
+        if major < 7:
+            return False, f"off: compute capability {major}.{minor} is below 7.0"
+        return True, "on"
+
+    def _decide_kv_reuse(self, requested: bool) -> tuple[bool, str]:
+        """Whether the system prompt's KV is computed once and reused by every step."""
+        if not requested:
+            return False, "off: asked"
+        if self.model_type not in KV_REUSE_MODEL_TYPES:
+            return False, f"off: not checked for {self.model_type}"
+        if self.cache_implementation not in (None, "static"):
+            return False, f"off: the {self.cache_implementation} cache is built by transformers"
+        tokenizer = self.processor.tokenizer
+        self._im_start_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
+        if self._im_start_id is None or self._im_start_id == tokenizer.unk_token_id:
+            return False, "off: the tokenizer has no <|im_start|>"
+        return True, "on"
+
     @property
     def factor(self) -> int:
         """Image sides are multiples of this (patch × merge: 28 for Qwen2.5-VL, 32 for Qwen3-VL)."""
@@ -460,7 +534,6 @@ class TransformersBackend:
     def complete(self, messages: Sequence[Message], *, deadline: float | None = None) -> Completion:
         """Greedy answer; a ``deadline`` (``time.monotonic()``) stops generation there (``max_time``) and
         returns what was generated so far."""
-        torch = self._torch
         t0 = time.perf_counter()
         if (left := seconds_left(deadline)) is not None and left <= 0:
             raise DeadlineExceeded(f"{self.name}: the time budget ran out before the model was asked")
@@ -474,13 +547,13 @@ class TransformersBackend:
         prompt_tokens = int(input_ids.shape[1])
         image_tokens = int((input_ids == self.image_token_id).sum())
         inputs = inputs.to(self._model.device)
-        generation_config = self._generation_config_for(prompt_tokens, deadline)
         timer = _FirstTokenTimer(t0)  # from the call's start: processor, vision and prefill
         try:
-            with torch.inference_mode(), self._attention_kernels():
-                output = self.model.generate(**inputs, generation_config=generation_config, streamer=timer)
+            output = self._generate(inputs, input_ids[0].tolist(), deadline, timer)
         except (RuntimeError, MemoryError) as exc:
             if _is_out_of_memory(exc):
+                if self._system_kv is not None:
+                    self._system_kv.forget()
                 self._free_cache()
                 raise ModelBackendError(
                     f"out of memory generating on {self.device} ({prompt_tokens} prompt tokens, "
@@ -500,17 +573,49 @@ class TransformersBackend:
             ),
         )
 
-    def _generation_config_for(self, prompt_tokens: int, deadline: float | None) -> Any:
-        """The decoding settings for one call: the static cache's size, and ``max_time`` to the deadline."""
+    def _generate(self, inputs: Any, input_ids: list[int], deadline: float | None, timer: Any) -> Any:
+        """``generate`` on the processed inputs, after the held system-prompt KV where there is one."""
+        torch = self._torch
+        with torch.inference_mode(), self._attention_kernels():
+            cache = self._step_cache(input_ids)
+            generation_config = self._generation_config_for(
+                len(input_ids), deadline, own_cache=cache is not None
+            )
+            extra = {} if cache is None else {"cache": cache}
+            try:
+                return self.model.generate(
+                    **inputs, generation_config=generation_config, streamer=timer, **extra
+                )
+            finally:
+                if cache is not None and self._system_kv is not None:
+                    self._system_kv.rewind()
+
+    def _step_cache(self, input_ids: list[int]) -> Any:
+        """The cache holding this prompt's system message (computed on first sight), or None: no reuse."""
+        if self._system_kv is None:
+            return None
+        prefix = system_prefix(input_ids, im_start=self._im_start_id, image_token=self.image_token_id)
+        if prefix is None:
+            return None
+        return self._system_kv.cache_for(prefix, len(input_ids) + self.max_new_tokens)
+
+    def _generation_config_for(
+        self, prompt_tokens: int, deadline: float | None, *, own_cache: bool = False
+    ) -> Any:
+        """The decoding settings for one call: the static cache's size (or none, when the step brings its own
+        cache), and ``max_time`` to the deadline."""
         generation_config = self._generation_config
         static = self.cache_implementation is not None and "static" in self.cache_implementation
         left = seconds_left(deadline)
-        if not static and left is None:
+        if not static and left is None and not own_cache:
             return generation_config
         generation_config = copy.copy(generation_config)
-        if static:
-            needed = prompt_tokens + self.max_new_tokens
-            generation_config.max_cache_len = -(-needed // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
+        if own_cache:
+            generation_config.cache_implementation = None
+        elif static:
+            generation_config.max_cache_len = bucketed(
+                prompt_tokens + self.max_new_tokens, STATIC_CACHE_BUCKET
+            )
         if left is not None:
             generation_config.max_time = max(left, 0.001)
         return generation_config
@@ -544,6 +649,7 @@ class TransformersBackend:
             },
             "min_pixels": self.min_pixels,
             "max_pixels": self.max_pixels,
+            "fast_paths": dict(self.fast_paths),
             "transformers": transformers.__version__,
             "torch": self._torch.__version__,
         }
@@ -551,6 +657,9 @@ class TransformersBackend:
     def close(self) -> None:
         if getattr(self, "_model", None) is None:
             return
+        if self._system_kv is not None:
+            self._system_kv.forget()
+            self._system_kv.model = None
         self._model = None
         gc.collect()
         self._free_cache()
