@@ -40,7 +40,12 @@ def register(
         help="run a task suite (K trials per task, N devices at a time) into a resumable run folder",
         epilog=BENCH_EXIT_STATUS,
     )
-    p.add_argument("suite", type=Path, help="suite file (YAML)")
+    p.add_argument(
+        "suite",
+        type=Path,
+        help="suite file (YAML); or miniwob (the MiniWoB++ tasks of the MiniWoB++ paper), miniwob:all (every "
+        "task of the miniwob package) or miniwob:TASK,TASK, run in Chromium on --env sandbox",
+    )
     p.add_argument(
         "--out", type=Path, required=True, help="run folder; the same folder again resumes the run"
     )
@@ -207,6 +212,29 @@ def build_task_env(settings: Settings, task: Any, worker: int) -> Environment:
     )
 
 
+def bench_suite(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any]:
+    """The suite ``args.suite`` names and where its environments come from: a YAML file, on ``--env``; or the
+    built-in MiniWoB++ suite (``miniwob``, ``miniwob:all``, ``miniwob:TASK,TASK``), in Chromium on sandboxes
+    whose screen is the task page's (so ``--app`` and ``--screen-size`` are refused)."""
+    from screenpilot.tasks.miniwob.suite import is_miniwob_spec
+    from screenpilot.tasks.suite import load_suite
+
+    if not is_miniwob_spec(args.suite):
+        return load_suite(args.suite), CliEnvSource(settings)
+    if settings.env != "sandbox":
+        raise SetupError("the MiniWoB++ suite runs on --env sandbox (Chromium on a virtual display)")
+    if settings.app is not None or settings.screen_size is not None:
+        raise SetupError(
+            "the MiniWoB++ suite sets its own app and screen (the task page, 480x630 at zoom 3): "
+            "leave out --app and --screen-size"
+        )
+    if getattr(args, "executor", None) == "ray":
+        raise SetupError("the MiniWoB++ suite runs on this machine's sandboxes: leave out --executor ray")
+    from screenpilot.tasks.miniwob import MiniwobEnvSource, load_miniwob_suite
+
+    return load_miniwob_suite(args.suite), MiniwobEnvSource()
+
+
 def _check_env(settings: Settings, jobs_given: int | None, suite: Any, *, ray: bool = False) -> int:
     """Tasks must be for ``--env`` (the fake environment accepts all); returns the number of workers. On Ray,
     Android workers find their phones on their nodes, so ``--serial`` may be left out."""
@@ -248,10 +276,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from screenpilot.cli.options import settings_from_args
     from screenpilot.tasks.manifest import FolderLock
     from screenpilot.tasks.runner import BenchSettings, SharedModel, prepare_out, run_suite
-    from screenpilot.tasks.suite import AnswerCheck, load_suite, walk_checks
+    from screenpilot.tasks.suite import AnswerCheck, walk_checks
 
     options = settings_from_args(args)
-    suite = load_suite(args.suite).select(args.task)
+    suite, envs = bench_suite(args, options)
+    suite = suite.select(args.task)
     jobs = _check_env(options, args.jobs, suite, ray=args.executor == "ray")
     asking = [t.id for t in suite.tasks if any(isinstance(c, AnswerCheck) for c in walk_checks(t.success))]
     if asking and not options.answer_action and options.env in ("android", "fake"):
@@ -287,7 +316,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         outcome = run_suite(
             suite,
             args.out,
-            CliEnvSource(options),
+            envs,
             models,
             settings,
             settle=wiring.make_settle(options),
