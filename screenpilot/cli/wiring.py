@@ -128,7 +128,12 @@ def _backend(settings: Settings) -> ModelBackend:
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
         max_new_tokens=settings.max_new_tokens,
-        **({"cache_implementation": "static"} if settings.cache_implementation == "static" else {}),
+        # Unset, the backend picks (a static cache with CUDA graphs on one GPU); given, it is followed.
+        **(
+            {"cache_implementation": settings.cache_implementation}
+            if "cache_implementation" in settings.model_fields_set
+            else {}
+        ),
     )
 
 

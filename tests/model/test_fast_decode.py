@@ -215,3 +215,25 @@ def test_qwen2_vl_steps_answer_as_with_a_full_prefill(tmp_path: Path) -> None:
     finally:
         reused.close()
         full.close()
+
+
+def test_the_cache_option_reaches_the_backend_only_when_given(tiny_qwen_dir: Path) -> None:
+    from screenpilot.cli.wiring import build_model
+    from screenpilot.settings import Settings
+
+    common = {
+        "model": str(tiny_qwen_dir),
+        "device": "cpu",
+        "min_pixels": TEST_MIN_PIXELS,
+        "max_pixels": TEST_MAX_PIXELS,
+    }
+    reasons = {}
+    for name, extra in (("unset", {}), ("dynamic", {"cache_implementation": "dynamic"})):
+        backend = build_model(Settings(**common, **extra), check=False)
+        assert isinstance(backend, TransformersBackend)
+        reasons[name] = backend.fast_paths["decode_graphs"]
+        backend.close()
+    assert reasons == {
+        "unset": "off: CUDA graphs need one CUDA device (the model is on cpu)",
+        "dynamic": "off: the dynamic cache was asked for",
+    }
