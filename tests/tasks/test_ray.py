@@ -179,3 +179,79 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path, local_ray: str) -> No
         r["success"] for r in lines
     )
     assert json.loads((out / "summary.json").read_text())["complete"]
+
+
+class _DyingSource(FakeSource):
+    """FakeSource whose worker process dies when it builds an environment for the task ``boom``."""
+
+    def key(self, task: Any) -> Any:
+        return task.id  # a new environment for every task
+
+    def build(self, task: Any, worker: int) -> Any:
+        if task.id == "boom":
+            os._exit(1)
+        return super().build(task, worker)
+
+
+def test_an_episode_that_keeps_losing_its_worker_is_recorded_as_crashed(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, 2)
+    path.write_text(path.read_text().replace("id: t0", "id: boom"))
+    replay = answering_replay(tmp_path)
+    devices = tmp_path / "devices"
+    plan = RayPlan(
+        workers=3,
+        num_cpus=0.5,
+        lost_retries=1,
+        make_envs=lambda worker: _DyingSource(devices),
+        make_models=_replay_models(replay),
+        make_settle=lambda: None,
+    )
+    out = tmp_path / "out"
+    outcome = run_suite(
+        load_suite(path),
+        out,
+        FakeSource(devices),
+        _replay_models(replay)(0),
+        settings(),
+        executor=RayExecutor(plan),
+    )
+    lines = {r["task"]: r for r in read_results(out)}
+    assert outcome.exit_status == 0 and lines["t1"]["success"]  # the run went on
+    boom = lines["boom"]
+    assert boom["infra_error"] and boom["error"].startswith("crashed: the Ray worker on ")
+    assert boom["error"].endswith("(2 tries)") and outcome.summary["ray"]["workers_lost"] == 2
+
+
+def test_ctrl_c_keeps_finished_episodes_and_marks_running_ones_interrupted(
+    tmp_path: Path, local_ray: str
+) -> None:
+    suite = write_suite(tmp_path, 6, extra=", setup: [{sleep: 0.4}]")
+    replay = answering_replay(tmp_path)
+    out = tmp_path / "out"
+    cmd = bench_cmd(suite, out, replay, "--no-progress", "--executor", "ray", "--jobs", "2")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "screenpilot", *cmd, "--ray-address", local_ray],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(read_results(out)) < 1:
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, err
+    summary = json.loads((out / "summary.json").read_text())
+    finished = read_results(out)
+    assert not summary["complete"] and summary["finished"] == len(finished) < 6
+    assert summary["interrupted"] and summary["stopped"] == "Ctrl-C"
+    for item in summary["interrupted"]:  # stopped in its setup (no folder yet) or after a step: no line
+        result = out / "episodes" / item["task"] / f"trial-{item['trial']}" / "result.json"
+        assert not result.exists() or json.loads(result.read_text())["reason"] == "interrupted"
+        assert item["task"] not in {r["task"] for r in finished}
