@@ -42,11 +42,13 @@ class RecordingSource:
 
     def __init__(self) -> None:
         self.envs: dict[int, RecordingEnv] = {}
+        self.built = 0
 
     def key(self, task: Task) -> Hashable:
         return "miniwob"
 
     def build(self, task: Task, worker: int) -> Environment:
+        self.built += 1
         self.envs[worker] = RecordingEnv()
         return self.envs[worker]
 

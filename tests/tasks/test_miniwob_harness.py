@@ -41,11 +41,12 @@ def test_a_dom_reading_model_solves_the_single_step_tasks(tmp_path: Path) -> Non
     suite = load_miniwob_suite("miniwob:" + ",".join(TASKS))
     envs = RecordingSource()
     models = OracleSource(envs)
-    settings = BenchSettings(trials=TRIALS, seed=7, progress=False, dialect="qwen2.5-vl")
+    settings = BenchSettings(trials=TRIALS, jobs=2, seed=7, progress=False, dialect="qwen2.5-vl")
     outcome = run_suite(suite, tmp_path, envs, models, settings)
 
     lines = read_results(tmp_path)
     assert len(lines) == len(TASKS) * TRIALS and outcome.exit_status == 0
+    assert envs.built == 2  # one sandbox and browser per worker, kept for every episode
     failed = [
         f"{r['task']} seed {r['task_result']['seed']}: {r['error'] or r['check']['detail']}"
         for r in lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_bench_refuses_other_envs_and_screen_options(
     assert not (tmp_path / "o" / "results.jsonl").exists()
 
 
-def _replay(path: Path, *calls: dict[str, object]) -> str:
+def _replay(path: Path, *calls: Mapping[str, object]) -> str:
     lines = [
         json.dumps(
             {"output": f"<tool_call>\n{json.dumps({'name': 'computer_use', 'arguments': c})}\n</tool_call>"}
