@@ -79,7 +79,9 @@ def register(
         description="Check a suite file and list its tasks. Every problem is reported at once, with its line. "
         "This imports the suite's python: checks, which runs their code: a suite file is code, not data.",
     )
-    p.add_argument("suite", type=Path)
+    p.add_argument(
+        "suite", type=Path, help="suite file (YAML), or miniwob[:SUBSET or TASK,TASK] to list those tasks"
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
@@ -351,9 +353,10 @@ def _print_bench_end(out: Path, outcome: Any, report: Path | None) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from screenpilot.tasks.miniwob.suite import is_miniwob_spec, load_miniwob_suite
     from screenpilot.tasks.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_miniwob_suite(args.suite) if is_miniwob_spec(args.suite) else load_suite(args.suite)
     print(f"{suite.name}: {len(suite.tasks)} tasks (sha256 {suite.sha256[:12]})")
     for task in suite.tasks:
         print(f"  {task.id:<24} {task.env:<8} {task.goal}")

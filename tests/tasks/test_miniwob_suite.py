@@ -136,3 +136,11 @@ def test_the_pages_time_limit_ends_the_episode(tmp_path: Path) -> None:
     (line,) = read_results(out)
     assert not line["success"] and line["agent_reason"] == "terminated" and line["steps"] < 6
     assert line["task_result"]["reward_reason"] == "timed out" and line["task_result"]["raw_reward"] == -1.0
+
+
+def test_validate_lists_the_chosen_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "miniwob:click-button,enter-text"]) == 0
+    out = capsys.readouterr().out
+    assert "miniwob: 2 tasks" in out and "Click on a specific button in a generated form." in out
+    assert main(["validate", "miniwob"]) == 0
+    assert f"miniwob:wge: {len(WGE_TASKS)} tasks" in capsys.readouterr().out
