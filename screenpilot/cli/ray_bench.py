@@ -35,6 +35,13 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--ray-memory", type=int, metavar="MB", help="memory each Ray worker reserves, in MB")
     g.add_argument(
+        "--ray-model-gpus",
+        type=float,
+        default=1.0,
+        help="a local model runs as one Ray actor per node, shared by the node's workers, on this many GPUs "
+        "(default: 1; 0 runs it on the CPU)",
+    )
+    g.add_argument(
         "--ray-shared-out",
         action="store_true",
         help="--out is the same folder on every node (a shared file system): workers write episodes there "
@@ -80,8 +87,8 @@ def _executor(
 
     android = options.env == "android"
     cpus = args.ray_cpus if args.ray_cpus is not None else (0.25 if android else 1.0)
-    if cpus < 0 or (args.ray_memory is not None and args.ray_memory < 1):
-        raise SetupError("--ray-cpus must not be negative and --ray-memory must be at least 1 MB")
+    if cpus < 0 or args.ray_model_gpus < 0 or (args.ray_memory is not None and args.ray_memory < 1):
+        raise SetupError("--ray-cpus and --ray-model-gpus must not be negative, --ray-memory at least 1 MB")
     plan = RayPlan(
         workers=jobs,
         make_envs=CliEnvs(options),
@@ -93,6 +100,7 @@ def _executor(
         resources={"android": 1.0} if android else {},
         shared_out=args.ray_shared_out,
         local_model=options if local else None,
+        model_gpus=args.ray_model_gpus,
     )
     executor = RayExecutor(plan)
     try:

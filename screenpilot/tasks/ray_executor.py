@@ -123,19 +123,21 @@ class RayExecutor:
     def _check_capacity(self, total: Mapping[str, float]) -> None:
         """Refuse a plan whose workers the cluster cannot place all at once (they would wait for ever)."""
         plan = self.plan
-        need = {"CPU": plan.num_cpus, **plan.resources}
-        for name, each in need.items():
+        need = {
+            "CPU": plan.num_cpus * plan.workers,
+            **{k: v * plan.workers for k, v in plan.resources.items()},
+        }
+        if plan.local_model is not None and plan.model_gpus:
+            need["GPU"] = plan.model_gpus  # one node's model, at least
+        for name, amount in need.items():
             have = float(total.get(name, 0.0))
-            if each * plan.workers > have + 1e-9:
+            if amount > have + 1e-9:
                 hint = (
                     f"; start each node with its phones as `ray start ... --resources '{{\"{name}\": N}}'`"
                     if name not in ("CPU", "GPU", "memory")
                     else ""
                 )
-                raise SetupError(
-                    f"the Ray cluster has {have:g} {name} but {plan.workers} workers need "
-                    f"{each * plan.workers:g}{hint}"
-                )
+                raise SetupError(f"the Ray cluster has {have:g} {name} but the run needs {amount:g}{hint}")
 
     def close(self) -> None:
         """End the workers (closing their devices) and the Ray this executor started."""
@@ -225,7 +227,7 @@ class RayExecutor:
             if worker.node not in models:
                 strategy = NodeAffinitySchedulingStrategy(worker.node, soft=False)
                 remote = ray.remote(ModelWorker).options(
-                    num_gpus=plan.model_gpus, scheduling_strategy=strategy
+                    num_cpus=0, num_gpus=plan.model_gpus, scheduling_strategy=strategy
                 )
                 models[worker.node] = remote.remote(plan.local_model)
             ray.get(worker.handle.use_model.remote(models[worker.node]))

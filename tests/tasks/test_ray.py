@@ -255,3 +255,54 @@ def test_ctrl_c_keeps_finished_episodes_and_marks_running_ones_interrupted(
         result = out / "episodes" / item["task"] / f"trial-{item['trial']}" / "result.json"
         assert not result.exists() or json.loads(result.read_text())["reason"] == "interrupted"
         assert item["task"] not in {r["task"] for r in finished}
+
+
+def test_a_cluster_without_the_devices_or_several_servers_off_ray_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = write_suite(tmp_path, 1)
+    replay = answering_replay(tmp_path)
+    args = ["bench", str(suite), "--env", "android", "--answer-action", "--out", str(tmp_path / "out")]
+    assert main([*args, "--model", f"replay:{replay}", "--executor", "ray", "--jobs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (
+        "the Ray cluster has 2 android but the run needs 3; start each node with its phones as `ray start"
+        in err
+    )
+    assert main([*args, "--model", "http://a:1/v1,http://b:1/v1"]) == 2
+    assert "several --model servers (comma-separated) need --executor ray" in capsys.readouterr().err
+
+
+def test_a_local_model_runs_as_a_model_actor_the_workers_of_its_node_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tiny random Qwen2.5-VL on the CPU stands in for a GPU model (--ray-model-gpus 0)."""
+    for module in ("torch", "transformers", "tokenizers"):
+        pytest.importorskip(module)
+    from tests.model.tiny_qwen import build_tiny_qwen25vl
+
+    model = build_tiny_qwen25vl(tmp_path / "tiny")
+    suite = write_suite(tmp_path, 2)
+    out = tmp_path / "out"
+    args = [
+        "bench",
+        str(suite),
+        "--env",
+        "fake",
+        "--screen-size",
+        "360x640",
+        "--out",
+        str(out),
+        "--no-report",
+    ]
+    args += ["--model", str(model), "--device", "cpu", "--max-new-tokens", "8", "--max-steps", "1"]
+    args += ["--min-pixels", "3136", "--max-pixels", "156800", "--no-progress", "--max-retries", "0"]
+    assert main([*args, "--executor", "ray", "--jobs", "2", "--ray-model-gpus", "0"]) == 0
+    lines = read_results(out)
+    assert len(lines) == 2 and not any(r["infra_error"] for r in lines), capsys.readouterr().err
+    for line in lines:  # the model answered every step (random words: no action parsed)
+        steps = [json.loads(x) for x in (out / line["folder"] / "trajectory.jsonl").read_text().splitlines()]
+        assert steps and all(step["outputs"] and step["usage"][0]["output_tokens"] for step in steps)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["fingerprint"]["model"]["placement"] == "one Ray model actor per node"
