@@ -106,7 +106,8 @@ class RayExecutor:
         ray = self.ray
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
-            if self.plan.address is None:
+            if self.plan.address is None:  # this machine is the cluster: it has the devices asked for
+                kwargs["resources"] = {k: v * self.plan.workers for k, v in self.plan.resources.items()}
                 kwargs.update(self.plan.init)
             else:
                 kwargs["address"] = self.plan.address
