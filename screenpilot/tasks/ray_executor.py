@@ -105,12 +105,7 @@ class RayExecutor:
         before the run starts: ``ray.init`` installs its own SIGTERM handler, which the run then replaces."""
         ray = self.ray
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
-            if self.plan.address is None:  # this machine is the cluster: it has the devices asked for
-                kwargs["resources"] = {k: v * self.plan.workers for k, v in self.plan.resources.items()}
-                kwargs.update(self.plan.init)
-            else:
-                kwargs["address"] = self.plan.address
+            kwargs = self.init_kwargs()
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -120,6 +115,15 @@ class RayExecutor:
                 ) from exc
             self._started_ray = True
         self._check_capacity(ray.cluster_resources())
+
+    def init_kwargs(self) -> dict[str, Any]:
+        """``ray.init``'s arguments: join ``address``, or start a Ray here that has the devices asked for
+        (this machine is then the whole cluster)."""
+        kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
+        if self.plan.address is not None:
+            return {**kwargs, "address": self.plan.address}
+        kwargs["resources"] = {k: v * self.plan.workers for k, v in self.plan.resources.items()}
+        return {**kwargs, **self.plan.init}
 
     def _check_capacity(self, total: Mapping[str, float]) -> None:
         """Refuse a plan whose workers the cluster cannot place all at once (they would wait for ever)."""

@@ -329,3 +329,21 @@ def test_several_model_servers_each_worker_keeps_to_one(tmp_path: Path) -> None:
     for i, server in enumerate(servers):  # both served episodes (besides the start-up checks)
         ran = sum(r["worker"] == i for r in lines)
         assert ran and len(server.posts) >= ran
+
+
+def test_a_ray_started_here_advertises_the_phones_the_run_asks_for(tmp_path: Path) -> None:
+    def plan(address: str | None) -> RayPlan:
+        return RayPlan(
+            workers=3,
+            make_envs=lambda worker: FakeSource(tmp_path),
+            make_models=_replay_models(tmp_path / "r.jsonl"),
+            make_settle=lambda: None,
+            resources={"android": 1.0},
+            address=address,
+        )
+
+    assert RayExecutor(plan(None)).init_kwargs()["resources"] == {"android": 3.0}
+    joined = RayExecutor(plan("head:6379")).init_kwargs()
+    assert (
+        joined["address"] == "head:6379" and "resources" not in joined
+    )  # a cluster's nodes say what they have
