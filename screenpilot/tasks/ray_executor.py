@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -106,6 +107,8 @@ class RayExecutor:
         ray = self.ray
         if not ray.is_initialized():
             kwargs = self.init_kwargs()
+            if self.plan.address is not None:
+                probe_address(self.plan.address)
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -373,6 +376,22 @@ def _crashed_line(flight: _Flight, error: str) -> dict[str, Any]:
         "started": flight.started,
         "folder": None,
     }
+
+
+def probe_address(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line :class:`SetupError` when nothing listens at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``; ``auto`` is left to Ray), instead of Ray's minutes of retries."""
+    rest = address.split("://", 1)[-1]
+    host, _, port = rest.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SetupError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); "
+            "is `ray start --head` running there?"
+        ) from exc
 
 
 def _take_signals(runner: SuiteRunner) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +20,8 @@ import pytest
 
 from screenpilot.cli.main import main
 from screenpilot.envs.android.fake_server import FakeAdbServer
-from screenpilot.tasks.ray_executor import RayExecutor, RayPlan
+from screenpilot.errors import SetupError
+from screenpilot.tasks.ray_executor import RayExecutor, RayPlan, probe_address
 from screenpilot.tasks.runner import ModelPerEpisode, read_results, run_suite
 from screenpilot.tasks.suite import load_suite
 from tests.tasks.fakes import FakeSource
@@ -272,6 +274,13 @@ def test_a_cluster_without_the_devices_or_several_servers_off_ray_is_one_line(
     )
     assert main([*args, "--model", "http://a:1/v1,http://b:1/v1"]) == 2
     assert "several --model servers (comma-separated) need --executor ray" in capsys.readouterr().err
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(
+        SetupError, match=r"cannot reach the Ray cluster at ray://127.0.0.1:\d+ \(Connection refused\); "
+    ):
+        probe_address(f"ray://127.0.0.1:{port}")  # at once, not after Ray's minutes of retries
 
 
 def test_a_local_model_runs_as_a_model_actor_the_workers_of_its_node_call(
