@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from screenpilot.agent.record import (
     record_episode,
 )
 from screenpilot.cli.wiring import make_settle
+from screenpilot.envs.desktop import SandboxEnv
 from screenpilot.envs.fake import FakeEnv
 from screenpilot.envs.settle import SettleResult, screen_digest
 from screenpilot.model import images
@@ -296,3 +298,19 @@ def test_a_resized_screenshot_is_reused_only_for_the_same_object():
     assert again is not first and again.tobytes() == _plain(other, (1092, 2408))
     assert images.bicubic(shot, (546, 1204)).tobytes() == _plain(shot, (546, 1204))
     assert images.bicubic(shot, shot.size) is shot
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb")
+def test_desktop_settle_hands_over_its_last_frame_with_the_screens_facts(tmp_path):
+    app = tmp_path / "still.py"
+    app.write_text("import tkinter as tk\nroot = tk.Tk()\nroot.geometry('300x200+50+50')\nroot.mainloop()\n")
+    env = SandboxEnv(app=f"{sys.executable} {app}")
+    try:
+        first = env.reset()
+        result = env.settle(min_wait_s=0.0)
+        assert result.stable and result.observation is not None
+        assert result.observation.screenshot is result.last
+        assert result.observation.info == first.info and result.observation.size == first.size
+        assert result.digest == screen_digest(result.observation.screenshot)
+    finally:
+        env.close()

@@ -22,6 +22,8 @@ import time
 import weakref
 from typing import Any, ClassVar
 
+from PIL import Image
+
 from screenpilot.actions.coords import Size
 from screenpilot.envs.base import Observation, ShellResult
 from screenpilot.envs.desktop.env import DesktopBase
@@ -213,8 +215,9 @@ class SandboxEnv(DesktopBase):
             self._stop_app()
             self._start_app(self.app)
 
-    def _observe(self) -> Observation:
-        observation = super()._observe()
+    def _observation_of(self, image: Image.Image) -> Observation:
+        """A frame as an observation, saying whether the app still runs (also for a frame settle hands over)."""
+        observation = super()._observation_of(image)
         if self.app:
             info = dict(observation.info)
             info["app_running"] = self.app_running
