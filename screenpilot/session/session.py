@@ -210,6 +210,7 @@ class Session:
                 return answer
             if time.monotonic() + interval > deadline:
                 said = f"; the model said {answer!r}" if answer is not None else ""
+                self._writer.flush()  # the screenshot the error names is on disk
                 raise ExpectationFailed(
                     f"{condition!r} did not come true within {timeout:g} s{said}",
                     condition=condition,
@@ -385,6 +386,7 @@ class Session:
 
     def _step(self, call: str, work: Callable[[Draft], T]) -> T:
         """Run ``work`` as one recorded step; whatever it raises is recorded with the step, then raised."""
+        self._writer.flush()  # no action is taken while an earlier step could still fail to be recorded
         t0 = time.perf_counter()
         observation = self._observe()
         draft = self._writer.draft(call, observation.screenshot)
@@ -396,6 +398,8 @@ class Session:
                 draft.fail(exc)
                 with contextlib.suppress(RecordingError):  # the first error is the one to raise
                     self._writer.write(draft)
+            with contextlib.suppress(RecordingError):  # the screenshot an error names is on disk when raised
+                self._writer.flush()
             raise
         self._writer.write(draft)
         return value

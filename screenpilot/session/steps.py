@@ -110,6 +110,11 @@ class StepWriter:
         draft.written = True
         return self.write_step(Step(draft.record(), draft.screenshot))
 
+    def flush(self) -> None:
+        """Wait until every step written so far is on disk (the recorder writes in the background); raises
+        :class:`~screenpilot.agent.record.RecordingError` if one could not be."""
+        self.recorder.drain()
+
     def write_step(self, step: Step) -> StepRecord:
         """Record a step made elsewhere (the agent loop's), renumbered as the session's next one."""
         record = step.record.model_copy(update={"index": self.steps + 1})
