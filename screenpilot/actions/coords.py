@@ -100,6 +100,12 @@ def smart_resize(
     return h_bar, w_bar
 
 
+def patch_tokens(image: Size, factor: int) -> int:
+    """How many merged patches (image tokens) a Qwen-family vision tower makes of an ``image`` whose sides are
+    multiples of ``factor`` (patch size times the merge size: 28 for Qwen2.5-VL, 32 for Qwen3-VL)."""
+    return (image.width // factor) * (image.height // factor)
+
+
 class CoordinateError(ScreenpilotError, ValueError):
     """A point is unusable in its frame (missing, or outside the image the model was shown)."""
 

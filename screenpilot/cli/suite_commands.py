@@ -454,58 +454,54 @@ def _finish_eval(report: dict[str, Any], table: str, out: Path | None) -> int:
 
 
 def cmd_eval_grounding(args: argparse.Namespace) -> int:
-    from screenpilot.cli import wiring
-    from screenpilot.cli.options import settings_from_args
-    from screenpilot.cli.run_command import stop_on_signals
     from screenpilot.tasks.evaluate import evaluate_grounding, format_grounding
 
-    _check_out(args.out)
-    model = _eval_model(args)
-    try:
-        with stop_on_signals():
-            report = evaluate_grounding(
-                args.data,
-                model,
-                tool=args.tool,
-                dialect=wiring.dialect_name(settings_from_args(args), model),
-                dialect_options=settings_from_args(args).dialect_options(),
-                limit=args.limit,
-                progress=not args.no_progress,
-                box_format=args.bbox_format,
-                format=args.format,
-                images=args.images,
-                concurrency=args.concurrency,
-                journal=journal_path(args.out),
-            )
-    finally:
-        model.close()
-    return _finish_eval(report, format_grounding(report), args.out)
+    return _run_eval(
+        args,
+        evaluate_grounding,
+        format_grounding,
+        tool=args.tool,
+        box_format=args.bbox_format,
+        images=args.images,
+    )
 
 
 def cmd_eval_steps(args: argparse.Namespace) -> int:
+    from screenpilot.tasks.evaluate import evaluate_steps, format_steps
+
+    return _run_eval(
+        args, evaluate_steps, format_steps, level=args.level, split=args.split, splits=args.splits
+    )
+
+
+def _run_eval(
+    args: argparse.Namespace,
+    evaluate: Callable[..., dict[str, Any]],
+    formatter: Callable[[dict[str, Any]], str],
+    **options: Any,
+) -> int:
+    """Run one offline evaluation with the options every kind takes, then print and write its report."""
     from screenpilot.cli import wiring
     from screenpilot.cli.options import settings_from_args
     from screenpilot.cli.run_command import stop_on_signals
-    from screenpilot.tasks.evaluate import evaluate_steps, format_steps
 
     _check_out(args.out)
+    settings = settings_from_args(args)
     model = _eval_model(args)
     try:
         with stop_on_signals():
-            report = evaluate_steps(
+            report = evaluate(
                 args.data,
                 model,
-                level=args.level,
-                dialect=wiring.dialect_name(settings_from_args(args), model),
-                dialect_options=settings_from_args(args).dialect_options(),
+                dialect=wiring.dialect_name(settings, model),
+                dialect_options=settings.dialect_options(),
                 limit=args.limit,
                 progress=not args.no_progress,
                 format=args.format,
-                split=args.split,
-                splits=args.splits,
                 concurrency=args.concurrency,
                 journal=journal_path(args.out),
+                **options,
             )
     finally:
         model.close()
-    return _finish_eval(report, format_steps(report), args.out)
+    return _finish_eval(report, formatter(report), args.out)

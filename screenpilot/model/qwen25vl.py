@@ -20,6 +20,7 @@ from screenpilot.actions.coords import (
     QWEN_MIN_PIXELS,
     CoordinateSpace,
     Size,
+    patch_tokens,
 )
 from screenpilot.actions.parse import (
     ToolCall,
@@ -331,8 +332,7 @@ class Qwen25VLDialect:
     def image_tokens(self, screen: Size) -> int:
         """How many ``<|image_pad|>`` tokens the processor makes of a screenshot of ``screen``: (W/28)·(H/28) of
         the factor-28 resized image the prompt states."""
-        width, height = self.coordinate_space(screen).model
-        return (width // QWEN_FACTOR) * (height // QWEN_FACTOR)
+        return patch_tokens(self.coordinate_space(screen).model, QWEN_FACTOR)
 
     def tool_schema(self, space: CoordinateSpace) -> dict[str, Any]:
         if self.tool == "mobile_use":

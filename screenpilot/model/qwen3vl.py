@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from screenpilot.actions.coords import CoordinateSpace, Size, smart_resize
+from screenpilot.actions.coords import CoordinateSpace, Size, patch_tokens, smart_resize
 from screenpilot.actions.parse import (
     ToolCall,
     ToolCallParseError,
@@ -386,8 +386,7 @@ class Qwen3VLDialect:
 
     def image_tokens(self, screen: Size) -> int:
         """How many ``<|image_pad|>`` tokens the processor puts in for a screenshot of ``screen``."""
-        width, height = self.image_size(screen)
-        return (width // QWEN3_FACTOR) * (height // QWEN3_FACTOR)
+        return patch_tokens(Size(*self.image_size(screen)), QWEN3_FACTOR)
 
     def prepare_image(self, screenshot: Image.Image, space: CoordinateSpace) -> Image.Image:
         """The screenshot (device pixels) resized to :meth:`image_size` (bicubic, as the processor does), RGB."""

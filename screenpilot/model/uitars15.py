@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from screenpilot.actions.coords import QWEN_FACTOR, QWEN_MAX_PIXELS, CoordinateSpace, Size
+from screenpilot.actions.coords import QWEN_FACTOR, QWEN_MAX_PIXELS, CoordinateSpace, Size, patch_tokens
 from screenpilot.actions.parse import MAX_CALLS, MAX_OUTPUT_CHARS, MAX_TEXT_CHARS
 from screenpilot.actions.types import (
     Action,
@@ -562,8 +562,7 @@ class UITars15Dialect:
     def image_tokens(self, screen: Size) -> int:
         """How many ``<|image_pad|>`` tokens the processor makes of a screenshot of ``screen``: (W/28)·(H/28) of
         the factor-28 resized image the prompt states."""
-        width, height = self.coordinate_space(screen).model
-        return (width // QWEN_FACTOR) * (height // QWEN_FACTOR)
+        return patch_tokens(self.coordinate_space(screen).model, QWEN_FACTOR)
 
     def system_prompt(self, space: CoordinateSpace) -> str:
         """The system message: the Qwen2.5-VL default text (the instruction block is the first user turn)."""
