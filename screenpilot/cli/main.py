@@ -31,7 +31,8 @@ from screenpilot.settings import DIALECT_NAMES
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="screenpilot",
-        description="GUI agents on Android and desktops, driven by a locally hosted Qwen2.5-VL.",
+        description="GUI agents on Android and desktops, driven by a locally hosted Qwen2.5-VL, Qwen3-VL or "
+        "UI-TARS-1.5 in its own native format.",
         epilog="Exit status: 0 success, 1 the episode (or parse) failed, 2 usage or setup error, "
         "130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (bench and eval: see their --help).",
     )
