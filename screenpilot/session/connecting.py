@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from screenpilot.agent.policy import ApproveAll, Confirm, DryRun, Policy
 from screenpilot.agent.record import RunRecorder
@@ -19,6 +19,9 @@ from screenpilot.model.base import ModelBackend
 from screenpilot.model.dialects import describe_dialect
 from screenpilot.session.session import PolicyName, Session
 from screenpilot.settings import ENV_NAMES, Settings
+
+if TYPE_CHECKING:
+    from screenpilot.session.locators import LocatorCache
 
 #: Where the locator cache lives by default, relative to the running script's folder.
 DEFAULT_CACHE = Path(".screenpilot") / "locators.json"
@@ -51,6 +54,7 @@ def connect(
     settings = _settings(env, model, options)
     chosen = _policy(policy)
     cache_path = _cache_path(cache)
+    locators = _open_cache(cache_path)  # a file that is not a cache fails before anything starts
     folder = _run_folder(out)
     try:
         backend, env_, owns = _open(settings, env, model)
@@ -58,7 +62,7 @@ def connect(
         folder.discard_if_unused()
         raise
     try:
-        return _session(settings, env_, backend, folder.path, chosen, cache_path, name, owns, quiet)
+        return _session(settings, env_, backend, folder.path, chosen, locators, name, owns, quiet)
     except BaseException:
         folder.discard_if_unused()
         _close(env_, backend, owns)
@@ -118,6 +122,15 @@ def _cache_path(cache: str | Path | Literal[False] | None) -> Path | None:
     raise SetupError(f"cache must be a file path or False, not {cache!r}")
 
 
+def _open_cache(path: Path | None) -> LocatorCache | None:
+    """The locator cache at ``path``, read and checked now (``LocatorCacheError`` if it is not one)."""
+    if path is None:
+        return None
+    from screenpilot.session.locators import LocatorCache
+
+    return LocatorCache(path)
+
+
 def _run_folder(out: str | Path | None) -> Any:
     from screenpilot.agent.folders import given_run_folder, new_run_folder
 
@@ -154,7 +167,7 @@ def _session(
     model: ModelBackend,
     out: Path,
     policy: Policy,
-    cache_path: Path | None,
+    cache: LocatorCache | None,
     name: str | None,
     owns: tuple[bool, bool],
     quiet: bool,
@@ -162,11 +175,6 @@ def _session(
     from screenpilot import __version__
     from screenpilot.cli import wiring
 
-    cache = None
-    if cache_path is not None:
-        from screenpilot.session.locators import LocatorCache
-
-        cache = LocatorCache(cache_path)
     title = name or _script_name()
     meta = {
         "screenpilot": __version__,
@@ -178,7 +186,7 @@ def _session(
         "dialect": describe_dialect(wiring.make_dialect(settings, env.platform, model=model)),
         "policy": type(policy).__name__,
         "settings": settings.describe(),
-        "locator_cache": None if cache_path is None else str(cache_path),
+        "locator_cache": None if cache is None else str(cache.path),
     }
     recorder = RunRecorder(out, meta)
     return Session(

@@ -314,3 +314,15 @@ def test_connect_refuses_an_unusable_cache_and_leaves_no_run_folder(tmp_path: Pa
     assert "\n" not in str(caught.value)
     assert path.read_text(encoding="utf-8") == '{"name": "not ours"}'
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unusable_cache_is_refused_before_the_environment_or_model_starts(tmp_path: Path) -> None:
+    path = tmp_path / "locators.json"
+    path.write_text('{"name": "not ours"}', encoding="utf-8")
+    env = FakeEnv()
+    with pytest.raises(LocatorCacheError, match="is not a usable locator cache"):
+        screenpilot.connect(
+            env, model="replay:/nonexistent/answers.jsonl", out=tmp_path / "run", cache=path, settle=False
+        )
+    assert env.resets == 0
+    assert not (tmp_path / "run").exists()
