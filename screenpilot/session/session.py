@@ -176,7 +176,7 @@ class Session:
     def key(self, *keys: str) -> None:
         """Press keys together: ``key("ctrl+s")`` or ``key("ctrl", "s")``; one key name on a phone."""
         names = keys if len(keys) != 1 else tuple(_split_combo(keys[0]))
-        if not names or not all(isinstance(k, str) and k for k in names):
+        if not names or not all(isinstance(k, str) and k.strip() for k in names):
             raise SetupError(f"key() needs key names, like key('ctrl+s'), not {keys!r}")
         self._step(f"key({'+'.join(names)!r})", lambda d: self._act(d, [Key(keys=names)]))
 

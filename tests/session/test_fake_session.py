@@ -161,3 +161,13 @@ def test_steps_can_be_stopped_and_keep_what_was_recorded(tmp_path: Path) -> None
     run = load_run(tmp_path / "run")
     assert [step.index for step in run.steps] == [1, 2]
     assert run.result is not None and run.result.counts is not None and run.result.counts["model_calls"] == 1
+
+
+@pytest.mark.parametrize("keys", [("   ",), ("",), ("ctrl", " "), ("\t",)])
+def test_blank_key_names_are_refused_and_nothing_is_pressed(tmp_path: Path, keys: tuple[str, ...]) -> None:
+    s, env = fake_session(tmp_path, replay())
+    with s:
+        with pytest.raises(screenpilot.SetupError, match=r"key\(\) needs key names") as error:
+            s.key(*keys)
+        assert "\n" not in str(error.value)
+    assert env.executed == []
