@@ -308,7 +308,7 @@ class Session:
 
     # -- life cycle -----------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        """Steps, model calls and locator cache hits, misses and stores so far."""
+        """Steps, model calls and locator cache hits, misses, stores and refused stores so far."""
         stats = self.cache.stats if self.cache is not None else None
         return {
             "steps": self._writer.steps,
@@ -316,6 +316,7 @@ class Session:
             "locator_hits": stats.hits if stats else 0,
             "locator_misses": stats.misses if stats else 0,
             "locator_stores": stats.stores if stats else 0,
+            "locator_refused": stats.refused if stats else 0,
         }
 
     def close(self, error: BaseException | None = None) -> None:
@@ -371,7 +372,8 @@ class Session:
         c = self.counts()
         print(
             f"screenpilot: {c['steps']} steps, {c['model_calls']} model calls; locators: "
-            f"{c['locator_hits']} hits, {c['locator_misses']} misses (run folder: {self.folder})",
+            f"{c['locator_hits']} hits, {c['locator_misses']} misses, {c['locator_stores']} stores, "
+            f"{c['locator_refused']} refused (run folder: {self.folder})",
             file=sys.stderr,
         )
 

@@ -171,3 +171,17 @@ def test_blank_key_names_are_refused_and_nothing_is_pressed(tmp_path: Path, keys
             s.key(*keys)
         assert "\n" not in str(error.value)
     assert env.executed == []
+
+
+def test_refused_locator_stores_are_counted_and_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = FakeEnv()  # the middle of its screen is flat: no anchor can be cut there
+    with screenpilot.connect(
+        env, model=replay(click_at(546, 1204)), out=tmp_path / "run", cache=tmp_path / "c.json", settle=False
+    ) as s:
+        s.click("the middle")
+    result = load_run(tmp_path / "run").result
+    assert result is not None and result.counts is not None
+    assert (result.counts["locator_stores"], result.counts["locator_refused"]) == (0, 1)
+    assert "0 stores, 1 refused" in capsys.readouterr().err

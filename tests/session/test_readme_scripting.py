@@ -44,5 +44,6 @@ def test_the_readme_scripting_example_runs(tmp_path: Path) -> None:
     assert run.result is not None and run.result.status == "success"
     assert run.result.counts is not None and run.result.counts["model_calls"] == 7
     assert (
-        f"7 model calls; locators: 0 hits, 0 misses (run folder: {Path('runs') / folder.name})" in proc.stderr
+        "7 model calls; locators: 0 hits, 0 misses, 0 stores, 0 refused "
+        f"(run folder: {Path('runs') / folder.name})" in proc.stderr
     )
