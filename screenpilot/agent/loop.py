@@ -25,8 +25,11 @@ from screenpilot.errors import DeviceError, ModelOutputError, ScreenpilotError
 from screenpilot.model.base import Usage
 from screenpilot.model.dialect import ParsedAction, PastStep
 
+#: Why an episode ended. ``terminated``: the agent said it was done; ``task_ended``: the environment's own task
+#: ended it (a MiniWoB++ page gave its verdict or ran out of time), so the check, not the agent, tells success.
 EndReason = Literal[
     "terminated",
+    "task_ended",
     "answered",
     "max_steps",
     "time_budget",

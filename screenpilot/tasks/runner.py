@@ -926,11 +926,11 @@ class SuiteRunner:
 
     def _check_stop(self, episode: Episode, host: TaskHost | None = None) -> None:
         """Between steps: end the episode as ``interrupted`` when the run is being stopped, and as
-        ``terminated`` when the environment's own task ended (its verdict is then read by the check)."""
+        ``task_ended`` when the environment's own task ended (its verdict is then read by the check)."""
         if self.stop.is_set():
             episode.stop("interrupted", f"the run was stopped ({self.stopped or 'stop requested'})")
         elif host is not None and (why := host.task_ended()) is not None:
-            episode.stop("terminated", why)
+            episode.stop("task_ended", why)
 
     def _mark_interrupted(self, folder: Path, result: EpisodeResult) -> None:
         """An episode whose environment was closed under it (the run aborted) failed because of that: its

@@ -81,7 +81,7 @@ def test_bench_miniwob_from_the_command_line_consumes_the_seed(
     assert main([*common, "--seed", "7", "--out", str(tmp_path / "s7")]) == 0
     assert main([*common, "--seed", "8", "--out", str(tmp_path / "s8")]) == 0
     (hit,), (miss,) = read_results(tmp_path / "s7"), read_results(tmp_path / "s8")
-    assert hit["success"] and hit["steps"] == 1 and hit["agent_reason"] == "terminated"
+    assert hit["success"] and hit["steps"] == 1 and hit["agent_reason"] == "task_ended"
     assert hit["task_result"]["raw_reward"] == 1.0 and hit["task_result"]["seed"] == 7
     assert hit["task_result"]["utterance"] == "Click the button." and hit["task_result"]["time_limit_s"] == 10
     assert not miss["success"] and miss["steps"] == 2 and miss["task_result"]["done"] is False
@@ -134,8 +134,13 @@ def test_the_pages_time_limit_ends_the_episode(tmp_path: Path) -> None:
     ]
     assert main(args) == 0
     (line,) = read_results(out)
-    assert not line["success"] and line["agent_reason"] == "terminated" and line["steps"] < 6
+    assert not line["success"] and line["agent_reason"] == "task_ended" and line["steps"] < 6
     assert line["task_result"]["reward_reason"] == "timed out" and line["task_result"]["raw_reward"] == -1.0
+    assert not line["error"] and not line["infra_error"]  # the page's verdict, not a broken run
+    result = json.loads((out / line["folder"] / "result.json").read_text())
+    assert (result["status"], result["reason"]) == ("failure", "task_ended")
+    assert "timed out" in result["error"]
+    assert "task_ended" in (out / "report.html").read_text()
 
 
 def test_validate_lists_the_chosen_tasks(capsys: pytest.CaptureFixture[str]) -> None:
