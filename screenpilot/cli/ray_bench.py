@@ -70,13 +70,26 @@ def bench_sources(args: argparse.Namespace, options: Settings, jobs: int) -> tup
         raise SetupError("only server URLs may be given several times in --model (comma-separated)")
     first = options.replace(model=urls[0]) if len(urls) > 1 else options
     local = specs[0].kind == "local"
-    models = LocalModelOnCluster(first) if local else build_model_source(first)
+    if len(specs) > 1:
+        models: Any = _several_servers(first, tuple(str(s) for s in specs))
+    else:
+        models = LocalModelOnCluster(first) if local else build_model_source(first)
     try:
         executor = _executor(args, options, jobs, urls if len(urls) > 1 else (), local)
     except BaseException:
         models.close()
         raise
     return executor, models
+
+
+def _several_servers(first: Settings, servers: tuple[str, ...]) -> Any:
+    """The driver's model when ``--model`` names several servers of one model: the first server answers the
+    start-up check here, and every server is named in its description, so the manifest's fingerprint records
+    the whole set and resuming with another set is refused like any changed setting."""
+    from screenpilot.cli import wiring
+    from screenpilot.tasks.runner import SharedModel
+
+    return SharedModel(wiring.build_model(first), serialize=False, servers=servers)
 
 
 def _executor(

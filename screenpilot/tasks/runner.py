@@ -144,14 +144,20 @@ class _LockedModel:
 
 
 class SharedModel:
-    """One model for every worker; ``serialize`` guards it with a lock (local GPU models)."""
+    """One model for every worker; ``serialize`` guards it with a lock (local GPU models). ``servers``: every
+    server of this model when a run uses several (its workers each keep to one); :meth:`describe` lists them,
+    so the manifest's fingerprint holds the whole set."""
 
-    def __init__(self, model: ModelBackend, *, serialize: bool = True) -> None:
+    def __init__(self, model: ModelBackend, *, serialize: bool = True, servers: Sequence[str] = ()) -> None:
         self.model = model
+        self.servers = tuple(servers)
         self._view = _LockedModel(model, threading.Lock() if serialize else None)
 
     def describe(self) -> dict[str, Any]:
-        return dict(self.model.describe())
+        described = dict(self.model.describe())
+        if self.servers:
+            described["servers"] = list(self.servers)
+        return described
 
     def episode_model(self, worker: int) -> ModelBackend:
         return self._view

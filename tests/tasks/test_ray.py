@@ -317,19 +317,27 @@ def test_a_local_model_runs_as_a_model_actor_the_workers_of_its_node_call(
     assert manifest["fingerprint"]["model"]["placement"] == "one Ray model actor per node"
 
 
-def test_several_model_servers_each_worker_keeps_to_one(tmp_path: Path) -> None:
+def test_several_model_servers_each_worker_keeps_to_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tests.model.openai_server import ScriptedServer
 
     suite = write_suite(tmp_path, 4)
     out = tmp_path / "out"
-    with ScriptedServer() as first, ScriptedServer() as second:
+    with ScriptedServer() as first, ScriptedServer() as second, ScriptedServer() as third:
         servers = [first, second]
         for server in servers:
             server.default_text = '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "answer", "text": "ok"}}\n</tool_call>'
         args = ["bench", str(suite), "--env", "fake", "--screen-size", "360x640", "--answer-action"]
-        args += ["--model", f"{first.url},{second.url}", "--served-model", first.models[0], "--no-progress"]
+        args += ["--served-model", first.models[0], "--no-progress"]
         args += ["--out", str(out), "--no-report", "--executor", "ray", "--jobs", "2", "--ray-shared-out"]
-        assert main(args) == 0
+        assert main([*args, "--model", f"{first.url},{second.url}"]) == 0
+        fingerprint = json.loads((out / "manifest.json").read_text())["fingerprint"]
+        assert fingerprint["model"]["servers"] == [first.url, second.url]
+        capsys.readouterr()
+        # Resuming with another set of servers is refused like any changed setting.
+        assert main([*args, "--model", f"{first.url},{third.url}"]) == 2
+        assert "model.servers changed" in capsys.readouterr().err
     lines = read_results(out)
     assert len(lines) == 4 and all(r["success"] for r in lines)
     for line in lines:  # worker i asked server i for every step of every episode it ran
