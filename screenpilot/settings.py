@@ -26,6 +26,7 @@ from pydantic import (
 from screenpilot.actions.coords import QWEN_MAX_RATIO, QWEN_MIN_PIXELS, Size
 from screenpilot.errors import SetupError
 from screenpilot.model.dialects import DIALECT_NAMES
+from screenpilot.model.spec import redact_url
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 EnvName = Literal["android", "desktop", "sandbox", "fake"]
@@ -205,6 +206,7 @@ class Settings(BaseModel):
         """Everything worth recording about these settings, as JSON-ready values; secrets are left out."""
         data = self.model_dump(mode="json", exclude={"api_key"})
         data["api_key"] = "REDACTED" if self.api_key is not None else None
+        data["model"] = redact_url(self.model)
         return data
 
 

@@ -38,6 +38,7 @@ from screenpilot.model.base import (
     seconds_left,
 )
 from screenpilot.model.dialect import SupportsImageTokens
+from screenpilot.model.spec import redact_url
 
 log = logging.getLogger("screenpilot.model")
 T = TypeVar("T")
@@ -511,7 +512,7 @@ class OpenAIBackend:
     def describe(self) -> dict[str, object]:
         return {
             "backend": "openai",
-            "base_url": self.base_url,
+            "base_url": redact_url(self.base_url),
             "served_model": self.served_model,
             "server_model": self._server_model or None,
             "decoding": {

@@ -96,3 +96,14 @@ def _did_you_mean(path: Path) -> str:
         return ""
     close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
     return f" (did you mean {parent / close[0]}?)" if close else ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` it holds replaced, so a server address can be recorded safely."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    if "@" not in host:
+        return url
+    return f"{scheme}://REDACTED@{host.rsplit('@', 1)[1]}{slash}{path}"

@@ -22,6 +22,7 @@ from typing import Any
 from screenpilot import __version__
 from screenpilot.agent.record import write_json_atomic
 from screenpilot.errors import SetupError
+from screenpilot.model.spec import redact_url
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -45,7 +46,8 @@ def _secret_option(token: str) -> bool:
 
 
 def redact_argv(argv: list[str]) -> list[str]:
-    """``argv`` with the values of secret options (``--api-key VALUE``, ``--api-key=VALUE``) replaced."""
+    """``argv`` with the values of secret options (``--api-key VALUE``, ``--api-key=VALUE``) replaced, and any
+    ``user:password@`` in a server address (``--model http://user:pw@host/v1``)."""
     out: list[str] = []
     hide_next = False
     for token in argv:
@@ -55,7 +57,7 @@ def redact_argv(argv: list[str]) -> list[str]:
         elif token.startswith("--") and "=" in token and _secret_option(token.split("=", 1)[0]):
             out.append(token.split("=", 1)[0] + "=" + REDACTED)
         else:
-            out.append(token)
+            out.append(",".join(redact_url(part) for part in token.split(",")))
             hide_next = _secret_option(token)
     return out
 

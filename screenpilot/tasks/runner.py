@@ -53,6 +53,7 @@ from screenpilot.jsonl import read_lines
 from screenpilot.model.base import Completion, Message, ModelBackend
 from screenpilot.model.dialect import Dialect
 from screenpilot.model.dialects import DEFAULT_DIALECT, describe_dialect, make_dialect
+from screenpilot.model.spec import redact_url
 from screenpilot.tasks.checks import CheckContext, CheckError, CheckOutcome, evaluate
 from screenpilot.tasks.manifest import FolderLock, Manifest, redact_argv, sha256_text
 from screenpilot.tasks.setup import TaskSetupError, launch_app, run_steps
@@ -156,7 +157,7 @@ class SharedModel:
     def describe(self) -> dict[str, Any]:
         described = dict(self.model.describe())
         if self.servers:
-            described["servers"] = list(self.servers)
+            described["servers"] = [redact_url(server) for server in self.servers]
         return described
 
     def episode_model(self, worker: int) -> ModelBackend:

@@ -133,3 +133,15 @@ def test_defaults_apply_to_options_not_given() -> None:
     assert settings.screen_size == (640, 480)
     assert settings.model_fields_set == {"env", "screen_size"}
     assert settings.replace(max_steps=5).max_steps == 5
+
+
+def test_a_password_in_a_server_address_is_never_recorded() -> None:
+    from screenpilot.model.spec import redact_url
+    from screenpilot.tasks.manifest import redact_argv
+
+    url = "http://alice:s3cret@gpu-box:8000/v1"
+    assert redact_url(url) == "http://REDACTED@gpu-box:8000/v1"
+    assert redact_url("http://gpu-box:8000/v1") == "http://gpu-box:8000/v1"
+    assert "s3cret" not in repr(Settings(model=url).describe())
+    recorded = redact_argv(["bench", "--model", f"{url},http://bob:pw@other:8000/v1", "--api-key", "k"])
+    assert "s3cret" not in repr(recorded) and ":pw@" not in repr(recorded) and "k" not in recorded[3:]
