@@ -91,10 +91,17 @@ def run_local(suite: Path, out: Path, models: Models, jobs: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_ray(suite: Path, out: Path, models: Models, workers: int) -> tuple[float, float]:
-    """Seconds to start the workers, and the seconds from then to the end of the suite."""
+def run_ray(
+    suite: Path, out: Path, models: Models, workers: int, queued: int
+) -> tuple[float, float, dict[str, Any]]:
+    """Seconds to start the workers, the seconds from then to the end of the suite, and the executor's timings
+    (summary.json's ``ray.timing``)."""
     plan = RayPlan(
-        workers=workers, make_envs=lambda worker: Phones(), make_models=models, make_settle=lambda: None
+        workers=workers,
+        make_envs=lambda worker: Phones(),
+        make_models=models,
+        make_settle=lambda: None,
+        queued=queued,
     )
     executor = RayExecutor(plan)
     started: list[float] = []
@@ -113,7 +120,7 @@ def run_ray(suite: Path, out: Path, models: Models, workers: int) -> tuple[float
     )
     end = time.perf_counter()
     assert outcome.exit_status == 0 and outcome.ran == outcome.summary["planned"]
-    return started[0] - t0, end - started[0]
+    return started[0] - t0, end - started[0], outcome.summary["ray"]["timing"]
 
 
 def main() -> None:
@@ -133,26 +140,42 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - t0
         try:
-            on_ray = {w: run_ray(suite, root / f"ray-{w}", models, w) for w in (1, 2)}
+            on_ray = {
+                (w, q): run_ray(suite, root / f"ray-{w}-{q}", models, w, q) for q in (0, 1) for w in (1, 2)
+            }
         finally:
             ray.shutdown()
+    report(args, local, ray_start, on_ray)
+
+
+def report(
+    args: argparse.Namespace,
+    local: dict[int, float],
+    ray_start: float,
+    on_ray: dict[tuple[int, int], tuple[float, float, dict[str, Any]]],
+) -> None:
+    """The table, the one-time costs, and Ray's overhead per episode with where it goes."""
     n = args.episodes
     print(f"{n} episodes of {args.steps} steps, {args.model_s:g} s of model time per step")
-    print(f"{'executor':<18}{'episodes/min':>14}{'s/episode':>12}")
+    print(f"{'executor':<28}{'episodes/min':>14}{'s/episode':>12}")
     for jobs, wall in local.items():
-        print(f"{f'local, {jobs} job' + 's' * (jobs > 1):<18}{n / wall * 60:>14.1f}{wall / n * jobs:>12.3f}")
-    for workers, (_, wall) in on_ray.items():
-        label = f"ray, {workers} worker" + "s" * (workers > 1)
-        print(f"{label:<18}{n / wall * 60:>14.1f}{wall / n * workers:>12.3f}")
+        print(f"{f'local, {jobs} job' + 's' * (jobs > 1):<28}{n / wall * 60:>14.1f}{wall / n * jobs:>12.3f}")
+    for (workers, queued), (_, wall, _) in on_ray.items():
+        label = f"ray, {workers} worker" + "s" * (workers > 1) + (", 1 queued" if queued else ", none queued")
+        print(f"{label:<28}{n / wall * 60:>14.1f}{wall / n * workers:>12.3f}")
     print(
         f"one-time: ray.init {ray_start:.2f} s; workers started in "
-        + ", ".join(f"{s:.2f} s ({w})" for w, (s, _) in on_ray.items())
+        + ", ".join(f"{s:.2f} s ({w}/{q})" for (w, q), (s, _, _) in on_ray.items())
     )
-    for k in (1, 2):
+    for (k, queued), (_, wall, timing) in on_ray.items():
         per_local = local[k] / n * k
-        extra = on_ray[k][1] / n * k - per_local
+        extra = wall / n * k - per_local
+        per = max(timing["episodes"], 1)
         print(
-            f"ray overhead per episode at {k}: {extra * 1000:+.1f} ms ({100 * extra / per_local:+.2f} % of an episode)"
+            f"ray overhead per episode at {k}, {queued} queued: {extra * 1000:+.1f} ms "
+            f"({100 * extra / per_local:+.2f} % of an episode); a worker waited "
+            f"{timing['worker_idle_s'] / per * 1000:.1f} ms between episodes, packed its folder in "
+            f"{timing['pack_s'] / per * 1000:.1f} ms; the driver took {timing['driver_s'] / per * 1000:.1f} ms"
         )
 
 

@@ -60,6 +60,9 @@ class RayPlan:
     resources: Mapping[str, float] = field(default_factory=dict)
     lost_retries: int = 2
     shared_out: bool = False
+    #: Episodes each worker holds queued behind its running one, so that the driver's part of an episode (its
+    #: line, its folder, the progress) overlaps the next one instead of sitting between them.
+    queued: int = 1
     #: A local transformers model: one model actor per node with these settings, on ``model_gpus`` GPUs.
     local_model: Settings | None = None
     model_gpus: float = 1.0
@@ -73,6 +76,8 @@ class _Worker:
     node: str = ""
     host: str = ""
     pid: int = 0
+    calls: int = 0  # ``run`` calls sent (each is numbered: the worker takes them in that order)
+    flights: list[Any] = field(default_factory=list)  # its calls not yet collected, oldest (running) first
 
 
 @dataclass
@@ -81,14 +86,15 @@ class _Flight:
     task: Task
     trial: int
     started: float
+    turn: int = 0
 
 
 class RayExecutor:
     """Runs a :class:`SuiteRunner`'s episodes on Ray workers; see the module docstring."""
 
     def __init__(self, plan: RayPlan) -> None:
-        if plan.workers < 1 or plan.lost_retries < 0:
-            raise SetupError("a Ray run needs at least one worker and a non-negative retry count")
+        if plan.workers < 1 or plan.lost_retries < 0 or plan.queued < 0:
+            raise SetupError("a Ray run needs at least one worker and non-negative retry and queue counts")
         self.plan = plan
         self.ray = import_ray()
         self.workers: list[_Worker] = []
@@ -98,6 +104,7 @@ class RayExecutor:
         self._flights: dict[Any, _Flight] = {}
         self._done_by_host: dict[str, int] = {}
         self._t0 = 0.0
+        self.timing: dict[str, float] = {"episodes": 0, "worker_idle_s": 0.0, "pack_s": 0.0, "driver_s": 0.0}
         self.ready = threading.Event()  # set once every worker has started (tests watch it)
 
     # -- the cluster ------------------------------------------------------------------------------------------
@@ -183,11 +190,19 @@ class RayExecutor:
             "workers": len(self.workers) + self.lost,
             "workers_lost": self.lost,
             "nodes": self._done_by_host,
+            "timing": {k: round(v, 3) for k, v in self.timing.items()},
         }
 
     def _start_workers(self, runner: SuiteRunner) -> None:
         ray, plan = self.ray, self.plan
-        options: dict[str, Any] = {"num_cpus": plan.num_cpus, "max_concurrency": 2, "max_restarts": 0}
+        # Threads: the running episode, the queued ones waiting their turn, a stop or close request, and the
+        # driver's note that it holds an answer.
+        concurrency = 3 + plan.queued
+        options: dict[str, Any] = {
+            "num_cpus": plan.num_cpus,
+            "max_concurrency": concurrency,
+            "max_restarts": 0,
+        }
         if plan.resources:
             options["resources"] = dict(plan.resources)
         if plan.memory_mb:
@@ -242,59 +257,86 @@ class RayExecutor:
 
     def _loop(self, runner: SuiteRunner, ran: list[int]) -> None:
         ray = self.ray
-        idle = list(self.workers)
         told = False
         while True:
-            while idle and not runner._pending.empty() and not runner.stop.is_set():
-                self._dispatch(idle.pop(0), runner)
+            self._fill(runner)
             if not self._flights:
                 return
-            done, _ = ray.wait(list(self._flights), num_returns=1, timeout=0.2)
+            running = [w.flights[0] for w in self.workers if w.flights]  # a worker's calls end in order
+            done, _ = ray.wait(running, num_returns=1, timeout=0.2)
+            if done:  # and any other that ended meanwhile
+                done, _ = ray.wait(running, num_returns=len(running), timeout=0)
+            for ref in done:  # the workers may start their queued episodes
+                flight = self._flights[ref]
+                flight.worker.handle.received.remote(flight.turn)
             for ref in done:
-                worker = self._collect(ref, runner, ran)
-                if worker is not None:
-                    idle.append(worker)
+                t0 = time.perf_counter()
+                self._collect(ref, runner, ran)
+                self.timing["driver_s"] += time.perf_counter() - t0
             if runner.stop.is_set() and not told:
                 told = True
-                for flight in self._flights.values():
-                    flight.worker.handle.request_stop.remote()
+                for worker in self.workers:
+                    if worker.flights:
+                        worker.handle.request_stop.remote()
             late = runner._deadline is not None and time.monotonic() > runner._deadline
             if runner._abort or late:
                 self._abort(runner)
                 return
-            self._stop_when_none_left(runner, idle)
+            self._stop_when_none_left(runner)
+
+    def _fill(self, runner: SuiteRunner) -> None:
+        """Give every worker an episode, then one more to hold queued (``queued``) while enough are left
+        for the others: near the end of the run a queued episode would wait while another worker idles."""
+        while not runner._pending.empty() and not runner.stop.is_set() and self.workers:
+            worker = min(self.workers, key=lambda w: len(w.flights))
+            depth = len(worker.flights)
+            if depth > self.plan.queued or (depth and runner._pending.qsize() < len(self.workers)):
+                return
+            self._dispatch(worker, runner)
 
     def _dispatch(self, worker: _Worker, runner: SuiteRunner) -> None:
         task, trial = runner._pending.get_nowait()
-        ref = worker.handle.run.remote(task.id, trial)
-        self._flights[ref] = _Flight(worker, task, trial, time.time())
+        ref = worker.handle.run.remote(task.id, trial, worker.calls)
+        worker.flights.append(ref)
+        self._flights[ref] = _Flight(worker, task, trial, time.time(), worker.calls)
+        worker.calls += 1
 
-    def _collect(self, ref: Any, runner: SuiteRunner, ran: list[int]) -> _Worker | None:
-        """Handle one finished call; returns the worker when it can take another episode."""
+    def _collect(self, ref: Any, runner: SuiteRunner, ran: list[int]) -> None:
+        """Handle the finished call of a worker's running episode (its queued one starts meanwhile)."""
         ray = self.ray
         flight = self._flights.pop(ref)
+        flight.worker.flights.remove(ref)
+        if flight.worker.flights:  # the queued episode started when this one ended
+            self._flights[flight.worker.flights[0]].started = time.time()
         key = (flight.task.id, flight.trial)
         try:
             answer = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
             self._lost(flight, runner, ran, exc)
-            return None
-        folder = episode_dir(runner.out, *key)
+            return
+        if answer.get("not_started"):
+            runner._pending.put((flight.task, flight.trial))
+            return
+        self._add_timing(answer.get("timing"))
         if answer.get("folder") is not None:
-            unpack_folder(answer["folder"], folder)
+            unpack_folder(answer["folder"], episode_dir(runner.out, *key))
         if answer.get("retired"):
             runner._pending.put((flight.task, flight.trial))
             runner._retired.append(SetupError(str(answer["retired"])))
             runner._say(f"\nscreenpilot: worker {flight.worker.index} stopped: {answer['retired']}")
-            self._drop(flight.worker, close=True)
-            return None
-        if answer.get("interrupted"):
+            self._drop(flight.worker, runner, close=True)
+        elif answer.get("interrupted"):
             runner._interrupted[key] = None
-            return flight.worker
-        for device in answer.get("devices", []):
-            runner.add_device({**device, "node": flight.worker.host})
-        self._finish(answer["line"], flight, runner, ran)
-        return flight.worker
+        else:
+            for device in answer.get("devices", []):
+                runner.add_device({**device, "node": flight.worker.host})
+            self._finish(answer["line"], flight, runner, ran)
+
+    def _add_timing(self, timing: Mapping[str, float] | None) -> None:
+        if timing is not None:
+            self.timing["episodes"] += 1
+            self.timing["worker_idle_s"] += timing["idle_s"]
+            self.timing["pack_s"] += timing["pack_s"]
 
     def _finish(self, line: dict[str, Any], flight: _Flight, runner: SuiteRunner, ran: list[int]) -> None:
         line["node"] = flight.worker.host
@@ -307,7 +349,7 @@ class RayExecutor:
     def _lost(self, flight: _Flight, runner: SuiteRunner, ran: list[int], exc: BaseException) -> None:
         """A worker died under its episode: retry the episode elsewhere, or record it as crashed."""
         self.lost += 1
-        self._drop(flight.worker)
+        self._drop(flight.worker, runner)
         key = (flight.task.id, flight.trial)
         self._attempts[key] = tries = self._attempts.get(key, 0) + 1
         why = f"the Ray worker on {flight.worker.host or 'its node'} was lost: {_first_line(exc)}"
@@ -317,16 +359,24 @@ class RayExecutor:
             return
         self._finish(_crashed_line(flight, f"crashed: {why} ({tries} tries)"), flight, runner, ran)
 
-    def _drop(self, worker: _Worker, *, close: bool = False) -> None:
-        """Retire ``worker`` (a dead one is only forgotten; a live one closes its device first)."""
+    def _drop(self, worker: _Worker, runner: SuiteRunner, *, close: bool = False) -> None:
+        """Retire ``worker`` (a dead one is only forgotten; a live one closes its device first); the episodes
+        it held queued, not started, go back to the run's queue."""
         if worker in self.workers:
             self.workers.remove(worker)
+        self._requeue(worker, runner)
         if close:
             with contextlib.suppress(Exception):  # killed below either way
                 self.ray.get(worker.handle.close.remote(), timeout=10)
         self.ray.kill(worker.handle)
 
-    def _stop_when_none_left(self, runner: SuiteRunner, idle: list[_Worker]) -> None:
+    def _requeue(self, worker: _Worker, runner: SuiteRunner) -> None:
+        for ref in worker.flights:
+            flight = self._flights.pop(ref)
+            runner._pending.put((flight.task, flight.trial))
+        worker.flights.clear()
+
+    def _stop_when_none_left(self, runner: SuiteRunner) -> None:
         if self.workers or runner._pending.empty() or runner.stop.is_set() or runner._retired:
             return
         runner.stopped = f"every Ray worker was lost ({self.lost})"
@@ -334,12 +384,14 @@ class RayExecutor:
         runner._say(f"\nscreenpilot: {runner.stopped}; stopping the run")
 
     def _abort(self, runner: SuiteRunner) -> None:
-        """Kill the workers under their episodes; those episodes are interrupted, finished ones kept."""
-        for flight in self._flights.values():
+        """Kill the workers under their episodes; those episodes are interrupted (queued ones go back to the
+        run's queue), finished ones kept."""
+        for worker in [w for w in self.workers if w.flights]:
+            flight = self._flights.pop(worker.flights.pop(0))
             runner._interrupted[(flight.task.id, flight.trial)] = None
-            self.ray.kill(flight.worker.handle)
-            if flight.worker in self.workers:
-                self.workers.remove(flight.worker)
+            self._requeue(worker, runner)
+            self.ray.kill(worker.handle)
+            self.workers.remove(worker)
         self._flights.clear()
 
     def _progress(self, runner: SuiteRunner) -> None:

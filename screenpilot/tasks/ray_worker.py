@@ -20,6 +20,7 @@ import socket
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,9 @@ class EpisodeWorker:
         self.runner: _WorkerRunner | None = None
         self.slot: _Slot | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._turns = threading.Condition()
+        self._next = 0  # calls numbered below this one have ended and the driver holds their answers
+        self._free_since = time.perf_counter()  # when the last episode ended
 
     def start(self) -> dict[str, Any]:
         """Build the worker's sources; returns where it runs, or ``{"error": ...}`` (one line)."""
@@ -132,10 +136,28 @@ class EpisodeWorker:
         assert self.runner is not None
         self.runner.models = SharedModel(RemoteModel(model), serialize=False)
 
-    def run(self, task_id: str, trial: int) -> dict[str, Any]:
-        """Run one episode; returns ``{"line", "folder", "devices"}``, ``{"interrupted"}`` or ``{"retired"}``."""
+    def run(self, task_id: str, trial: int, turn: int = 0) -> dict[str, Any]:
+        """Run one episode once the driver has the answers of the calls numbered below ``turn`` (it keeps the
+        next episode queued here while one runs: were this worker to die as that one starts, the answer of
+        the one before could otherwise be lost with it). Returns ``{"line", "folder", "devices", "timing"}``,
+        ``{"interrupted"}``, ``{"retired"}``, or ``{"not_started"}`` when the run was stopped before."""
+        with self._turns:
+            self._turns.wait_for(lambda: self._next >= turn)
+        return self._run(task_id, trial)
+
+    def received(self, turn: int) -> None:
+        """The driver holds the answer of call ``turn``: the next call may start."""
+        with self._turns:
+            self._next = max(self._next, turn + 1)
+            self._turns.notify_all()
+
+    def _run(self, task_id: str, trial: int) -> dict[str, Any]:
         runner, slot = self.runner, self.slot
         assert runner is not None and slot is not None
+        if runner.stop.is_set():
+            return {"not_started": True}
+        t0 = time.perf_counter()
+        timing = {"idle_s": t0 - self._free_since}
         task = _task(runner.suite, task_id)
         runner.devices = []
         try:
@@ -144,12 +166,20 @@ class EpisodeWorker:
             answer = {"interrupted": True}
         except _WorkerRetired as exc:
             return {"retired": str(exc.error)}
-        folder = episode_dir(runner.out, task.id, trial)
-        answer["folder"] = None
-        if self.spec.shared_out is None and folder.exists():
-            answer["folder"] = pack_folder(folder)
-            _remove(folder)
-        return {**answer, "devices": runner.devices}
+        t1 = time.perf_counter()
+        answer["folder"] = self._take_folder(episode_dir(runner.out, task.id, trial))
+        self._free_since = time.perf_counter()
+        timing.update(episode_s=t1 - t0, pack_s=self._free_since - t1, bytes=len(answer["folder"] or b""))
+        return {**answer, "devices": runner.devices, "timing": timing}
+
+    def _take_folder(self, folder: Path) -> bytes | None:
+        """The episode's folder as an archive for the driver (removed here), or None when the run folder is
+        shared (the episode is already where the driver reads it)."""
+        if self.spec.shared_out is not None or not folder.exists():
+            return None
+        data = pack_folder(folder)
+        _remove(folder)
+        return data
 
     def request_stop(self) -> None:
         """End the running episode after its current step (it comes back as interrupted)."""
