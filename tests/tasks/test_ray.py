@@ -364,3 +364,73 @@ def test_a_ray_started_here_advertises_the_phones_the_run_asks_for(tmp_path: Pat
     assert (
         joined["address"] == "head:6379" and "resources" not in joined
     )  # a cluster's nodes say what they have
+
+
+def test_the_episode_queued_on_a_worker_that_dies_goes_back_to_the_queue(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, 5)  # boom, t1 .. t4: each worker runs one and holds the next queued
+    path.write_text(path.read_text().replace("id: t0", "id: boom"))
+    replay = answering_replay(tmp_path)
+    devices = tmp_path / "devices"
+    plan = RayPlan(
+        workers=2,
+        num_cpus=0.5,
+        lost_retries=0,
+        make_envs=lambda worker: _DyingSource(devices),
+        make_models=_replay_models(replay),
+        make_settle=lambda: None,
+    )
+    out = tmp_path / "out"
+    outcome = run_suite(
+        load_suite(path),
+        out,
+        FakeSource(devices),
+        _replay_models(replay)(0),
+        settings(),
+        executor=RayExecutor(plan),
+    )
+    lines = {r["task"]: r for r in read_results(out)}
+    assert lines["boom"]["error"].endswith("(1 tries)")  # no retry allowed: the running one is recorded
+    # The episode queued behind it never started: it ran on the other worker, not recorded as crashed.
+    assert all(lines[f"t{i}"]["success"] for i in range(1, 5)) and outcome.summary["ray"]["workers_lost"] == 1
+    assert outcome.exit_status == 0 and outcome.summary["ray"]["timing"]["episodes"] == 4
+
+
+def _worker_alone(tmp_path: Path) -> Any:
+    """An episode worker outside Ray, on a fake phone, with a replay that answers at once."""
+    from screenpilot.tasks.ray_worker import EpisodeWorker, WorkerSpec
+
+    suite = load_suite(write_suite(tmp_path, 2))
+    replay = answering_replay(tmp_path)
+    spec = WorkerSpec(
+        0, suite, settings(), lambda w: FakeSource(tmp_path / "devices"), _replay_models(replay), lambda: None
+    )
+    worker = EpisodeWorker(spec)
+    assert "error" not in worker.start()
+    return worker
+
+
+def test_a_queued_episode_starts_once_the_driver_holds_the_answer_before_it(tmp_path: Path) -> None:
+    worker = _worker_alone(tmp_path)
+    try:
+        first = worker.run("t0", 1, 0)
+        assert first["line"]["success"] and first["folder"] and first["timing"]["episode_s"] > 0
+        answers: list[dict[str, Any]] = []
+        queued = threading.Thread(target=lambda: answers.append(worker.run("t1", 1, 1)))
+        queued.start()
+        queued.join(0.5)
+        assert queued.is_alive() and not answers  # the answer of call 0 may still be on its way
+        worker.received(0)
+        queued.join(30)
+        assert answers[0]["line"]["task"] == "t1" and answers[0]["line"]["success"]
+    finally:
+        worker.close()
+
+
+def test_a_queued_episode_of_a_stopped_run_does_not_start(tmp_path: Path) -> None:
+    worker = _worker_alone(tmp_path)
+    try:
+        worker.request_stop()
+        assert worker.run("t0", 1, 0) == {"not_started": True}
+        assert not list(worker.runner.out.rglob("*"))  # no episode folder was begun
+    finally:
+        worker.close()
