@@ -6,7 +6,7 @@ runs with the local executor and on a local Ray (``ray.init(num_cpus=2)``) at 1 
 costs (starting Ray, starting the workers) are printed apart; its overhead per episode is the difference of
 the steady-state episode times, against the goal of under 5 % of a 10-step episode.
 
-    python3 benchmarks/bench_ray.py [--episodes 12] [--steps 10] [--model-s 0.1]
+    python3 benchmarks/bench_ray.py [--episodes 12] [--steps 10] [--model-s 0.1] [--niceness 0]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def run_local(suite: Path, out: Path, models: Models, jobs: int) -> float:
 
 
 def run_ray(
-    suite: Path, out: Path, models: Models, workers: int, queued: int
+    suite: Path, out: Path, models: Models, workers: int, queued: int, niceness: int = 0
 ) -> tuple[float, float, dict[str, Any]]:
     """Seconds to start the workers, the seconds from then to the end of the suite, and the executor's timings
     (summary.json's ``ray.timing``)."""
@@ -102,6 +102,7 @@ def run_ray(
         make_models=models,
         make_settle=lambda: None,
         queued=queued,
+        niceness=niceness,
     )
     executor = RayExecutor(plan)
     started: list[float] = []
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=12)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--model-s", type=float, default=0.1)
+    parser.add_argument("--niceness", type=int, default=0, help="the Ray workers' (Ray's own default: 15)")
     args = parser.parse_args()
     import ray
 
@@ -141,7 +143,9 @@ def main() -> None:
         ray_start = time.perf_counter() - t0
         try:
             on_ray = {
-                (w, q): run_ray(suite, root / f"ray-{w}-{q}", models, w, q) for q in (0, 1) for w in (1, 2)
+                (w, q): run_ray(suite, root / f"ray-{w}-{q}", models, w, q, args.niceness)
+                for q in (0, 1)
+                for w in (1, 2)
             }
         finally:
             ray.shutdown()
@@ -156,7 +160,10 @@ def report(
 ) -> None:
     """The table, the one-time costs, and Ray's overhead per episode with where it goes."""
     n = args.episodes
-    print(f"{n} episodes of {args.steps} steps, {args.model_s:g} s of model time per step")
+    print(
+        f"{n} episodes of {args.steps} steps, {args.model_s:g} s of model time per step; "
+        f"Ray workers at niceness {args.niceness}"
+    )
     print(f"{'executor':<28}{'episodes/min':>14}{'s/episode':>12}")
     for jobs, wall in local.items():
         print(f"{f'local, {jobs} job' + 's' * (jobs > 1):<28}{n / wall * 60:>14.1f}{wall / n * jobs:>12.3f}")
@@ -174,7 +181,7 @@ def report(
         print(
             f"ray overhead per episode at {k}, {queued} queued: {extra * 1000:+.1f} ms "
             f"({100 * extra / per_local:+.2f} % of an episode); a worker waited "
-            f"{timing['worker_idle_s'] / per * 1000:.1f} ms between episodes, packed its folder in "
+            f"{timing['worker_idle_s'] / max(timing['gaps'], 1) * 1000:.1f} ms between episodes, packed its folder in "
             f"{timing['pack_s'] / per * 1000:.1f} ms; the driver took {timing['driver_s'] / per * 1000:.1f} ms"
         )
 

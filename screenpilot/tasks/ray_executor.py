@@ -63,6 +63,9 @@ class RayPlan:
     #: Episodes each worker holds queued behind its running one, so that the driver's part of an episode (its
     #: line, its folder, the progress) overlaps the next one instead of sitting between them.
     queued: int = 1
+    #: The workers' CPU niceness. Ray's default for its workers, 15, puts episodes behind every other process
+    #: of the node (the driver, a busy test machine), which slows them wherever the CPUs are shared.
+    niceness: int = 0
     #: A local transformers model: one model actor per node with these settings, on ``model_gpus`` GPUs.
     local_model: Settings | None = None
     model_gpus: float = 1.0
@@ -104,7 +107,13 @@ class RayExecutor:
         self._flights: dict[Any, _Flight] = {}
         self._done_by_host: dict[str, int] = {}
         self._t0 = 0.0
-        self.timing: dict[str, float] = {"episodes": 0, "worker_idle_s": 0.0, "pack_s": 0.0, "driver_s": 0.0}
+        self.timing: dict[str, float] = {
+            "episodes": 0,  # answers with timings
+            "gaps": 0,  # times a worker went from one episode to its next
+            "worker_idle_s": 0.0,  # how long they waited in all, between episodes
+            "pack_s": 0.0,
+            "driver_s": 0.0,
+        }
         self.ready = threading.Event()  # set once every worker has started (tests watch it)
 
     # -- the cluster ------------------------------------------------------------------------------------------
@@ -207,9 +216,8 @@ class RayExecutor:
             options["resources"] = dict(plan.resources)
         if plan.memory_mb:
             options["memory"] = plan.memory_mb * 1024 * 1024
-        env = forwarded_env()
-        if env:
-            options["runtime_env"] = {"env_vars": env}
+        env = {**forwarded_env(), "RAY_worker_niceness": str(plan.niceness)}
+        options["runtime_env"] = {"env_vars": env}
         actor = ray.remote(EpisodeWorker).options(**options)
         shared = str(runner.out.resolve()) if plan.shared_out else None
         for i in range(min(plan.workers, runner._pending.qsize())):
@@ -335,8 +343,10 @@ class RayExecutor:
     def _add_timing(self, timing: Mapping[str, float] | None) -> None:
         if timing is not None:
             self.timing["episodes"] += 1
-            self.timing["worker_idle_s"] += timing["idle_s"]
             self.timing["pack_s"] += timing["pack_s"]
+            if "idle_s" in timing:
+                self.timing["gaps"] += 1
+                self.timing["worker_idle_s"] += timing["idle_s"]
 
     def _finish(self, line: dict[str, Any], flight: _Flight, runner: SuiteRunner, ran: list[int]) -> None:
         line["node"] = flight.worker.host

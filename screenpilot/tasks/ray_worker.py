@@ -112,7 +112,7 @@ class EpisodeWorker:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._turns = threading.Condition()
         self._next = 0  # calls numbered below this one have ended and the driver holds their answers
-        self._free_since = time.perf_counter()  # when the last episode ended
+        self._free_since: float | None = None  # when the last episode ended
 
     def start(self) -> dict[str, Any]:
         """Build the worker's sources; returns where it runs, or ``{"error": ...}`` (one line)."""
@@ -157,7 +157,7 @@ class EpisodeWorker:
         if runner.stop.is_set():
             return {"not_started": True}
         t0 = time.perf_counter()
-        timing = {"idle_s": t0 - self._free_since}
+        timing = {} if self._free_since is None else {"idle_s": t0 - self._free_since}
         task = _task(runner.suite, task_id)
         runner.devices = []
         try:
