@@ -434,3 +434,33 @@ def test_a_queued_episode_of_a_stopped_run_does_not_start(tmp_path: Path) -> Non
         assert not list(worker.runner.out.rglob("*"))  # no episode folder was begun
     finally:
         worker.close()
+
+
+class _NiceSource(FakeSource):
+    """FakeSource that writes its worker process's CPU niceness where the test can find it."""
+
+    def build(self, task: Any, worker: int) -> Any:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / f"nice-{worker}").write_text(str(os.nice(0)))
+        return super().build(task, worker)
+
+
+def test_workers_run_at_the_niceness_of_the_plan_not_rays_default(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, 1))
+    replay = answering_replay(tmp_path)
+    devices = tmp_path / "devices"
+    plan = RayPlan(
+        workers=1,
+        make_envs=lambda worker: _NiceSource(devices),
+        make_models=_replay_models(replay),
+        make_settle=lambda: None,
+    )
+    outcome = run_suite(
+        suite,
+        tmp_path / "out",
+        FakeSource(devices),
+        _replay_models(replay)(0),
+        settings(),
+        executor=RayExecutor(plan),
+    )
+    assert outcome.exit_status == 0 and (devices / "nice-0").read_text() == "0"  # Ray's own default is 15
