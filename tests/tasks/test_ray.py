@@ -195,15 +195,19 @@ class _DyingSource(FakeSource):
         return super().build(task, worker)
 
 
-def test_an_episode_that_keeps_losing_its_worker_is_recorded_as_crashed(tmp_path: Path) -> None:
-    path = write_suite(tmp_path, 2)
+def _run_where_boom_kills_its_worker(
+    tmp_path: Path, *, tasks: int, workers: int, lost_retries: int
+) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Run a suite whose first task (``boom``) kills the Ray worker running it; the outcome and the result
+    lines by task."""
+    path = write_suite(tmp_path, tasks)
     path.write_text(path.read_text().replace("id: t0", "id: boom"))
     replay = answering_replay(tmp_path)
     devices = tmp_path / "devices"
     plan = RayPlan(
-        workers=3,
+        workers=workers,
         num_cpus=0.5,
-        lost_retries=1,
+        lost_retries=lost_retries,
         make_envs=lambda worker: _DyingSource(devices),
         make_models=_replay_models(replay),
         make_settle=lambda: None,
@@ -218,6 +222,11 @@ def test_an_episode_that_keeps_losing_its_worker_is_recorded_as_crashed(tmp_path
         executor=RayExecutor(plan),
     )
     lines = {r["task"]: r for r in read_results(out)}
+    return outcome, lines
+
+
+def test_an_episode_that_keeps_losing_its_worker_is_recorded_as_crashed(tmp_path: Path) -> None:
+    outcome, lines = _run_where_boom_kills_its_worker(tmp_path, tasks=2, workers=3, lost_retries=1)
     assert outcome.exit_status == 0 and lines["t1"]["success"]  # the run went on
     boom = lines["boom"]
     assert boom["infra_error"] and boom["error"].startswith("crashed: the Ray worker on ")
@@ -367,28 +376,8 @@ def test_a_ray_started_here_advertises_the_phones_the_run_asks_for(tmp_path: Pat
 
 
 def test_the_episode_queued_on_a_worker_that_dies_goes_back_to_the_queue(tmp_path: Path) -> None:
-    path = write_suite(tmp_path, 5)  # boom, t1 .. t4: each worker runs one and holds the next queued
-    path.write_text(path.read_text().replace("id: t0", "id: boom"))
-    replay = answering_replay(tmp_path)
-    devices = tmp_path / "devices"
-    plan = RayPlan(
-        workers=2,
-        num_cpus=0.5,
-        lost_retries=0,
-        make_envs=lambda worker: _DyingSource(devices),
-        make_models=_replay_models(replay),
-        make_settle=lambda: None,
-    )
-    out = tmp_path / "out"
-    outcome = run_suite(
-        load_suite(path),
-        out,
-        FakeSource(devices),
-        _replay_models(replay)(0),
-        settings(),
-        executor=RayExecutor(plan),
-    )
-    lines = {r["task"]: r for r in read_results(out)}
+    # boom, t1 .. t4: each worker runs one and holds the next queued
+    outcome, lines = _run_where_boom_kills_its_worker(tmp_path, tasks=5, workers=2, lost_retries=0)
     assert lines["boom"]["error"].endswith("(1 tries)")  # no retry allowed: the running one is recorded
     # The episode queued behind it never started: it ran on the other worker, not recorded as crashed.
     assert all(lines[f"t{i}"]["success"] for i in range(1, 5)) and outcome.summary["ray"]["workers_lost"] == 1
