@@ -40,6 +40,13 @@ _kept: OrderedDict[int, tuple[weakref.ref[Image.Image], tuple[int, int], Image.I
 _orders: dict[tuple[tuple[int, int], tuple[int, int]], str | None] = {}
 
 
+def model_image(screenshot: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The screenshot as the model is shown it: RGB, resized to ``size`` with :func:`bicubic` (as the
+    processor resizes, byte for byte)."""
+    image = screenshot.convert("RGB") if screenshot.mode != "RGB" else screenshot
+    return bicubic(image, size)
+
+
 def bicubic(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``image.resize(size, Image.Resampling.BICUBIC)``, byte for byte; ``image`` itself when it already has
     that size. The result is shared with later calls for the same image and size: do not change it."""

@@ -48,7 +48,7 @@ from screenpilot.actions.types import (
 )
 from screenpilot.model.base import ImagePart, Message, TextPart
 from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
-from screenpilot.model.images import bicubic
+from screenpilot.model.images import model_image
 from screenpilot.model.tool_arguments import (
     PointReader,
     common_arguments,
@@ -425,11 +425,7 @@ class Qwen25VLDialect:
     @staticmethod
     def prepare_image(screenshot: Image.Image, space: CoordinateSpace) -> Image.Image:
         """Resize to the model frame (bicubic, as the processor does, byte for byte), RGB."""
-        image = screenshot.convert("RGB") if screenshot.mode != "RGB" else screenshot
-        target = (space.model.width, space.model.height)
-        if image.size != target:
-            image = bicubic(image, target)
-        return image
+        return model_image(screenshot, (space.model.width, space.model.height))
 
     # -- answers ----------------------------------------------------------------------------------------------
     def summary(self, text: str) -> str | None:

@@ -46,7 +46,7 @@ from screenpilot.actions.types import (
 from screenpilot.errors import SetupError
 from screenpilot.model.base import ImagePart, Message, TextPart
 from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
-from screenpilot.model.images import bicubic
+from screenpilot.model.images import model_image
 from screenpilot.model.tool_arguments import (
     PointReader,
     common_arguments,
@@ -390,11 +390,8 @@ class Qwen3VLDialect:
 
     def prepare_image(self, screenshot: Image.Image, space: CoordinateSpace) -> Image.Image:
         """The screenshot (device pixels) resized to :meth:`image_size` (bicubic, as the processor does), RGB."""
-        image = screenshot.convert("RGB") if screenshot.mode != "RGB" else screenshot
-        width, height = self.image_size(Size(*image.size))
-        if image.size == (width, height):
-            return image
-        return bicubic(image, (width, height))
+        width, height = self.image_size(Size(*screenshot.size))
+        return model_image(screenshot, (width, height))
 
     # -- prompt -----------------------------------------------------------------------------------------------
     def system_prompt(self, space: CoordinateSpace) -> str:

@@ -42,7 +42,7 @@ from screenpilot.actions.types import (
 from screenpilot.errors import ModelOutputError, SetupError
 from screenpilot.model.base import ImagePart, Message, TextPart
 from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
-from screenpilot.model.images import bicubic
+from screenpilot.model.images import model_image
 
 SYSTEM_PREAMBLE = "You are a helpful assistant."
 
@@ -610,11 +610,7 @@ class UITars15Dialect:
     @staticmethod
     def prepare_image(screenshot: Image.Image, space: CoordinateSpace) -> Image.Image:
         """Resize to the model frame (bicubic, as the processor does, byte for byte), RGB."""
-        image = screenshot.convert("RGB") if screenshot.mode != "RGB" else screenshot
-        target = (space.model.width, space.model.height)
-        if image.size != target:
-            image = bicubic(image, target)
-        return image
+        return model_image(screenshot, (space.model.width, space.model.height))
 
     def grounding_messages(
         self, target: str, screenshot: Image.Image, space: CoordinateSpace
