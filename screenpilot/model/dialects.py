@@ -9,6 +9,7 @@ returns a :class:`~screenpilot.model.dialect.Dialect`. A dialect that cannot hon
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -92,8 +93,21 @@ def describe_dialect(dialect: Dialect) -> dict[str, object]:
     """``dialect.describe()`` plus ``prompt_sha256``: the hash of the whole first prompt (system and user
     turns, as ChatML) for a fixed goal on the platform's reference screen, so any change of prompt text,
     template or image size rule shows as a new hash in run.json and the manifest."""
-    screen = REFERENCE_SCREENS[dialect.platform]
-    space = dialect.coordinate_space(screen)
-    blank = Image.new("RGB", (screen.width, screen.height), "white")
-    text = render_chatml(dialect.messages("GOAL", blank, space, ()))
-    return {**dialect.describe(), "prompt_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    described = dialect.describe()
+    key = (type(dialect).__qualname__, dialect.platform, json.dumps(described, sort_keys=True, default=str))
+    return {**described, "prompt_sha256": _prompt_sha256(key, dialect)}
+
+
+_PROMPT_HASHES: dict[tuple[str, str, str], str] = {}
+
+
+def _prompt_sha256(key: tuple[str, str, str], dialect: Dialect) -> str:
+    """The reference prompt's hash, computed once per dialect class, platform and settings (a bench records
+    it for every episode, and building the prompt resizes a full reference screenshot)."""
+    if key not in _PROMPT_HASHES:
+        screen = REFERENCE_SCREENS[dialect.platform]
+        space = dialect.coordinate_space(screen)
+        blank = Image.new("RGB", (screen.width, screen.height), "white")
+        text = render_chatml(dialect.messages("GOAL", blank, space, ()))
+        _PROMPT_HASHES[key] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _PROMPT_HASHES[key]
