@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Literal, Protocol, TextIO
+from typing import Literal, Protocol, TextIO, runtime_checkable
 
 from screenpilot.actions.types import Action, action_to_dict
 
@@ -19,6 +19,7 @@ class Verdict:
     reason: str | None = None
 
 
+@runtime_checkable
 class Policy(Protocol):
     def review(self, action: Action, *, step: int) -> Verdict:
         """``action`` is in device pixels."""

@@ -119,7 +119,7 @@ def step_line(record: StepRecord) -> str:
         if acting and not any(a.error for a in record.actions):
             parts.append(f"then: {one_line(acting[-1])}")  # e.g. the device failed while settling
     t = record.timings
-    tries = sum(getattr(u, "tries", 1) for u in record.usage)
+    tries = sum(u.tries for u in record.usage)
     model = f"model {t.model_s:.2f}s" + (f", {tries} tries" if tries > 1 else "")
     return f"step {record.index}: {'; '.join(parts)}  ({model}, execute {t.execute_s:.2f}s)"
 

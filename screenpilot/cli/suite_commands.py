@@ -230,7 +230,7 @@ def bench_suite(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any]
             "the MiniWoB++ suite sets its own app and screen (the task page, 480x630 at zoom 3): "
             "leave out --app and --screen-size"
         )
-    if getattr(args, "executor", None) == "ray":
+    if args.executor == "ray":
         raise SetupError("the MiniWoB++ suite runs on this machine's sandboxes: leave out --executor ray")
     from screenpilot.tasks.miniwob import MiniwobEnvSource, load_miniwob_suite
 

@@ -96,7 +96,7 @@ def _policy(policy: PolicyName | Policy) -> Policy:
                 f"unknown policy {policy!r}; choose one of {', '.join(_POLICIES)} or pass a Policy"
             )
         return _POLICIES[policy]()
-    if not callable(getattr(policy, "review", None)):
+    if not isinstance(policy, Policy):
         raise SetupError(
             f"policy must be one of {', '.join(_POLICIES)} or have a review() method, not {policy!r}"
         )
