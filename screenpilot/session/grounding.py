@@ -15,19 +15,10 @@ from PIL import Image
 
 from screenpilot.actions.coords import CoordinateSpace, Point, Size
 from screenpilot.actions.types import Answer, Terminate
+from screenpilot.agent.agent import Attempt
 from screenpilot.errors import ModelOutputError, SetupError
-from screenpilot.model.base import Message, ModelBackend, TextPart, Usage
+from screenpilot.model.base import Message, ModelBackend, TextPart
 from screenpilot.model.dialect import Dialect, ParsedAction, SupportsGrounding
-
-
-@dataclass(frozen=True)
-class ModelCall:
-    """One model call: its raw answer, its cost and, when the answer was unusable, why."""
-
-    output: str
-    usage: Usage
-    model_s: float
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,7 +26,7 @@ class Grounded:
     """What the model said: a ``point`` (grounding) or an ``answer`` (question), else ``reason`` says why not."""
 
     space: CoordinateSpace
-    calls: tuple[ModelCall, ...]
+    calls: tuple[Attempt, ...]
     point: Point | None = None
     answer: str | None = None
     reason: str | None = None
@@ -87,25 +78,27 @@ class Grounder:
         dialect: Dialect,
         read: Callable[[list[ParsedAction]], _Reading],
     ) -> Grounded:
-        calls: list[ModelCall] = []
+        calls: list[Attempt] = []
         error = "no answer"
         for _ in range(self.max_retries + 1):
             t0 = time.perf_counter()
             self.calls += 1
             completion = self.model.complete(messages)
             model_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
             try:
                 point, answer, reason = read(dialect.parse(completion.text, space))
             except ModelOutputError as exc:
                 error = str(exc)
-                calls.append(ModelCall(completion.text, completion.usage, model_s, error))
+                parse_s = time.perf_counter() - t0
+                calls.append(Attempt(completion.text, completion.usage, model_s, parse_s, error))
                 messages = [
                     *messages,
                     Message.text("assistant", completion.text),
                     Message("user", (TextPart(f"Your answer could not be used: {error} Answer again."),)),
                 ]
                 continue
-            calls.append(ModelCall(completion.text, completion.usage, model_s))
+            calls.append(Attempt(completion.text, completion.usage, model_s, time.perf_counter() - t0))
             return Grounded(space, tuple(calls), point, answer, reason)
         return Grounded(space, tuple(calls), reason=f"no usable answer: {error}")
 
