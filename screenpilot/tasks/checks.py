@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never
@@ -153,42 +154,9 @@ def evaluate(check: Check, ctx: CheckContext) -> CheckOutcome:
     """Run ``check`` against the environment now. Raises :class:`CheckError` if it cannot be carried out."""
     match check:
         case ShellCheck():
-            result = ctx.shell(check.shell, timeout=check.timeout)
-            has_matcher = any(v is not None for v in (check.equals, check.contains, check.regex))
-            want_code = check.exit_code if check.exit_code is not None else (None if has_matcher else 0)
-            ok, detail = match_text(
-                result.output,
-                equals=check.equals,
-                contains=check.contains,
-                regex=check.regex,
-                ignore_case=check.ignore_case,
-            )
-            if want_code is not None:
-                if result.exit_code is None:
-                    raise CheckError(f"the environment cannot report the exit code of {check.shell!r}")
-                code_ok = result.exit_code == want_code
-                detail = f"exit {result.exit_code} (want {want_code})" + (
-                    "" if not has_matcher else f"; {detail}"
-                )
-                ok = ok and code_ok
-            return CheckOutcome(ok, "shell", f"$ {check.shell}: {detail}")
+            return _shell(check, ctx)
         case FileCheck():
-            content = ctx.read_file(check.file)
-            if content is None:
-                return CheckOutcome(check.exists is False, "file", f"{check.file} does not exist")
-            if check.exists is False:
-                return CheckOutcome(False, "file", f"{check.file} exists")
-            if all(v is None for v in (check.equals, check.contains, check.regex)):
-                return CheckOutcome(True, "file", f"{check.file} exists")
-            text = content.decode("utf-8", errors="replace")
-            ok, detail = match_text(
-                text,
-                equals=check.equals,
-                contains=check.contains,
-                regex=check.regex,
-                ignore_case=check.ignore_case,
-            )
-            return CheckOutcome(ok, "file", f"{check.file}: {detail}")
+            return _file(check, ctx)
         case ScreenTextCheck():
             m = check.screen_text
             ok, detail = match_text(
@@ -204,17 +172,9 @@ def evaluate(check: Check, ctx: CheckContext) -> CheckOutcome:
         case PythonCheck():
             return _python(check, ctx)
         case AllCheck():
-            children = tuple(evaluate(c, ctx) for c in check.all)
-            ok = all(c.passed for c in children)
-            return CheckOutcome(
-                ok, "all", f"{sum(c.passed for c in children)}/{len(children)} passed", children
-            )
+            return _tally("all", all, tuple(evaluate(c, ctx) for c in check.all))
         case AnyCheck():
-            children = tuple(evaluate(c, ctx) for c in check.any)
-            ok = any(c.passed for c in children)
-            return CheckOutcome(
-                ok, "any", f"{sum(c.passed for c in children)}/{len(children)} passed", children
-            )
+            return _tally("any", any, tuple(evaluate(c, ctx) for c in check.any))
         case NotCheck():
             inner = evaluate(check.not_, ctx)
             return CheckOutcome(
@@ -222,6 +182,55 @@ def evaluate(check: Check, ctx: CheckContext) -> CheckOutcome:
             )
         case _:
             assert_never(check)
+
+
+def _shell(check: ShellCheck, ctx: CheckContext) -> CheckOutcome:
+    """The command's output against the matcher, and its exit code against the one wanted (0 when the check
+    names neither a matcher nor a code)."""
+    result = ctx.shell(check.shell, timeout=check.timeout)
+    has_matcher = any(v is not None for v in (check.equals, check.contains, check.regex))
+    want_code = check.exit_code if check.exit_code is not None else (None if has_matcher else 0)
+    ok, detail = match_text(
+        result.output,
+        equals=check.equals,
+        contains=check.contains,
+        regex=check.regex,
+        ignore_case=check.ignore_case,
+    )
+    if want_code is not None:
+        if result.exit_code is None:
+            raise CheckError(f"the environment cannot report the exit code of {check.shell!r}")
+        code_ok = result.exit_code == want_code
+        detail = f"exit {result.exit_code} (want {want_code})" + ("" if not has_matcher else f"; {detail}")
+        ok = ok and code_ok
+    return CheckOutcome(ok, "shell", f"$ {check.shell}: {detail}")
+
+
+def _file(check: FileCheck, ctx: CheckContext) -> CheckOutcome:
+    content = ctx.read_file(check.file)
+    if content is None:
+        return CheckOutcome(check.exists is False, "file", f"{check.file} does not exist")
+    if check.exists is False:
+        return CheckOutcome(False, "file", f"{check.file} exists")
+    if all(v is None for v in (check.equals, check.contains, check.regex)):
+        return CheckOutcome(True, "file", f"{check.file} exists")
+    text = content.decode("utf-8", errors="replace")
+    ok, detail = match_text(
+        text,
+        equals=check.equals,
+        contains=check.contains,
+        regex=check.regex,
+        ignore_case=check.ignore_case,
+    )
+    return CheckOutcome(ok, "file", f"{check.file}: {detail}")
+
+
+def _tally(
+    kind: str, combine: Callable[[Iterable[bool]], bool], children: tuple[CheckOutcome, ...]
+) -> CheckOutcome:
+    """An ``all`` or ``any`` verdict over checks that were all carried out."""
+    ok = combine(c.passed for c in children)
+    return CheckOutcome(ok, kind, f"{sum(c.passed for c in children)}/{len(children)} passed", children)
 
 
 def _answer(check: AnswerCheck, answer: str | None) -> CheckOutcome:
