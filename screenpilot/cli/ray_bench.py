@@ -96,7 +96,7 @@ def _executor(
     args: argparse.Namespace, options: Settings, jobs: int, urls: tuple[str, ...], local: bool
 ) -> Any:
     from screenpilot.tasks.ray_executor import RayExecutor, RayPlan
-    from screenpilot.tasks.ray_worker import CliEnvs, CliModels, CliSettle
+    from screenpilot.tasks.ray_worker import CliModels, CliSettle
 
     android = options.env == "android"
     cpus = args.ray_cpus if args.ray_cpus is not None else (0.25 if android else 1.0)
@@ -104,7 +104,7 @@ def _executor(
         raise SetupError("--ray-cpus and --ray-model-gpus must not be negative, --ray-memory at least 1 MB")
     plan = RayPlan(
         workers=jobs,
-        make_envs=CliEnvs(options),
+        make_envs=_worker_envs(args, options),
         make_models=CliModels(options, urls),
         make_settle=CliSettle(options),
         address=args.ray_address,
@@ -122,6 +122,19 @@ def _executor(
         executor.close()
         raise
     return executor
+
+
+def _worker_envs(args: argparse.Namespace, options: Settings) -> Any:
+    """Where each Ray worker gets its environments: for the built-in MiniWoB++ suite, a sandbox and a Chromium
+    of its own; otherwise the device ``--env`` names (a phone it claims on its node, a display, a fake)."""
+    from screenpilot.tasks.miniwob.suite import is_miniwob_spec
+    from screenpilot.tasks.ray_worker import CliEnvs
+
+    if is_miniwob_spec(args.suite):
+        from screenpilot.tasks.miniwob import MiniwobWorkerEnvs
+
+        return MiniwobWorkerEnvs()
+    return CliEnvs(options)
 
 
 def bench_dialect(options: Settings, model: ModelBackend | None) -> str:

@@ -149,3 +149,17 @@ def test_validate_lists_the_chosen_tasks(capsys: pytest.CaptureFixture[str]) -> 
     assert "miniwob: 2 tasks" in out and "Click on a specific button in a generated form." in out
     assert main(["validate", "miniwob"]) == 0
     assert f"miniwob:wge: {len(WGE_TASKS)} tasks" in capsys.readouterr().out
+
+
+def test_a_worker_without_chromium_is_refused_in_one_line_naming_the_packages(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from screenpilot.tasks.miniwob import MiniwobWorkerEnvs
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no chromium, no chromedriver
+    monkeypatch.delenv("MINIWOB_CHROME_BINARY", raising=False)
+    monkeypatch.delenv("MINIWOB_CHROMEDRIVER", raising=False)
+    with pytest.raises(SetupError) as caught:
+        MiniwobWorkerEnvs()(0)  # what a Ray worker runs on its node before it takes an episode
+    message = str(caught.value)
+    assert "apt install chromium chromium-driver" in message and "\n" not in message

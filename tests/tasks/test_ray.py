@@ -453,3 +453,82 @@ def test_workers_run_at_the_niceness_of_the_plan_not_rays_default(tmp_path: Path
         executor=RayExecutor(plan),
     )
     assert outcome.exit_status == 0 and (devices / "nice-0").read_text() == "0"  # Ray's own default is 15
+
+
+# -- MiniWoB++ on Ray: each worker its own sandbox and Chromium --------------------------------------------------
+
+HAVE_BROWSER = all(shutil.which(b) for b in ("chromium", "chromedriver", "Xvfb"))
+browser = pytest.mark.skipif(not HAVE_BROWSER, reason="needs chromium, chromium-driver and Xvfb")
+# click-test with seed 7: its button, in the 476x616 model image (tests/tasks/test_miniwob_suite.py).
+_CLICK = {"action": "left_click", "coordinate": [350, 333]}
+_GIVE_UP = {"action": "terminate", "status": "failure"}
+
+
+def _miniwob_replay(path: Path) -> Path:
+    """click-test clicks its button; the other tasks give up at once."""
+    calls = [("click-test", _CLICK), ("click-test-2", _GIVE_UP), ("click-button", _GIVE_UP)]
+    lines = [
+        {"task": task, "output": "<tool_call>\n" + json.dumps({"name": "computer_use", "arguments": c})}
+        for task, c in calls
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+_DISPLAY_PROCESSES = {"Xvfb", "chromium", "chromedriver", "chrome"}
+
+
+def _left_by_workers() -> list[str]:
+    """The X servers, browsers and drivers that Ray workers started (they carry the variable the executor sets
+    for its workers) and that still run."""
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            name = (proc / "comm").read_text().strip()
+            environ = (proc / "environ").read_bytes() if name in _DISPLAY_PROCESSES else b""
+        except OSError:
+            continue
+        if b"RAY_worker_niceness=" in environ:
+            left.append(f"{name} (pid {proc.name})")
+    return left
+
+
+def _miniwob_bench(tmp_path: Path, spec: str, *extra: str) -> tuple[Any, Any]:
+    """The executor and driver model ``bench SPEC --env sandbox --executor ray --jobs 2`` makes."""
+    from screenpilot.cli.main import build_parser
+    from screenpilot.cli.options import settings_from_args
+    from screenpilot.cli.ray_bench import bench_sources
+
+    replay = _miniwob_replay(tmp_path / "answers.jsonl")
+    argv = ["bench", spec, "--env", "sandbox", "--model", f"replay:{replay}", "--jobs", "2"]
+    args = build_parser().parse_args([*argv, "--executor", "ray", "--out", str(tmp_path / "out"), *extra])
+    return bench_sources(args, settings_from_args(args), 2)
+
+
+@browser
+def test_miniwob_on_ray_each_worker_its_own_browser_closed_at_the_end(tmp_path: Path) -> None:
+    pytest.importorskip("miniwob")
+    from screenpilot.tasks.miniwob import MiniwobEnvSource, MiniwobWorkerEnvs, load_miniwob_suite
+
+    suite = load_miniwob_suite("miniwob:click-test,click-test-2,click-button")
+    executor, models = _miniwob_bench(tmp_path, "miniwob:click-test,click-test-2,click-button")
+    assert isinstance(executor.plan.make_envs, MiniwobWorkerEnvs)
+    out = tmp_path / "out"
+    outcome = run_suite(suite, out, MiniwobEnvSource(), models, settings(seed=7), executor=executor)
+
+    lines = {r["task"]: r for r in read_results(out)}
+    assert outcome.exit_status == 0 and outcome.summary["complete"] and len(lines) == 3
+    hit = lines["click-test"]  # the page, seeded on its worker, gave its verdict
+    assert hit["success"] and hit["agent_reason"] == "task_ended" and hit["task_result"]["raw_reward"] == 1.0
+    assert hit["task_result"]["seed"] == 7 and hit["task_result"]["utterance"] == "Click the button."
+    for task in ("click-test-2", "click-button"):
+        assert not lines[task]["success"] and not lines[task]["infra_error"]
+        assert "did not end the episode" in lines[task]["check"]["detail"]
+    for line in lines.values():  # each folder came back whole
+        assert (out / line["folder"] / "screens" / "step-0001.png").is_file()
+    devices = json.loads((out / "manifest.json").read_text())["devices"]
+    displays = {d["env"]["display"] for d in devices}
+    assert len(devices) == 2 and len(displays) == 2  # a display and a browser per worker
+    assert all(d["env"]["browser"].startswith("chromium ") for d in devices)
+    assert outcome.summary["ray"]["workers"] == 2 and outcome.summary["ray"]["workers_lost"] == 0
+    assert not _left_by_workers()  # clean shutdown: every browser, driver and X server stopped

@@ -8,7 +8,7 @@ reward decides success (see :mod:`screenpilot.tasks.miniwob.env`).
 
 from __future__ import annotations
 
-from screenpilot.tasks.miniwob.env import MiniwobEnv, MiniwobEnvSource
+from screenpilot.tasks.miniwob.env import MiniwobEnv, MiniwobEnvSource, MiniwobWorkerEnvs
 from screenpilot.tasks.miniwob.suite import (
     DEFAULT_SUBSET,
     SUBSETS,
@@ -24,6 +24,7 @@ __all__ = [
     "ZOOM",
     "MiniwobEnv",
     "MiniwobEnvSource",
+    "MiniwobWorkerEnvs",
     "is_miniwob_spec",
     "load_miniwob_suite",
     "reward_check",

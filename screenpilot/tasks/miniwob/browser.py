@@ -65,9 +65,20 @@ def _executables() -> tuple[str, str]:
     if not binary or not driver:
         raise SetupError(
             "MiniWoB++ needs Chromium and its driver: install the chromium and chromium-driver packages "
-            "(or set MINIWOB_CHROME_BINARY and MINIWOB_CHROMEDRIVER)"
+            "(Debian/Ubuntu: apt install chromium chromium-driver), or set MINIWOB_CHROME_BINARY and "
+            "MINIWOB_CHROMEDRIVER"
         )
     return binary, driver
+
+
+def check_browser() -> None:
+    """Fail at once, in one line, where the browser cannot start: selenium missing (the extra to install) or
+    Chromium and its driver missing (the apt packages). A bench worker calls it before it takes any episode."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError("miniwob", "selenium", "the MiniWoB++ suite") from exc
+    _executables()
 
 
 class Browser:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 from screenpilot.actions.coords import Size
 from screenpilot.envs.base import Environment
 from screenpilot.envs.desktop.sandbox import SandboxEnv
 from screenpilot.errors import DeviceError, SetupError
-from screenpilot.tasks.miniwob.browser import Browser, PageState
+from screenpilot.tasks.miniwob.browser import Browser, PageState, check_browser
 from screenpilot.tasks.miniwob.suite import TASK_AREA, ZOOM, task_pages
 from screenpilot.tasks.suite import Task
 
@@ -112,3 +113,16 @@ class MiniwobEnvSource:
 
     def build(self, task: Task, worker: int) -> Environment:
         return MiniwobEnv(zoom=self.zoom)
+
+
+@dataclass(frozen=True)
+class MiniwobWorkerEnvs:
+    """``make_envs`` for Ray workers (:class:`~screenpilot.tasks.ray_executor.RayPlan`): run on the worker's
+    node, it checks that Chromium, its driver and selenium are there (a one-line :class:`SetupError` otherwise,
+    which refuses the run before any episode), then gives the worker its own sandbox and browser."""
+
+    zoom: int = ZOOM
+
+    def __call__(self, worker: int) -> MiniwobEnvSource:
+        check_browser()
+        return MiniwobEnvSource(self.zoom)
