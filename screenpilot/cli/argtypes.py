@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from screenpilot.actions.coords import Size
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line naming the subcommand and where its options are listed,
+    instead of the whole usage block (dozens of lines for ``run`` or ``bench``) above the one that matters."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def screen_size(text: str) -> Size:

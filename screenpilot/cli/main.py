@@ -20,7 +20,7 @@ from screenpilot import __version__
 from screenpilot.actions.coords import CoordinateSpace
 from screenpilot.actions.types import action_to_dict
 from screenpilot.cli import mcp_command, script_commands, suite_commands, wiring
-from screenpilot.cli.argtypes import non_empty_text, positive_int, screen_size
+from screenpilot.cli.argtypes import Parser, non_empty_text, positive_int, screen_size
 from screenpilot.cli.options import env_options, loop_options, model_options, settings_from_args
 from screenpilot.errors import ModelOutputError, SetupError
 from screenpilot.model.base import render_chatml
@@ -29,7 +29,7 @@ from screenpilot.settings import DIALECT_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="screenpilot",
         description="GUI agents on Android and desktops, driven by a locally hosted Qwen2.5-VL, Qwen3-VL or "
         "UI-TARS-1.5 in its own native format.",

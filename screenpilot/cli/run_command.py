@@ -154,7 +154,8 @@ def run_task(settings: Settings, task: str, policy: Policy, folder: RunFolder, *
 
 
 def _print_result(result: EpisodeResult) -> None:
-    line = f"{result.status}: {result.reason} after {result.steps} steps in {result.duration_s:.1f}s"
+    steps = "1 step" if result.steps == 1 else f"{result.steps} steps"
+    line = f"{result.status}: {result.reason} after {steps} in {result.duration_s:.1f}s"
     if result.answer is not None:
         line += f"; answer: {result.answer}"
     if result.error:

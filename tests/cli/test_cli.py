@@ -132,3 +132,44 @@ def test_desktop_without_a_display_is_a_setup_error(tmp_path):
     assert (
         "DISPLAY is not set" in out.stderr and "--env sandbox" in out.stderr and "Traceback" not in out.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["run", "t", "--env", "fake", "--max-steps", "0"],
+            "screenpilot run: error: argument --max-steps: must be at least 1, got 0 (see screenpilot run --help)",
+        ),
+        (
+            ["run", "t", "--env", "nowhere"],
+            "screenpilot run: error: argument --env: invalid choice: 'nowhere' (choose from 'android', 'desktop', "
+            "'sandbox', 'fake') (see screenpilot run --help)",
+        ),
+        (
+            ["run", "t", "--env", "fake", "--dry-run", "--confirm"],
+            "screenpilot run: error: argument --confirm: not allowed with argument --dry-run "
+            "(see screenpilot run --help)",
+        ),
+        (
+            ["bench", "suite.yaml", "--env", "fake"],
+            "screenpilot bench: error: the following arguments are required: --out (see screenpilot bench --help)",
+        ),
+        (
+            ["eval", "grounding"],
+            "screenpilot eval grounding: error: the following arguments are required: data "
+            "(see screenpilot eval grounding --help)",
+        ),
+        ([], "screenpilot: error: the following arguments are required: command (see screenpilot --help)"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_help_to_read(args, line):
+    out = sp(*args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == line + "\n"
+
+
+def test_a_one_step_run_says_step(tmp_path):
+    model = _replay(tmp_path, call("terminate", status="success"))
+    out = sp("run", "x", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"), "--no-settle")
+    assert out.returncode == 0 and out.stdout.startswith("success: terminated after 1 step in "), out.stdout
