@@ -9,7 +9,6 @@ format of ``screenpilot run``, written as it happens; ``result.json`` is written
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -38,6 +37,7 @@ from screenpilot.agent.loop import ActionRecord, Episode, EpisodeResult, Limits,
 from screenpilot.agent.policy import Policy
 from screenpilot.agent.record import RecordingError, RunRecorder
 from screenpilot.envs.base import Environment, Observation
+from screenpilot.envs.desktop.keys import UnknownKeyError, split_combo
 from screenpilot.errors import (
     ActionRefused,
     ExpectationFailed,
@@ -175,9 +175,12 @@ class Session:
 
     def key(self, *keys: str) -> None:
         """Press keys together: ``key("ctrl+s")`` or ``key("ctrl", "s")``; one key name on a phone."""
-        names = keys if len(keys) != 1 else tuple(_split_combo(keys[0]))
-        if not names or not all(isinstance(k, str) and k.strip() for k in names):
+        if not keys or not all(isinstance(k, str) and k.strip() for k in keys):
             raise SetupError(f"key() needs key names, like key('ctrl+s'), not {keys!r}")
+        try:
+            names = keys if len(keys) != 1 else split_combo(keys[0])
+        except UnknownKeyError as error:
+            raise SetupError(f"key() {error}") from None
         self._step(f"key({'+'.join(names)!r})", lambda d: self._act(d, [Key(keys=names)]))
 
     def back(self) -> None:
@@ -568,11 +571,6 @@ def _as_point(target: Point | tuple[int, int]) -> Point:
     except (TypeError, ValueError):
         raise SetupError(f"a target is words or a point (x, y) in whole pixels, not {target!r}") from None
     return Point(x, y)
-
-
-def _split_combo(text: str) -> list[str]:
-    """``"ctrl+s"`` -> ``["ctrl", "s"]``; a ``+`` right after a separator is the plus key (``"ctrl++"``)."""
-    return [k for k in re.split(r"(?<=[^+\s])\s*\+\s*", text.strip()) if k] or [text]
 
 
 def _across(screen: Size, direction: str, *, around: Point | None = None) -> tuple[Point, Point]:

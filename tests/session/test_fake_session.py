@@ -173,6 +173,18 @@ def test_blank_key_names_are_refused_and_nothing_is_pressed(tmp_path: Path, keys
     assert env.executed == []
 
 
+@pytest.mark.parametrize("keys", [("ctrl+",), ("ctrl + shift +",)])
+def test_a_combination_ending_in_plus_is_refused_not_pressed_as_ctrl_alone(
+    tmp_path: Path, keys: tuple[str, ...]
+) -> None:
+    s, env = fake_session(tmp_path, replay())
+    with s:
+        with pytest.raises(screenpilot.SetupError, match=r"key\(\) .*ends with '\+'.*\+\+'"):
+            s.key(*keys)
+        s.key("ctrl++")
+    assert env.executed == [Key(keys=("ctrl", "+"))]
+
+
 def test_refused_locator_stores_are_counted_and_printed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

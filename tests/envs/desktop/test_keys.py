@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from screenpilot.envs.desktop.env import DesktopBase
-from screenpilot.envs.desktop.keys import UnknownKeyError, normalize_combo, normalize_key
+from screenpilot.envs.desktop.keys import UnknownKeyError, normalize_combo, normalize_key, split_combo
 from screenpilot.errors import ModelOutputError, UnsupportedActionError
 
 
@@ -84,3 +84,34 @@ def test_an_unknown_key_in_a_combination_names_that_key() -> None:
 )
 def test_scroll_pixels_become_wheel_clicks_with_the_sign_kept(pixels: int, clicks: int) -> None:
     assert DesktopBase.wheel_clicks(pixels) == clicks
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ctrl+s", ("ctrl", "s")),
+        ("ctrl + shift + t", ("ctrl", "shift", "t")),
+        ("ctrl++", ("ctrl", "+")),
+        ("ctrl+shift++", ("ctrl", "shift", "+")),
+        ("ctrl+plus", ("ctrl", "plus")),
+        ("+", ("+",)),
+        (" + ", ("+",)),
+        ("Return", ("Return",)),
+    ],
+)
+def test_a_combination_written_as_one_name_splits_like_the_dialects_do(
+    text: str, expected: tuple[str, ...]
+) -> None:
+    assert split_combo(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ctrl+", "ctrl +", "ctrl+shift+"])
+def test_a_combination_ending_in_a_bare_separator_is_refused_not_pressed_short(text: str) -> None:
+    with pytest.raises(UnknownKeyError, match=r"ends with '\+' and no key after it.*\+\+'") as info:
+        normalize_combo([text], platform="linux")
+    assert "\n" not in str(info.value)
+
+
+def test_one_name_with_the_plus_key_normalises_to_ctrl_and_plus() -> None:
+    assert normalize_combo(["ctrl++"], platform="linux") == ("ctrl", "+")
+    assert normalize_combo(["ctrl+shift++"], platform="linux") == ("ctrl", "shift", "+")
