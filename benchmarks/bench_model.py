@@ -22,6 +22,7 @@ weights rarely emit the stop token, so a step decodes close to ``--new-tokens`` 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
+    parser.add_argument("--json", help="write each path's numbers here as soon as that path is done")
     args = parser.parse_args(argv)
 
     import torch
@@ -201,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         prompts = phone_prompts(args)
         if torch.cuda.is_available():
             print(f"gpu: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-        rows = {name: run_path(model_id, options, args, prompts) for name, options in PATHS.items()}
+        rows: dict[str, dict[str, Any]] = {}
+        for name, options in PATHS.items():
+            rows[name] = run_path(model_id, options, args, prompts)
+            if args.json:  # a run cut short still leaves the paths it finished
+                Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
         report(rows)
     return 0
 
