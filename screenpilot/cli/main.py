@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -38,23 +39,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"screenpilot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    tool_parent = argparse.ArgumentParser(add_help=False)
-    tool_parent.add_argument("--tool", choices=("mobile_use", "computer_use"), required=True)
-    tool_parent.add_argument(
-        "--screen", type=screen_size, required=True, help="device screen size WxH, e.g. 1080x2400"
+    _add_prompt(sub)
+    _add_parse(sub)
+    _add_run(sub)
+    suite_commands.register(
+        sub, model_options=model_options, env_options=env_options, loop_options=loop_options
     )
-    tool_parent.add_argument("--min-pixels", type=positive_int, default=argparse.SUPPRESS)
-    tool_parent.add_argument("--max-pixels", type=positive_int, default=argparse.SUPPRESS)
-    tool_parent.add_argument("--dialect", choices=DIALECT_NAMES, default=argparse.SUPPRESS)
-    tool_parent.add_argument(
+    mcp_command.register(sub)
+    script_commands.register(
+        sub, model_options=model_options, env_options=env_options, loop_options=loop_options
+    )
+    return parser
+
+
+def _tool_options() -> argparse.ArgumentParser:
+    """What ``prompt`` and ``parse`` share: the tool, the screen, and the options that shape the prompt."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--tool", choices=("mobile_use", "computer_use"), required=True)
+    p.add_argument("--screen", type=screen_size, required=True, help="device screen size WxH, e.g. 1080x2400")
+    p.add_argument("--min-pixels", type=positive_int, default=argparse.SUPPRESS)
+    p.add_argument("--max-pixels", type=positive_int, default=argparse.SUPPRESS)
+    p.add_argument("--dialect", choices=DIALECT_NAMES, default=argparse.SUPPRESS)
+    p.add_argument(
         "--answer-action",
         action="store_true",
         default=argparse.SUPPRESS,
         help="AndroidWorld variant with `answer`",
     )
+    return p
 
-    p = sub.add_parser("prompt", parents=[tool_parent], help="print the system message the model is given")
+
+def _add_prompt(sub: Any) -> None:
+    p = sub.add_parser(
+        "prompt", parents=[_tool_options()], help="print the system message the model is given"
+    )
     p.add_argument(
         "--goal",
         type=non_empty_text,
@@ -63,12 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_prompt)
 
+
+def _add_parse(sub: Any) -> None:
     p = sub.add_parser(
-        "parse", parents=[tool_parent], help="parse raw model output into device-pixel actions"
+        "parse", parents=[_tool_options()], help="parse raw model output into device-pixel actions"
     )
     p.add_argument("file", nargs="?", default="-", help="file with the model's raw output, or - for stdin")
     p.set_defaults(func=cmd_parse)
 
+
+def _add_run(sub: Any) -> None:
     p = sub.add_parser(
         "run", parents=[model_options(), env_options(), loop_options()], help="run one task on a device"
     )
@@ -79,15 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--confirm", action="store_true", help="ask on the terminal before each action")
     p.add_argument("--quiet", action="store_true", help="print only the result")
     p.set_defaults(func=cmd_run)
-
-    suite_commands.register(
-        sub, model_options=model_options, env_options=env_options, loop_options=loop_options
-    )
-    mcp_command.register(sub)
-    script_commands.register(
-        sub, model_options=model_options, env_options=env_options, loop_options=loop_options
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,86 +31,84 @@ def _add(group: Any, *flags: str, dest: str, **kwargs: Any) -> None:
     group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, help=help_text, **kwargs)
 
 
+#: The model options: (flag, settings field, argparse keywords), in the order ``--help`` lists them.
+MODEL_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    (
+        "--model",
+        "model",
+        {
+            "help": "local directory or hub id (transformers), http://HOST:PORT/v1 (OpenAI-compatible server) or "
+            "replay:FILE|RUN_DIR"
+        },
+    ),
+    (
+        "--dialect",
+        "dialect",
+        {
+            "choices": DIALECT_NAMES,
+            "help": "the model family's prompt and output format (default: a local checkpoint's own, else "
+            f"{DEFAULT_DIALECT})",
+        },
+    ),
+    ("--served-model", "served_model", {"help": "model name on the server (default: the first it lists)"}),
+    ("--api-key", "api_key", {"help": "server API key (default: $OPENAI_API_KEY); never recorded"}),
+    (
+        "--request-timeout",
+        "request_timeout",
+        {"type": float, "metavar": "S", "help": "longest wait for one server answer, in seconds"},
+    ),
+    (
+        "--device",
+        "device",
+        {
+            "help": "torch device for a local model (default: cuda if available; auto spreads the layers over "
+            "all GPUs)"
+        },
+    ),
+    ("--dtype", "dtype", {"help": "torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)"}),
+    ("--max-new-tokens", "max_new_tokens", {"type": positive_int, "help": "generation limit"}),
+    (
+        "--cache-implementation",
+        "cache_implementation",
+        {
+            "choices": ("dynamic", "static"),
+            "help": "local model KV cache (default: static with CUDA graphs on one GPU, compiled once in about a "
+            "minute; dynamic elsewhere); dynamic skips the compilation",
+        },
+    ),
+    ("--min-pixels", "min_pixels", {"type": positive_int, "help": "image pixel floor"}),
+    (
+        "--max-pixels",
+        "max_pixels",
+        {
+            "type": positive_int,
+            "help": "image pixel cap; lower it (e.g. 1003520 = 1280*28*28) to trade grounding for speed",
+        },
+    ),
+    (
+        "--answer-action",
+        "answer_action",
+        {"action": "store_true", "help": "offer the `answer` action (AndroidWorld variant)"},
+    ),
+    ("--reasoning", "reasoning", {"action": "store_true", "help": "ask for <thinking>/<conclusion>"}),
+    (
+        "--keep-images",
+        "keep_images",
+        {"type": non_negative_int, "metavar": "N", "help": "also show the last N screenshots"},
+    ),
+    (
+        "--max-retries",
+        "max_retries",
+        {"type": non_negative_int, "help": "re-asks per step after an unusable answer"},
+    ),
+)
+
+
 def model_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
-    _add(
-        g,
-        "--model",
-        dest="model",
-        help="local directory or hub id (transformers), http://HOST:PORT/v1 (OpenAI-compatible server) or "
-        "replay:FILE|RUN_DIR",
-    )
-    _add(
-        g,
-        "--dialect",
-        dest="dialect",
-        choices=DIALECT_NAMES,
-        help="the model family's prompt and output format (default: a local checkpoint's own, else "
-        f"{DEFAULT_DIALECT})",
-    )
-    _add(
-        g,
-        "--served-model",
-        dest="served_model",
-        help="model name on the server (default: the first it lists)",
-    )
-    _add(g, "--api-key", dest="api_key", help="server API key (default: $OPENAI_API_KEY); never recorded")
-    _add(
-        g,
-        "--request-timeout",
-        dest="request_timeout",
-        type=float,
-        metavar="S",
-        help="longest wait for one server answer, in seconds",
-    )
-    _add(
-        g,
-        "--device",
-        dest="device",
-        help="torch device for a local model (default: cuda if available; auto spreads the layers over all GPUs)",
-    )
-    _add(g, "--dtype", dest="dtype", help="torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)")
-    _add(g, "--max-new-tokens", dest="max_new_tokens", type=positive_int, help="generation limit")
-    _add(
-        g,
-        "--cache-implementation",
-        dest="cache_implementation",
-        choices=("dynamic", "static"),
-        help="local model KV cache (default: static with CUDA graphs on one GPU, compiled once in about a "
-        "minute; dynamic elsewhere); dynamic skips the compilation",
-    )
-    _add(g, "--min-pixels", dest="min_pixels", type=positive_int, help="image pixel floor")
-    _add(
-        g,
-        "--max-pixels",
-        dest="max_pixels",
-        type=positive_int,
-        help="image pixel cap; lower it (e.g. 1003520 = 1280*28*28) to trade grounding for speed",
-    )
-    _add(
-        g,
-        "--answer-action",
-        dest="answer_action",
-        action="store_true",
-        help="offer the `answer` action (AndroidWorld variant)",
-    )
-    _add(g, "--reasoning", dest="reasoning", action="store_true", help="ask for <thinking>/<conclusion>")
-    _add(
-        g,
-        "--keep-images",
-        dest="keep_images",
-        type=non_negative_int,
-        metavar="N",
-        help="also show the last N screenshots",
-    )
-    _add(
-        g,
-        "--max-retries",
-        dest="max_retries",
-        type=non_negative_int,
-        help="re-asks per step after an unusable answer",
-    )
+    for flag, dest, kwargs in MODEL_OPTIONS:
+        _add(g, flag, dest=dest, **kwargs)
     return p
 
 
