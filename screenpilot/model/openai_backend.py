@@ -11,10 +11,12 @@ server's own token counts, and refuses a server that resized the image anyway.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import io
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +41,7 @@ from screenpilot.model.base import (
 )
 from screenpilot.model.dialect import SupportsImageTokens
 from screenpilot.model.spec import redact_url
+from screenpilot.model.tool_arguments import tool_call_block
 
 log = logging.getLogger("screenpilot.model")
 T = TypeVar("T")
@@ -86,6 +89,44 @@ class ServerError(ModelBackendError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class KeyRefused(ServerError):
+    """HTTP 401/403: the server wants an API key, or refused the one given."""
+
+
+class ModelNotServed(ServerError):
+    """The server does not serve the model the request names."""
+
+
+class ContextTooLong(ServerError):
+    """The prompt, images included, does not fit the server's context length."""
+
+
+#: How vLLM, SGLang, llama.cpp and TGI say that a prompt is over the context length.
+_CONTEXT_WORDS = re.compile(
+    r"context length|context size|context window|exceed_context_size|maximum context|input is too long|"
+    r"prompt is too long|too many (?:input )?tokens|longer than the model",
+    re.I,
+)
+_UNKNOWN_MODEL = re.compile(r"model\b.*\b(?:does not exist|not found|not served|unknown)", re.I)
+
+
+def _error_message(body: str) -> str:
+    """The server's own words from an error body: ``error.message`` (OpenAI, vLLM, SGLang, llama.cpp), a
+    string ``error``, ``message`` or ``detail`` (FastAPI), else the body itself."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        for value in (error, data.get("message"), data.get("detail")):
+            if isinstance(value, str):
+                return value
+    return body
 
 
 def _excerpt(text: str) -> str:
@@ -181,6 +222,7 @@ class OpenAIBackend:
         self.temperature = float(options.get("temperature", 0.0))
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self._api_key_given = bool(api_key)
+        self._secret = api_key or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=self.request_timeout_s, headers=headers)
         self._server_model: dict[str, Any] = {}
@@ -236,7 +278,7 @@ class OpenAIBackend:
             raise SetupError(f"{url} answered HTTP {status}: {what} (pass --api-key or set $OPENAI_API_KEY)")
         if status >= 400:
             raise SetupError(
-                f"{url} answered HTTP {status} ({_excerpt(response.text)}): is this an OpenAI-compatible "
+                f"{url} answered HTTP {status} ({self._quote(response.text)}): is this an OpenAI-compatible "
                 "server's /v1 URL?"
             )
         try:
@@ -245,9 +287,9 @@ class OpenAIBackend:
             listing = None
         models = listing.get("data") if isinstance(listing, dict) else None
         if not isinstance(models, list) or not models:
-            raise SetupError(f"{url} lists no model: {_excerpt(response.text)}")
+            raise SetupError(f"{url} lists no model: {self._quote(response.text)}")
         if not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in models):
-            raise SetupError(f"{url} lists models without ids: {_excerpt(response.text)}")
+            raise SetupError(f"{url} lists models without ids: {self._quote(response.text)}")
         return models
 
     def _ensure_checked(self, deadline: float | None) -> None:
@@ -309,25 +351,57 @@ class OpenAIBackend:
         except httpx.TimeoutException as exc:
             raise _Transient(f"no answer within {timeout:.3g} s ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:  # connection refused or reset, DNS, protocol errors
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+            raise _Transient(f"{type(exc).__name__}: {self._quote(str(exc))}") from exc
         self._check_status(response, method, url)
         try:
             return response.json()
         except ValueError as exc:
             raise ServerError(
                 f"{method} {url} answered {response.status_code} with a body that is not JSON: "
-                f"{_excerpt(response.text)!r}",
+                f"{self._quote(response.text)!r}",
                 status=response.status_code,
             ) from exc
+
+    def _quote(self, text: str) -> str:
+        """Server text fit for an error or a log line: one line, bounded, the API key masked."""
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return _excerpt(text)
 
     def _check_status(self, response: Any, method: str, url: str) -> None:
         status = response.status_code
         if status < 400:
             return
-        text = _excerpt(response.text)
+        said = self._quote(_error_message(response.text))
         if status in _TRANSIENT_STATUS or status >= 500:
-            raise _Transient(f"HTTP {status}: {text}", _retry_after(response.headers.get("retry-after")))
-        raise ServerError(f"{method} {url} was refused with HTTP {status}: {text}", status=status)
+            raise _Transient(f"HTTP {status}: {said}", _retry_after(response.headers.get("retry-after")))
+        raise self._refusal(f"{method} {url} answered HTTP {status}", status, said)
+
+    def _refusal(self, where: str, status: int, said: str) -> ServerError:
+        """The typed error for a 4xx answer, with what to do about it."""
+        if status in (401, 403):
+            what = "the API key was refused" if self._api_key_given else "it wants an API key"
+            return KeyRefused(
+                f"{where}: {what} (pass --api-key or set $OPENAI_API_KEY); it says: {said}", status=status
+            )
+        if _CONTEXT_WORDS.search(said):
+            return ContextTooLong(
+                f"{where}: the prompt is over the model's context length ({said}); keep fewer screenshots "
+                "(--keep-images), lower --max-pixels, or serve a longer context (vLLM --max-model-len)",
+                status=status,
+            )
+        model = self.served_model
+        if status in (400, 404) and (_UNKNOWN_MODEL.search(said) or (model and f"`{model}`" in said)):
+            return ModelNotServed(
+                f"{where}: it does not serve {model!r} ({said}); pass a model it lists at "
+                f"{self.base_url}/models with --served-model",
+                status=status,
+            )
+        if status in (404, 405):
+            return ServerError(
+                f"{where} ({said}): is {self.base_url} an OpenAI-compatible server's /v1 URL?", status=status
+            )
+        return ServerError(f"{where}: {said}", status=status)
 
     # -- the ModelBackend protocol -----------------------------------------------------------------------------
     def begin_episode(self, task_id: str | None) -> None:
@@ -367,14 +441,18 @@ class OpenAIBackend:
             return self._complete_streaming(body, t0, deadline)
         answer, tries = self._request("POST", "/chat/completions", body, deadline)
         try:
-            text = answer["choices"][0]["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            choice = answer["choices"][0]
+            message = choice["message"]
+            text = answer_text(message.get("content"), message.get("tool_calls"))
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise ServerError(
-                f"unexpected answer shape from {self.base_url}: {_excerpt(json.dumps(answer))}"
+                f"unexpected answer shape from {self.base_url}: {self._quote(json.dumps(answer))}"
             ) from exc
+        if text is None:
+            raise ServerError(self._no_text(message, choice.get("finish_reason")))
         usage = answer.get("usage") or {}
         return Completion(
-            str(text),
+            text,
             Usage(
                 prompt_tokens=usage.get("prompt_tokens"),
                 output_tokens=usage.get("completion_tokens"),
@@ -386,16 +464,17 @@ class OpenAIBackend:
     def _complete_streaming(self, body: dict[str, Any], t0: float, deadline: float | None) -> Completion:
         url = self.base_url + "/chat/completions"
         chunks: list[str] = []
-        state: dict[str, Any] = {"first": None, "usage": {}}
+        state: dict[str, Any] = {"first": None, "usage": {}, "calls": {}}
 
         def attempt(timeout: float) -> None:
             chunks.clear()
+            state["calls"] = {}
             try:
                 with self._client.stream("POST", url, json=body, timeout=timeout) as response:
                     if response.status_code >= 400:
                         response.read()
                     self._check_status(response, "POST", url)
-                    for event in _sse_events(response.iter_lines()):
+                    for event in _sse_events(response.iter_lines(), self._quote):
                         _take_event(event, chunks, state)
                         if deadline is not None and time.monotonic() >= deadline:
                             raise DeadlineExceeded(f"POST {url}: the time budget ran out mid-answer")
@@ -408,8 +487,9 @@ class OpenAIBackend:
 
         _, tries = self._retrying(f"POST {url}", attempt, deadline)
         usage = state["usage"]
+        calls = [{"function": call} for _, call in sorted(state["calls"].items())]
         return Completion(
-            "".join(chunks),
+            answer_text("".join(chunks), calls) or "",
             Usage(
                 prompt_tokens=usage.get("prompt_tokens"),
                 output_tokens=usage.get("completion_tokens"),
@@ -467,6 +547,16 @@ class OpenAIBackend:
         usage = answer.get("usage") if isinstance(answer, dict) else None
         tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
         return tokens if isinstance(tokens, int) else None
+
+    def _no_text(self, message: dict[str, Any], finish_reason: object) -> str:
+        """Why an answer without text is refused, and what to change on the server."""
+        hint = ""
+        if message.get("reasoning_content") or message.get("reasoning"):
+            hint = "; it put the answer in reasoning_content: serve the model without a reasoning parser"
+        return (
+            f"{self.base_url} answered with no text (content null, no tool_calls, finish_reason "
+            f"{finish_reason!r}){hint}"
+        )
 
     def _serve_hint(self) -> str:
         dialect = self._images.dialect
@@ -563,19 +653,43 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def answer_text(content: str | None, tool_calls: Sequence[dict[str, Any]] | None) -> str | None:
+    """The answer as the model wrote it: ``content``, then each call a server's tool parser took out of it
+    (vLLM ``--enable-auto-tool-choice``), put back as the Qwen chat templates write an assistant's calls
+    (``<tool_call>`` blocks after a newline). None when there is neither text nor a call."""
+    blocks = []
+    for call in tool_calls or ():
+        function = call["function"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            with contextlib.suppress(ValueError):  # else kept as written: the dialect says what is wrong
+                arguments = json.loads(arguments)
+        blocks.append(tool_call_block(str(function.get("name")), arguments))
+    if not blocks:
+        return content
+    return (content + "\n" if content else "") + "\n".join(blocks)
+
+
 def _take_event(event: dict[str, Any], chunks: list[str], state: dict[str, Any]) -> None:
-    """Add one streamed event's text to ``chunks``; note the first token's time and the usage."""
+    """Add one streamed event's text to ``chunks`` and its tool-call pieces to ``state["calls"]``; note the
+    first token's time and the usage."""
     for choice in event.get("choices") or ():
-        piece = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        piece = delta.get("content")
+        if (piece or delta.get("tool_calls")) and state["first"] is None:
+            state["first"] = time.perf_counter()
         if piece:
-            if state["first"] is None:
-                state["first"] = time.perf_counter()
             chunks.append(piece)
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            kept = state["calls"].setdefault(call.get("index", 0), {"name": "", "arguments": ""})
+            kept["name"] += function.get("name") or ""
+            kept["arguments"] += function.get("arguments") or ""
     if event.get("usage"):
         state["usage"] = event["usage"]
 
 
-def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+def _sse_events(lines: Iterator[str], quote: Callable[[str], str]) -> Iterator[dict[str, Any]]:
     """JSON events of a server-sent-events stream, up to ``data: [DONE]``."""
     for line in lines:
         if not line.startswith("data:"):
@@ -586,10 +700,10 @@ def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
         try:
             event = json.loads(data)
         except ValueError as exc:
-            raise ServerError(f"the stream sent an event that is not JSON: {_excerpt(data)!r}") from exc
+            raise ServerError(f"the stream sent an event that is not JSON: {quote(data)!r}") from exc
         if isinstance(event, dict):
             if "error" in event:
                 raise ServerError(
-                    f"the server reported an error mid-stream: {_excerpt(json.dumps(event['error']))}"
+                    f"the server reported an error mid-stream: {quote(json.dumps(event['error']))}"
                 )
             yield event

@@ -39,20 +39,43 @@ class Reply:
     """Pause before each streamed event (a slow server)."""
     drop: bool = False
     """Close the connection without answering."""
+    message: dict[str, Any] | None = None
+    """The completion's ``choices[0].message`` as is (``content: null``, ``tool_calls``), instead of ``text``."""
+    stream_calls: tuple[tuple[str, str], ...] = ()
+    """Streamed ``tool_calls`` deltas (name, JSON arguments), sent after the text, as vLLM's tool parsers do."""
 
 
-def completion(text: str, prompt_tokens: int = 1234, completion_tokens: int = 17) -> dict[str, Any]:
+def completion(
+    text: str,
+    prompt_tokens: int = 1234,
+    completion_tokens: int = 17,
+    message: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    message = message if message is not None else {"role": "assistant", "content": text}
     return {
         "id": "cmpl-1",
         "object": "chat.completion",
         "model": "qwen",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def error_body(message: str, status: int, kind: str = "BadRequestError") -> str:
+    """An error as vLLM and SGLang write it (``{"error": {"message", "type", "param", "code"}}``)."""
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": status}})
+
+
+#: What a vLLM server answers for a prompt over its ``--max-model-len``.
+CONTEXT_TOO_LONG = error_body(
+    "This model's maximum context length is 32768 tokens. However, you requested 40000 tokens "
+    "(39744 in the messages, 256 in the completion). Please reduce the length of the messages or completion.",
+    400,
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +116,19 @@ def _data_url_size(url: str) -> tuple[int, int]:
         return image.size
 
 
+def _call_events(calls: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    """Streamed ``tool_calls`` deltas: each call's name first, then its arguments in two pieces."""
+    events: list[dict[str, Any]] = []
+    for index, (name, arguments) in enumerate(calls):
+        half = len(arguments) // 2
+        first = {"index": index, "id": f"call-{index}", "type": "function", "function": {"name": name}}
+        events.append({"choices": [{"index": 0, "delta": {"tool_calls": [first]}}]})
+        for piece in (arguments[:half], arguments[half:]):
+            delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            events.append({"choices": [{"index": 0, "delta": delta}]})
+    return events
+
+
 @dataclass
 class Request:
     method: str
@@ -108,10 +144,17 @@ class ScriptedServer:
         *,
         api_key: str | None = None,
         tokens: TokenCounter | None = None,
+        strict_model: bool = False,
+        chat_route: bool = True,
     ) -> None:
         self.models = models
         self.api_key = api_key
-        """When set, ``GET /v1/models`` answers 401 unless this Bearer token comes with it."""
+        """When set, every request is answered 401 unless this Bearer token comes with it; the refusal quotes
+        the key it was given, as some servers do."""
+        self.strict_model = strict_model
+        """When set, a completion for a model not in ``models`` is answered 404 as vLLM does."""
+        self.chat_route = chat_route
+        """When unset, ``POST /v1/chat/completions`` is answered 404 (a server without that route)."""
         self.tokens = tokens or TokenCounter()
         """How completions count their prompt tokens (by default a server with the model's default limits)."""
         self.script: deque[Reply] = deque()
@@ -140,11 +183,32 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _refused_key(self) -> bool:
+                given = self.headers.get("Authorization", "")
+                if not server.api_key or given == f"Bearer {server.api_key}":
+                    return False
+                shown = given.removeprefix("Bearer ") or "none"
+                self._send(
+                    401, error_body(f"Incorrect API key provided: {shown}", 401, "AuthenticationError")
+                )
+                return True
+
+            def _refused_request(self, payload: Any) -> bool:
+                if self._refused_key():
+                    return True
+                if not server.chat_route or self.path != "/v1/chat/completions":
+                    self._send(404, json.dumps({"detail": "Not Found"}))
+                    return True
+                model = payload.get("model") if isinstance(payload, dict) else None
+                if server.strict_model and model not in server.models:
+                    self._send(404, error_body(f"The model `{model}` does not exist.", 404, "NotFoundError"))
+                    return True
+                return False
+
             def do_GET(self) -> None:
                 self._record(None)
-                wanted = f"Bearer {server.api_key}"
-                if server.api_key and self.headers.get("Authorization") != wanted:
-                    self._send(401, json.dumps({"error": {"message": "invalid api key"}}))
+                if self._refused_key():
+                    pass
                 elif self.path == "/v1/models":
                     data = [
                         {"id": m, "object": "model", "root": m, "max_model_len": 32768} for m in server.models
@@ -158,6 +222,8 @@ class ScriptedServer:
                 raw = self.rfile.read(length)
                 payload = json.loads(raw) if raw else None
                 self._record(payload)
+                if self._refused_request(payload):
+                    return
                 reply = server.script.popleft() if server.script else Reply(text=server.default_text)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
@@ -166,17 +232,17 @@ class ScriptedServer:
                     self.connection.shutdown(2)
                     return
                 if reply.stream and reply.status == 200:
-                    self._stream(reply.text, reply.chunk_delay_s)
+                    self._stream(reply.text, reply.chunk_delay_s, reply.stream_calls)
                     return
                 if reply.body is not None:
                     body = reply.body
                 else:
                     messages = payload.get("messages") if isinstance(payload, dict) else None
                     counted = server.tokens.prompt_tokens(messages if isinstance(messages, list) else [])
-                    body = json.dumps(completion(reply.text, counted))
+                    body = json.dumps(completion(reply.text, counted, message=reply.message))
                 self._send(reply.status, body, reply.headers)
 
-            def _stream(self, text: str, chunk_delay_s: float) -> None:
+            def _stream(self, text: str, chunk_delay_s: float, calls: tuple[tuple[str, str], ...]) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
@@ -185,6 +251,7 @@ class ScriptedServer:
                 pieces = [text[i : i + 5] for i in range(0, len(text), 5)]
                 events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
                 events += [{"choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
+                events += _call_events(calls)
                 events.append(
                     {"choices": [], "usage": {"prompt_tokens": 99, "completion_tokens": len(pieces)}}
                 )

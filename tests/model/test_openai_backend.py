@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -19,9 +21,15 @@ from screenpilot.agent.loop import Limits, run_episode
 from screenpilot.envs.fake import FakeEnv
 from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.model.base import Message, ModelBackend, ModelBackendError
-from screenpilot.model.openai_backend import OpenAIBackend, ServerError
+from screenpilot.model.openai_backend import (
+    ContextTooLong,
+    KeyRefused,
+    ModelNotServed,
+    OpenAIBackend,
+    ServerError,
+)
 from screenpilot.model.qwen25vl import Qwen25VLDialect
-from tests.model.openai_server import Reply, ScriptedServer
+from tests.model.openai_server import CONTEXT_TOO_LONG, Reply, ScriptedServer, error_body
 
 pytest.importorskip("httpx")
 
@@ -268,3 +276,156 @@ def test_missing_httpx_names_the_server_extra(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "httpx", None)  # what `import httpx` sees when it is not installed
     with pytest.raises(MissingExtraError, match=r"screenpilot\[server\]"):
         OpenAIBackend("http://127.0.0.1:8000/v1", served_model="qwen")
+
+
+# -- servers as users meet them -------------------------------------------------------------------------------
+
+KEY = "sk-secret-4f1c9d"
+CALL = '{"action": "click", "coordinate": [546, 1204]}'
+CALL_TEXT = f'<tool_call>\n{{"name": "mobile_use", "arguments": {CALL}}}\n</tool_call>'
+
+
+def refusal(server: ScriptedServer, caplog: pytest.LogCaptureFixture, **kwargs: object) -> ServerError:
+    """The error one completion ends with; it is one line, and no record or log holds the key."""
+    model = backend(server, **kwargs)
+    try:
+        with caplog.at_level("DEBUG"), pytest.raises(ServerError) as info:
+            model.complete(prompt()[1])
+        described = str(model.describe())
+    finally:
+        model.close()
+    message = str(info.value)
+    assert "\n" not in message
+    for text in (message, repr(info.value), described, caplog.text):
+        assert KEY not in text
+    return info.value
+
+
+def test_a_refused_key_is_named_and_never_repeated(caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer(api_key="sk-the-right-one") as server:
+        error = refusal(server, caplog, api_key=KEY)
+    assert isinstance(error, KeyRefused) and error.status == 401
+    assert "the API key was refused (pass --api-key or set $OPENAI_API_KEY)" in str(error)
+    assert "Incorrect API key provided: ***" in str(error)  # the server's words, the key masked
+    assert len(server.posts) == 1  # not retried
+
+
+def test_a_model_the_server_does_not_serve_says_which_to_pass(caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer(strict_model=True) as server:
+        error = refusal(server, caplog, served_model="Qwen/Qwen2.5-VL-72B")
+    assert isinstance(error, ModelNotServed) and error.status == 404
+    assert "does not serve 'Qwen/Qwen2.5-VL-72B'" in str(error)
+    assert "--served-model" in str(error)
+    assert len(server.posts) == 1
+
+
+def test_a_server_without_the_chat_route_asks_for_the_v1_url(caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer(chat_route=False) as server:
+        error = refusal(server, caplog)
+    assert type(error) is ServerError and error.status == 404
+    assert f"POST {server.url}/chat/completions answered HTTP 404 (Not Found)" in str(error)
+    assert "OpenAI-compatible server's /v1 URL" in str(error)
+
+
+def test_a_prompt_over_the_context_length_is_its_own_error(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.script.append(Reply(400, body=CONTEXT_TOO_LONG))
+    error = refusal(server, caplog)
+    assert isinstance(error, ContextTooLong) and error.status == 400
+    assert "maximum context length is 32768 tokens" in str(error)
+    assert "--keep-images" in str(error) and "--max-model-len" in str(error)
+    assert len(server.posts) == 1
+
+
+def test_a_500_then_success_is_one_answer_in_two_tries(server: ScriptedServer) -> None:
+    server.script.extend([Reply(500, body=error_body("CUDA out of memory", 500)), Reply(200, text="ok")])
+    model = backend(server)
+    try:
+        completion = model.complete(prompt()[1])
+    finally:
+        model.close()
+    assert (completion.text, completion.usage.tries) == ("ok", 2)
+
+
+def test_server_errors_never_quote_the_key(server: ScriptedServer, caplog: pytest.LogCaptureFixture) -> None:
+    echo = error_body(f"upstream rejected Bearer {KEY}", 502)
+    server.script.extend([Reply(502, body=echo), Reply(502, body=echo)])
+    error = refusal(server, caplog, api_key=KEY, attempts=2)
+    assert "after 2 attempt(s): HTTP 502: upstream rejected Bearer ***" in str(error)
+    assert "try 2 of 2" in caplog.text
+
+
+def test_tool_calls_instead_of_text_become_the_text_the_template_renders(server: ScriptedServer) -> None:
+    """A server with a tool parser turned on (vLLM ``--enable-auto-tool-choice``) moves the call out of the
+    text; it is put back as the chat template writes an assistant's calls, so the dialect reads it."""
+    function = {"name": "mobile_use", "arguments": CALL}
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": function}],
+    }
+    server.script.append(Reply(message=message))
+    server.script.append(Reply(message={**message, "content": "Thought: the button."}))
+    model = backend(server)
+    dialect, messages = prompt()
+    try:
+        bare, with_thought = model.complete(messages).text, model.complete(messages).text
+    finally:
+        model.close()
+    assert bare == CALL_TEXT
+    assert with_thought == "Thought: the button.\n" + CALL_TEXT
+    (parsed,) = dialect.parse(bare, dialect.coordinate_space(SCREEN))
+    assert parsed.device == Click(x=540, y=1200)
+
+
+def test_streamed_tool_calls_are_put_back_too(server: ScriptedServer) -> None:
+    server.script.append(Reply(text="Thought: t.", stream=True, stream_calls=(("mobile_use", CALL),)))
+    model = backend(server, stream=True)
+    try:
+        text = model.complete(prompt()[1]).text
+    finally:
+        model.close()
+    assert text == "Thought: t.\n" + CALL_TEXT
+
+
+def test_content_null_without_calls_is_a_one_line_error(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = {"role": "assistant", "content": None, "reasoning_content": "I should tap"}
+    server.script.append(Reply(message=message))
+    error = refusal(server, caplog)
+    assert type(error) is ServerError
+    assert "no text (content null" in str(error) and "reasoning_content" in str(error)
+
+
+def test_ctrl_c_during_a_retry_wait_stops_at_once(server: ScriptedServer) -> None:
+    server.script.extend([Reply(503, body="loading")] * 3)
+    model = backend(server, backoff_s=30.0, backoff_max_s=30.0)
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+    timer = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT))
+    try:
+        t0 = time.perf_counter()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            model.complete(prompt()[1])
+        assert time.perf_counter() - t0 < 5
+    finally:
+        timer.cancel()
+        model.close()
+    assert len(server.posts) == 1
+
+
+def test_a_slow_server_is_bounded_by_attempts_and_timeout(server: ScriptedServer) -> None:
+    server.script.extend([Reply(200, text="late", delay_s=1.0)] * 3)
+    model = backend(server, request_timeout_s=0.2, attempts=3)
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(
+            ServerError, match=r"^POST \S+ failed after 3 attempt\(s\): no answer within 0\.2 s"
+        ):
+            model.complete(prompt()[1])
+        assert time.perf_counter() - t0 < 1.5
+    finally:
+        model.close()
