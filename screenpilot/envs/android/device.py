@@ -42,6 +42,7 @@ def command_line(command: Command) -> str:
 
 
 def _adbutils() -> Any:
+    server_address()  # adbutils reads ANDROID_ADB_SERVER_PORT when imported and fails on a bad one
     try:
         import adbutils
     except ImportError as exc:
@@ -142,10 +143,11 @@ def server_address(host: str | None = None, port: int | None = None) -> tuple[st
     host = host or os.environ.get("ANDROID_ADB_SERVER_HOST") or "127.0.0.1"
     if port is None:
         text = os.environ.get("ANDROID_ADB_SERVER_PORT") or "5037"
-        try:
-            port = int(text)
-        except ValueError:
-            raise SetupError(f"ANDROID_ADB_SERVER_PORT must be a port number, got {text!r}") from None
+        port = int(text) if text.strip().isdigit() else -1
+        if not 0 < port < 65536:
+            raise SetupError(f"ANDROID_ADB_SERVER_PORT must be a port number (1-65535), got {text!r}")
+    elif not 0 < port < 65536:
+        raise SetupError(f"the ADB server port must be 1-65535, got {port}")
     return host, port
 
 
@@ -167,6 +169,32 @@ def list_devices(
     return [DeviceListing(i.serial, i.state, i.tags.get("model")) for i in infos]
 
 
+#: What to do about a device the ADB server lists in a state other than ``device``.
+_STATE_HINTS = {
+    "unauthorized": "; accept the USB debugging prompt on the phone",
+    "offline": "; reconnect it (or `adb reconnect offline`) and wait until `adb devices` lists it as device",
+    "authorizing": "; wait a moment: the phone is checking this computer's key",
+    "connecting": "; wait a moment: the ADB server is still connecting to it",
+    "recovery": "; it is in recovery mode: reboot it into Android",
+    "sideload": "; it is in sideload mode: reboot it into Android",
+    "bootloader": "; it is in the bootloader: reboot it into Android",
+    "no permissions": "; the ADB server may not open its USB device (check the udev rules)",
+}
+
+
+def _failure_text(exc: BaseException) -> str:
+    """The ADB server's refusal on one line, with what to do for a device in the wrong state.
+
+    adb explains an unauthorized device over four lines ("device unauthorized.\\nThis adb server's ...").
+    """
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    first = lines[0].rstrip(".")
+    state = first.removeprefix("device ").removeprefix("still ")
+    return first + _STATE_HINTS.get(state, "") if first.startswith("device ") else first
+
+
 def choose_serial(listings: Sequence[DeviceListing], serial: str | None = None) -> str:
     """Pick the device: ``serial``, else ``ANDROID_SERIAL``, else the only ready one; SetupError otherwise."""
     serial = serial or os.environ.get("ANDROID_SERIAL") or None
@@ -176,13 +204,14 @@ def choose_serial(listings: Sequence[DeviceListing], serial: str | None = None) 
         if match is None:
             raise SetupError(f"Android device {serial!r} is not connected; connected devices: {shown}")
         if match.state != "device":
-            hint = " (accept the debugging prompt on the phone)" if match.state == "unauthorized" else ""
-            raise SetupError(f"Android device {serial!r} is {match.state}{hint}")
+            raise SetupError(f"Android device {serial!r} is {match.state}{_STATE_HINTS.get(match.state, '')}")
         return serial
     ready = [d for d in listings if d.state == "device"]
     if not ready:
+        hints = "".join(dict.fromkeys(_STATE_HINTS.get(d.state, "") for d in listings))
         raise SetupError(
-            f"no Android device is ready (adb devices: {shown}); connect one or start an emulator"
+            f"no Android device is ready (adb devices: {shown})"
+            + (hints or "; connect one or start an emulator")
         )
     if len(ready) > 1:
         raise SetupError(
@@ -240,10 +269,19 @@ class AndroidDevice:
             retry=retry_if_exception(retry_it),
             reraise=True,
         )
+        tries = [0]
+
+        def counted() -> Any:
+            tries[0] += 1
+            return call()
+
         try:
-            return retrying(call)
+            return retrying(counted)
         except _Transient as exc:
-            raise DeviceError(f"the Android device failed: {exc}", device=self.serial, command=what) from exc
+            after = f" ({tries[0]} tries)" if tries[0] > 1 else ""
+            raise DeviceError(
+                f"the Android device failed{after}: {exc}", device=self.serial, command=what
+            ) from exc
 
     # -- shell -----------------------------------------------------------------------------------------------
     def _open(self, service: str, timeout_s: float) -> socket.socket:
@@ -261,7 +299,7 @@ class AndroidDevice:
             connection.check_okay()
         except (adb.AdbError, OSError) as exc:
             sock.close()
-            raise _Transient(str(exc) or type(exc).__name__, accepted=False) from exc
+            raise _Transient(_failure_text(exc), accepted=False) from exc
         return sock
 
     def _read_all(self, sock: socket.socket) -> bytes:
@@ -274,7 +312,11 @@ class AndroidDevice:
                     return bytes(buffer)
                 buffer += chunk[:n]
         except TimeoutError as exc:
-            raise _Transient("timed out waiting for the command's output", accepted=True) from exc
+            waited = sock.gettimeout()
+            raise _Transient(
+                f"timed out: no output in {waited:g} s" if waited else "timed out waiting for the output",
+                accepted=True,
+            ) from exc
         except OSError as exc:
             raise _Transient(f"connection lost: {exc}", accepted=True) from exc
         finally:

@@ -35,6 +35,7 @@ from screenpilot.actions.types import (
 )
 from screenpilot.envs.android import apps as app_index
 from screenpilot.envs.android import text as typing_
+from screenpilot.envs.android.claim import DeviceClaim
 from screenpilot.envs.android.device import DEFAULT_RETRY, AndroidDevice, Command, RetryPolicy, command_line
 from screenpilot.envs.android.keys import keycode, keycode_name
 from screenpilot.envs.android.screen import (
@@ -70,6 +71,8 @@ class AndroidEnv(Environment):
     ``serial`` picks the device (else ``ANDROID_SERIAL``, else the only one connected); ``host``/``port``
     override ``ANDROID_ADB_SERVER_HOST``/``ANDROID_ADB_SERVER_PORT``. ``capture`` chooses raw ``screencap``
     (fast), PNG, or raw with PNG as the fallback. ``text_route`` chooses how non-ASCII text is typed.
+    ``exclusive`` (the default) claims the device until ``close()``: a second environment on it, in this
+    or another process of this machine, raises :class:`~screenpilot.envs.android.claim.DeviceBusyError`.
     """
 
     name: ClassVar[str] = "android"
@@ -92,11 +95,13 @@ class AndroidEnv(Environment):
         settle_timeout_s: float = 3.0,
         settle_interval_s: float = 0.05,
         scroll_step: float = 0.1,
+        exclusive: bool = True,
     ) -> None:
         self.device = device or AndroidDevice.connect(
             serial, host=host, port=port, timeout_s=timeout_s, retry=retry
         )
         self.serial = self.device.serial
+        self._claim = DeviceClaim(self.device.host, self.device.port, self.serial) if exclusive else None
         self.capture: CaptureMode = capture
         self.text_route: TextRoute = text_route
         self.restore_ime = restore_ime
@@ -127,6 +132,10 @@ class AndroidEnv(Environment):
         self._ime_problem = None
         self._capture_used = "png" if self.capture == "png" else "raw"
 
+    def _close(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+
     def _read_props(self) -> dict[str, str]:
         facts = self.device.text(
             "getprop ro.build.version.sdk; getprop ro.build.version.release; getprop ro.product.model"
@@ -151,9 +160,10 @@ class AndroidEnv(Environment):
 
     def describe(self) -> dict[str, Any]:
         """Serial, Android version, model and screen, for run manifests (read from the device if needed)."""
-        if not self.props and not self._closed:
+        if not self._closed:
             with contextlib.suppress(DeviceError):  # a manifest without the model is still a manifest
-                self.props = self._read_props()
+                self.props = self.props or self._read_props()
+                self.display = self.display or self._query_display()
         info: dict[str, Any] = {"env": self.name, "serial": self.serial, **self.props}
         if self.display is not None:
             info.update(self.display.info())

@@ -41,6 +41,17 @@ DEFAULT_APPS: dict[str, tuple[str | None, str]] = {
     "net.gsantner.markor": ("Markor", ".activity.MainActivity"),
 }
 
+#: The ADB server's answer to a transport request for a device in another state than ``device``.
+TRANSPORT_FAILURES = {
+    "unauthorized": (
+        "device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set\n"
+        "Try 'adb kill-server' if that seems wrong.\nOtherwise check for a confirmation dialog on your device."
+    ),
+    "offline": "device offline",
+    "connecting": "device still connecting",
+    "authorizing": "device still authorizing",
+}
+
 Handler = Callable[["FakePhone", list[str]], "tuple[bytes, int]"]
 
 
@@ -90,6 +101,8 @@ class FakePhone:
     """screencap then warns (on stderr, mixed into the output) unless stderr is redirected."""
     """False mimics older builds whose screencap is in the panel's natural orientation."""
     state: str = "device"
+    """What ``adb devices`` lists (``device``, ``unauthorized``, ``offline``, ...); in any other state than
+    ``device`` the server refuses a transport to it with adb's own words (:data:`TRANSPORT_FAILURES`)."""
     present: bool = True
     hang: bool = False
     ui_xml: str | None = None
@@ -870,7 +883,7 @@ class FakeAdbServer:
                 return None
             phone = found
         if phone.state != "device":
-            _fail(sock, f"device {phone.state}")
+            _fail(sock, TRANSPORT_FAILURES.get(phone.state, f"device {phone.state}"))
             return None
         return phone
 
@@ -884,10 +897,14 @@ class FakeAdbServer:
             for listed in self._visible():
                 line = f"{listed.serial}\t{listed.state}"
                 if request.endswith("-l"):
-                    line = (
-                        f"{listed.serial:<22} {listed.state} product:sdk_phone64 model:{listed.model} "
-                        f"device:emu64a transport_id:{list(self.phones).index(listed.serial) + 1}"
+                    # adb knows a device's product and model only once it may talk to it
+                    about = (
+                        f"product:sdk_phone64 model:{listed.model} device:emu64a "
+                        if listed.state == "device"
+                        else ""
                     )
+                    transport = list(self.phones).index(listed.serial) + 1
+                    line = f"{listed.serial:<22} {listed.state} {about}transport_id:{transport}"
                 lines.append(line + "\n")
             sock.sendall(b"OKAY" + _block("".join(lines)))
             return True, None

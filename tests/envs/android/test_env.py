@@ -70,7 +70,7 @@ def test_selection_errors_are_setup_errors(monkeypatch: pytest.MonkeyPatch) -> N
     listings = [DeviceListing("A1", "unauthorized"), DeviceListing("B2", "offline")]
     with pytest.raises(SetupError, match=r"no Android device is ready \(adb devices: A1 \[unauthorized\]"):
         choose_serial(listings)
-    with pytest.raises(SetupError, match="accept the debugging prompt"):
+    with pytest.raises(SetupError, match="accept the USB debugging prompt"):
         choose_serial(listings, "A1")
     with pytest.raises(SetupError, match="'C3' is not connected; connected devices: A1"):
         choose_serial(listings, "C3")

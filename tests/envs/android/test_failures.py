@@ -1,0 +1,187 @@
+"""What a user sees when the phone, the ADB server or another run gets in the way: one line, the right type."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from screenpilot.actions.types import Click
+from screenpilot.agent.record import load_run
+from screenpilot.cli.main import main
+from screenpilot.envs.android import AndroidEnv, list_devices
+from screenpilot.envs.android.claim import DeviceBusyError
+from screenpilot.envs.android.device import DeviceListing
+from screenpilot.envs.android.fake_server import FakeAdbServer, FakePhone
+from screenpilot.errors import DeviceError, SetupError
+
+MakeEnv = Callable[..., AndroidEnv]
+TERMINATE = '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>'
+TAP = '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [546, 1204]}}\n</tool_call>'
+
+
+def _replies(tmp_path: Path, *outputs: str) -> Path:
+    path = tmp_path / "replies.jsonl"
+    path.write_text("".join(json.dumps({"output": o}) + "\n" for o in outputs), encoding="utf-8")
+    return path
+
+
+def test_a_bad_server_port_in_the_environment_is_one_line(tmp_path: Path) -> None:
+    # adbutils reads the variable when it is first imported: a fresh process shows what a user sees
+    replies = _replies(tmp_path, TERMINATE)
+    environ = {**os.environ, "ANDROID_ADB_SERVER_PORT": "abc"}
+    command = [
+        sys.executable,
+        "-m",
+        "screenpilot",
+        "run",
+        "x",
+        "--env",
+        "android",
+        "--model",
+        f"replay:{replies}",
+    ]
+    done = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert (
+        "ANDROID_ADB_SERVER_PORT must be a port number (1-65535), got 'abc'" in done.stderr.splitlines()[-1]
+    )
+
+
+@pytest.mark.parametrize("port", ["99999", "-5", "0"])
+def test_out_of_range_ports_are_refused(port: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", port)
+    with pytest.raises(SetupError, match=f"1-65535\\), got '{port}'"):
+        AndroidEnv()
+    monkeypatch.delenv("ANDROID_ADB_SERVER_PORT")
+    with pytest.raises(SetupError, match="port must be 1-65535, got 70000"):
+        AndroidEnv(port=70000)
+
+
+@pytest.mark.parametrize(
+    ("state", "hint"),
+    [
+        ("unauthorized", "accept the USB debugging prompt on the phone"),
+        ("offline", "reconnect it (or `adb reconnect offline`)"),
+    ],
+)
+def test_a_device_that_is_not_ready_says_what_to_do(
+    state: str, hint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+    phone = FakePhone(serial="R58M123", state=state)
+    with FakeAdbServer([phone]) as fake:
+        # adb knows no model for a device it may not talk to
+        assert list_devices(port=fake.port) == [DeviceListing("R58M123", state, None)]
+        with pytest.raises(
+            SetupError, match=rf"no Android device is ready \(adb devices: R58M123 \[{state}\]\); "
+        ) as caught:
+            AndroidEnv(port=fake.port)
+        assert hint in str(caught.value)
+        assert "start an emulator" not in str(caught.value)
+        with pytest.raises(SetupError) as chosen:
+            AndroidEnv("R58M123", port=fake.port)
+        assert str(chosen.value).startswith(f"Android device 'R58M123' is {state}; {hint}")
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ("offline", "device offline; reconnect it"),
+        ("unauthorized", "device unauthorized; accept the USB debugging prompt on the phone"),
+    ],
+)
+def test_a_device_that_goes_offline_or_unauthorized_mid_run_is_one_line(
+    state: str, said: str, env: AndroidEnv, phone: FakePhone
+) -> None:
+    phone.state = state
+    with pytest.raises(DeviceError) as caught:
+        env.observe()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"the Android device failed (2 tries): {said}" in message
+    assert "command='screencap 2>/dev/null'" in message
+
+
+def test_a_slow_screencap_times_out_and_says_how_long_it_waited(env: AndroidEnv, phone: FakePhone) -> None:
+    env.device.timeout_s = 0.2
+    phone.hang = True
+    with pytest.raises(
+        DeviceError, match=r"failed \(2 tries\): timed out: no output in 0.2 s; device=emulator-5554"
+    ):
+        env.observe()
+
+
+def test_describe_before_reset_names_the_screen(make_env: MakeEnv, phone: FakePhone) -> None:
+    phone.physical_size = (720, 1600)
+    described = make_env().describe()
+    assert (described["model"], described["screen_size"]) == ("Pixel_7", "720x1600")
+
+
+# -- one run per phone -----------------------------------------------------------------------------------------
+def test_a_second_environment_on_a_phone_is_refused_until_the_first_closes(
+    make_env: MakeEnv, phone: FakePhone
+) -> None:
+    first = make_env()
+    first.reset()
+    with pytest.raises(
+        DeviceBusyError,
+        match=rf"'emulator-5554' is in use by another screenpilot run \(pid {os.getpid()}, since",
+    ):
+        make_env()
+    first.close()
+    second = make_env()
+    second.reset()
+    second.execute(Click(x=1, y=2))
+    assert phone.inputs == ["input tap 1 2"]
+    watcher = make_env(exclusive=False)  # a script that only looks may share the phone on purpose
+    assert watcher.reset().size == (1080, 2400)
+
+
+def test_another_process_holding_the_phone_stops_a_cli_run_before_anything_is_recorded(
+    server: FakeAdbServer,
+    phone: FakePhone,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(server.port))
+    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_PHONE, str(server.port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        replies = _replies(tmp_path, TAP, TERMINATE)
+        status = main(
+            ["run", "x", "--env", "android", "--model", f"replay:{replies}", "--out", str(tmp_path / "run")]
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert status == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"'emulator-5554' is in use by another screenpilot run (pid {holder.pid}, since" in error
+    assert phone.inputs == []
+    # the holder is gone (killed, not closed): the phone is free again
+    status = main(
+        ["run", "x", "--env", "android", "--model", f"replay:{replies}", "--out", str(tmp_path / "run2")]
+    )
+    assert status == 0
+    assert phone.inputs == ["input tap 540 1200"]
+    assert load_run(tmp_path / "run2").result is not None
+
+
+_HOLD_THE_PHONE = """
+import sys, time
+from screenpilot.envs.android import AndroidEnv
+env = AndroidEnv(port=int(sys.argv[1]))
+print("holding", flush=True)
+time.sleep(60)
+"""
