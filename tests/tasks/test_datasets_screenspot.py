@@ -161,6 +161,20 @@ def test_a_missing_image_is_reported_before_anything_is_asked(tmp_path: Path) ->
     assert model.calls == []
 
 
+def test_a_missing_image_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = seeclick_layout(tmp_path / "release", "", "screenspot_imgs")
+    replay = write_jsonl(tmp_path / "answers.jsonl", [{"output": "no point"}])
+    args = ["eval", "grounding", str(root), "--model", f"replay:{replay}", "--no-progress"]
+    elsewhere = tmp_path / "elsewhere"
+    assert main([*args, "--images", str(elsewhere)]) == 2
+    assert capsys.readouterr().err == f"screenpilot: error: --images {elsewhere} is not a folder\n"
+    (root / "screenspot_imgs").rename(root / "moved")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no screenspot image folder {root / 'screenspot_imgs'}: " in err
+    assert main([*args, "--images", str(root / "moved")]) == 0  # found there
+
+
 class StopAfter(ReplayModel):
     """Replays, and is interrupted (SIGTERM) on call number ``stop``."""
 

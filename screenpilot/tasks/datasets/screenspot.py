@@ -101,13 +101,21 @@ def _platform_order(name: str) -> int:
 
 
 def image_folder(path: Path, fmt: str, images: Path | None) -> Path:
-    """Where the images are: ``images`` if given, else the release's folder beside the annotations."""
+    """Where the images are: ``images`` if given, else the release's folder beside the annotations. A folder
+    that is not there is one line (not one "no image" per example: a release has thousands)."""
     if images is not None:
+        if not images.is_dir():
+            raise SetupError(f"--images {images} is not a folder")
         return images
     base = path if path.is_dir() else path.parent
     if fmt == "screenspot-pro" and base.name == "annotations":
         base = base.parent
-    return base / _IMAGES[fmt]
+    folder = base / _IMAGES[fmt]
+    if not folder.is_dir():
+        raise SetupError(
+            f"no {fmt} image folder {folder}: download the release's images there, or give --images DIR"
+        )
+    return folder
 
 
 def _load_list(file: Path) -> list[Any]:
