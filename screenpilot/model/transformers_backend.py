@@ -240,6 +240,21 @@ def _ask_hub(huggingface_hub: Any, model_id: str, revision: str | None, timeout_
     return None
 
 
+def _check_arguments(
+    options: dict[str, Any], max_new_tokens: int, min_pixels: int | None, max_pixels: int | None
+) -> None:
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise SetupError(
+            f"unknown transformers backend option(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_OPTIONS))}"
+        )
+    if max_new_tokens < 1:
+        raise SetupError("max_new_tokens must be at least 1")
+    if min_pixels is not None and max_pixels is not None and not 0 < min_pixels <= max_pixels:
+        raise SetupError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} and {max_pixels}")
+
+
 class TransformersBackend:
     """A Qwen2.5-VL, Qwen2-VL or Qwen3-VL checkpoint, from a local directory or a hub id, decoded greedily.
 
@@ -265,16 +280,7 @@ class TransformersBackend:
         max_new_tokens: int = 256,
         **options: Any,
     ) -> None:
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise SetupError(
-                f"unknown transformers backend option(s): {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(_OPTIONS))}"
-            )
-        if max_new_tokens < 1:
-            raise SetupError("max_new_tokens must be at least 1")
-        if min_pixels is not None and max_pixels is not None and not 0 < min_pixels <= max_pixels:
-            raise SetupError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} and {max_pixels}")
+        _check_arguments(options, max_new_tokens, min_pixels, max_pixels)
         self.revision: str | None = options.get("revision")
         cache_only = check_local_model(model_id, revision=self.revision)  # fast, and before torch loads
         torch, transformers = _import_stack()
@@ -286,20 +292,42 @@ class TransformersBackend:
         self.cache_implementation: str | None = None if requested_cache == "dynamic" else requested_cache
         self.repetition_penalty = float(options.get("repetition_penalty", 1.0))
         self.cudnn_attention = bool(options.get("cudnn_attention", False))
-
         # "auto" spreads the layers over every visible GPU (accelerate's device map), for checkpoints that do
         # not fit on one (72B in bf16 needs about 150 GB).
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._on_gpu = self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())
         self.dtype = self._pick_dtype(dtype)
+        source, hub_kwargs = self._source(model_id, cache_only)
+        config = self._load_config(transformers, source, hub_kwargs)
+        self._read_config(config, min_pixels, max_pixels)
+        self.processor, self.image_only_processor = self._load_processor(transformers, source, hub_kwargs)
+        self._model = self._load_model(transformers, source, config, hub_kwargs)
+        self._setup_tokens()
+        self._setup_fast_paths(options, requested_cache)
+        self._generation_config = self._make_generation_config(transformers)
+
+    # -- loading ----------------------------------------------------------------------------------------------
+    def _pick_dtype(self, dtype: str | None) -> str:
+        if dtype is None or dtype == "auto":
+            if self._on_gpu:
+                return "bfloat16" if self._torch.cuda.is_bf16_supported() else "float16"
+            return "float32"
+        name = _DTYPES.get(dtype.lower().removeprefix("torch."))
+        if name is None:
+            raise SetupError(f"unknown dtype {dtype!r}; use bfloat16, float16 or float32")
+        return name
+
+    def _source(self, model_id: str, cache_only: bool) -> tuple[str, dict[str, Any]]:
+        """What ``from_pretrained`` loads (a folder or a hub id), and its hub arguments."""
         spec = parse_model_spec(model_id)
         self.local_dir = None if spec.hub else Path(spec.target)
         hub_kwargs: dict[str, Any] = {"revision": self.revision} if self.revision else {}
         if cache_only:
             hub_kwargs["local_files_only"] = True
-        source = str(self.local_dir) if self.local_dir is not None else model_id
+        return (str(self.local_dir) if self.local_dir is not None else model_id), hub_kwargs
 
-        config = self._load_config(transformers, source, hub_kwargs)
+    def _read_config(self, config: Any, min_pixels: int | None, max_pixels: int | None) -> None:
+        """The checkpoint's type, pixel limits and commit, from its config."""
         #: The checkpoint's ``config.json`` ``model_type`` (``qwen2_5_vl``, ``qwen2_vl``, ``qwen3_vl``, ...).
         self.model_type: str = config.model_type
         default_min, default_max = default_pixel_limits(self.model_type)
@@ -313,38 +341,6 @@ class TransformersBackend:
         self.commit: str | None = getattr(config, "_commit_hash", None) or (
             _local_commit(self.local_dir) if self.local_dir is not None else None
         )
-        self.processor, self.image_only_processor = self._load_processor(transformers, source, hub_kwargs)
-        self._model = self._load_model(transformers, source, config, hub_kwargs)
-        self._setup_tokens()
-        self._setup_fast_paths(options, requested_cache)
-        self._generation_config = transformers.GenerationConfig(
-            do_sample=False,
-            num_beams=1,
-            max_new_tokens=max_new_tokens,
-            repetition_penalty=self.repetition_penalty,
-            # Neutral values, so the checkpoint's sampling settings are not merged in (and warned about).
-            temperature=1.0,
-            top_p=1.0,
-            top_k=50,
-            eos_token_id=self._stop_ids,
-            pad_token_id=self._pad_id,
-            cache_implementation=self.cache_implementation,
-        )
-        if self.decode_graphs:
-            self._generation_config.compile_config = transformers.CompileConfig(
-                fullgraph=True, dynamic=False, mode="reduce-overhead"
-            )
-
-    # -- loading ----------------------------------------------------------------------------------------------
-    def _pick_dtype(self, dtype: str | None) -> str:
-        if dtype is None or dtype == "auto":
-            if self._on_gpu:
-                return "bfloat16" if self._torch.cuda.is_bf16_supported() else "float16"
-            return "float32"
-        name = _DTYPES.get(dtype.lower().removeprefix("torch."))
-        if name is None:
-            raise SetupError(f"unknown dtype {dtype!r}; use bfloat16, float16 or float32")
-        return name
 
     def _load_config(self, transformers: Any, source: str, hub_kwargs: dict[str, Any]) -> Any:
         try:
@@ -454,6 +450,28 @@ class TransformersBackend:
                     f"{self.name}: the image processor's {name.removeprefix('spatial_')} ({value}) is not the "
                     f"vision model's {name} ({expected})"
                 )
+
+    def _make_generation_config(self, transformers: Any) -> Any:
+        """Greedy decoding, the checkpoint's sampling settings left out; compiled as CUDA graphs where
+        ``decode_graphs`` is on."""
+        config = transformers.GenerationConfig(
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=self.max_new_tokens,
+            repetition_penalty=self.repetition_penalty,
+            # Neutral values, so the checkpoint's sampling settings are not merged in (and warned about).
+            temperature=1.0,
+            top_p=1.0,
+            top_k=50,
+            eos_token_id=self._stop_ids,
+            pad_token_id=self._pad_id,
+            cache_implementation=self.cache_implementation,
+        )
+        if self.decode_graphs:
+            config.compile_config = transformers.CompileConfig(
+                fullgraph=True, dynamic=False, mode="reduce-overhead"
+            )
+        return config
 
     def _setup_fast_paths(self, options: dict[str, Any], requested_cache: str | None) -> None:
         """The speed levers: each on by default where it can run, off where it cannot; :attr:`fast_paths`
