@@ -12,7 +12,6 @@ image is sized separately (:meth:`Qwen3VLDialect.image_size`).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -20,41 +19,24 @@ from typing import Any, Literal
 from PIL import Image
 
 from screenpilot.actions.coords import CoordinateSpace, Size, patch_tokens, smart_resize
-from screenpilot.actions.parse import (
-    ToolCall,
-    ToolCallParseError,
-    extract_tool_calls,
-    parse_number,
-    show,
-)
-from screenpilot.actions.types import (
-    Action,
-    Answer,
-    Click,
-    Drag,
-    Key,
-    LongPress,
-    MouseMove,
-    Scroll,
-    Swipe,
-    SystemButton,
-    Terminate,
-    TypeText,
-    Wait,
-    action_kind,
-)
+from screenpilot.actions.parse import ToolCall, extract_tool_calls
+from screenpilot.actions.types import Action, action_kind
 from screenpilot.errors import SetupError
 from screenpilot.model.base import ImagePart, Message, TextPart
 from screenpilot.model.dialect import NoCallForm, ParsedAction, PastStep, Platform
 from screenpilot.model.images import model_image
 from screenpilot.model.tool_arguments import (
+    POINT_DESCRIPTION,
+    STATUS_PARAMETER,
     PointReader,
-    common_arguments,
-    first_line,
-    seconds_argument,
-    status_argument,
-    text_argument,
+    action_parameter,
+    call_action,
+    desktop_action,
+    desktop_arguments,
+    mobile_action,
+    mobile_arguments,
     tool_call_block,
+    tools_block,
 )
 
 ToolName = Literal["mobile_use", "computer_use"]
@@ -70,13 +52,6 @@ QWEN3_MAX_PIXELS = 16384 * 32 * 32
 GRID: dict[ToolName, int] = {"mobile_use": 999, "computer_use": 1000}
 
 SYSTEM_PREAMBLE = "You are a helpful assistant."
-
-_POINT = "(x, y): The x (pixels from the left edge) and y (pixels from the top edge) coordinates to move the mouse to."
-_STATUS = {
-    "description": "The status of the task. Required only by `action=terminate`.",
-    "type": "string",
-    "enum": ["success", "failure"],
-}
 
 MOBILE_USE_TOOL: dict[str, Any] = {
     "name": "mobile_use",
@@ -114,11 +89,14 @@ MOBILE_USE_TOOL: dict[str, Any] = {
                 "type": "string",
             },
             "coordinate": {
-                "description": _POINT
+                "description": POINT_DESCRIPTION
                 + " Required only by `action=click`, `action=long_press`, and `action=swipe`.",
                 "type": "array",
             },
-            "coordinate2": {"description": _POINT + " Required only by `action=swipe`.", "type": "array"},
+            "coordinate2": {
+                "description": POINT_DESCRIPTION + " Required only by `action=swipe`.",
+                "type": "array",
+            },
             "text": {"description": "Required only by `action=type` and `action=answer`.", "type": "string"},
             "time": {
                 "description": "The seconds to wait. Required only by `action=long_press` and `action=wait`.",
@@ -131,7 +109,7 @@ MOBILE_USE_TOOL: dict[str, Any] = {
                 "enum": ["Back", "Home", "Menu", "Enter"],
                 "type": "string",
             },
-            "status": _STATUS,
+            "status": STATUS_PARAMETER,
         },
         "required": ["action"],
         "type": "object",
@@ -183,22 +161,17 @@ COMPUTER_USE_TOOL: dict[str, Any] = {
     "Don't click boxes on their edges.",
     "parameters": {
         "properties": {
-            "action": {
-                "description": "The action to perform. The available actions are:\n"
-                + "\n".join(f"* `{name}`: {text}" for name, text in _COMPUTER_ACTIONS),
-                "enum": [name for name, _ in _COMPUTER_ACTIONS],
-                "type": "string",
-            },
+            "action": action_parameter(_COMPUTER_ACTIONS),
             "keys": {"description": "Required only by `action=key`.", "type": "array"},
             "text": {"description": "Required only by `action=type` and `action=answer`.", "type": "string"},
-            "coordinate": {"description": _POINT, "type": "array"},
+            "coordinate": {"description": POINT_DESCRIPTION, "type": "array"},
             "pixels": {
                 "description": "The amount of scrolling to perform. Positive values scroll up, negative values "
                 "scroll down. Required only by `action=scroll` and `action=hscroll`.",
                 "type": "number",
             },
             "time": {"description": "The seconds to wait. Required only by `action=wait`.", "type": "number"},
-            "status": _STATUS,
+            "status": STATUS_PARAMETER,
         },
         "required": ["action"],
         "type": "object",
@@ -223,31 +196,14 @@ RESPONSE_FORMAT = (
 _PROGRESS = "Task progress (You have done the following operation on the current device): "
 
 
-def tool_line(tool: dict[str, Any]) -> str:
-    """The tool as the chat template writes it inside ``<tools>``."""
-    return json.dumps({"type": "function", "function": tool}, ensure_ascii=False)
-
-
-def tools_block(tool: dict[str, Any]) -> str:
-    """``# Tools`` … ``</tool_call>``: the block ``NousFnCallPrompt`` (and the chat template) writes."""
-    return (
-        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
-        + tool_line(tool)
-        + "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
-        "<tool_call></tool_call> XML tags:\n<tool_call>\n"
-        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
-    )
-
-
 def mobile_system_text() -> str:
     """The phone cookbook's system text: two newlines, the tools block, the response-format rules."""
-    return "\n\n" + tools_block(MOBILE_USE_TOOL) + RESPONSE_FORMAT
+    return "\n\n" + tools_block([MOBILE_USE_TOOL]) + RESPONSE_FORMAT
 
 
 def computer_system_text() -> str:
     """The computer cookbook's system text: the preamble and the tools block (no response format)."""
-    return SYSTEM_PREAMBLE + "\n\n" + tools_block(COMPUTER_USE_TOOL)
+    return SYSTEM_PREAMBLE + "\n\n" + tools_block([COMPUTER_USE_TOOL])
 
 
 def history_text(items: Sequence[str]) -> str:
@@ -478,29 +434,13 @@ class Qwen3VLDialect:
         return parsed
 
     def _action(self, call: ToolCall, space: CoordinateSpace, pixel: _Pixel) -> Action:
-        if call.name is not None and call.name != self.tool:
-            raise ToolCallParseError(
-                f"Unknown function {call.name[:60]!r}; the only function is {self.tool!r}."
-            )
-        args = call.arguments
-        kind = args.get("action")
-        allowed = _MOBILE if self.tool == "mobile_use" else _DESKTOP
-        if not isinstance(kind, str) or kind not in allowed:
-            raise ToolCallParseError(
-                f"Unknown action {show(kind)} for {self.tool}; use one of: {', '.join(sorted(allowed))}."
-            )
         frame = f"coordinates are relative, x and y each within 0..{space.model.width}."
-        point = PointReader(args, kind, space, pixel, frame=frame)
-        try:
-            return (
-                _mobile_action(kind, args, point)
-                if self.tool == "mobile_use"
-                else _desktop_action(kind, args, point)
-            )
-        except ToolCallParseError:
-            raise
-        except (ValueError, TypeError) as exc:  # pydantic validation of the action's fields
-            raise ToolCallParseError(f"Invalid arguments for action={kind}: {first_line(exc)}") from exc
+
+        def point(args: dict[str, Any], kind: str) -> PointReader:
+            return PointReader(args, kind, space, pixel, frame=frame)
+
+        build = mobile_action if self.tool == "mobile_use" else desktop_action
+        return call_action(call, self.tool, self.action_names(), point, build)
 
     # -- writing calls ----------------------------------------------------------------------------------------
     def action_names(self) -> frozenset[str]:
@@ -510,11 +450,7 @@ class Qwen3VLDialect:
     def call_text(self, action: Action, space: CoordinateSpace) -> str:
         """``action`` (device pixels) as one ``<tool_call>`` block, its points on the prompt's N×N grid."""
         model = self._to_grid(action, space)
-        if self.tool == "mobile_use":
-            arguments = self._mobile_arguments(model)
-        else:
-            arguments = self._desktop_arguments(model)
-        arguments = arguments or common_arguments(model)
+        arguments = mobile_arguments(model) if self.tool == "mobile_use" else desktop_arguments(model)
         if arguments is None or arguments["action"] not in self.action_names():
             raise NoCallForm(f"{self.tool} has no way to write this {action_kind(action)} action")
         return tool_call_block(self.tool, arguments)
@@ -532,143 +468,6 @@ class Qwen3VLDialect:
                 update[fx], update[fy] = round(x * n_x / w), round(y * n_y / h)
         return action.model_copy(update=update)
 
-    @staticmethod
-    def _mobile_arguments(action: Action) -> dict[str, Any] | None:
-        match action:
-            case Click(x=int() as x, y=int() as y, button="left", count=1):
-                return {"action": "click", "coordinate": [x, y]}
-            case LongPress(x=x, y=y, seconds=seconds):
-                return {"action": "long_press", "coordinate": [x, y], "time": seconds}
-            case Swipe(x=x, y=y, x2=x2, y2=y2):
-                return {"action": "swipe", "coordinate": [x, y], "coordinate2": [x2, y2]}
-            case SystemButton(button=button):
-                return {"action": "system_button", "button": button.capitalize()}
-        return None
-
-    @staticmethod
-    def _desktop_arguments(action: Action) -> dict[str, Any] | None:
-        at: dict[str, Any] = {}
-        if getattr(action, "x", None) is not None:
-            at["coordinate"] = [action.x, action.y]  # type: ignore[union-attr]
-        clicks = {clicked: name for name, clicked in _CLICKS.items()}
-        match action:
-            case Click(button=button, count=count) if (button, count) in clicks:
-                return {"action": clicks[(button, count)], **at}
-            case MouseMove(x=x, y=y):
-                return {"action": "mouse_move", "coordinate": [x, y]}
-            case Drag(x2=x2, y2=y2):
-                start = {"start_coordinate": at["coordinate"]} if at else {}
-                return {"action": "left_click_drag", **start, "coordinate": [x2, y2]}
-            case Scroll(axis="vertical", pixels=pixels):
-                return {"action": "scroll", "pixels": pixels, **at}
-            case Scroll(pixels=pixels):  # hscroll counts positive as right: the sign flips back
-                return {"action": "hscroll", "pixels": -pixels, **at}
-            case Key(keys=keys):
-                return {"action": "key", "keys": list(keys)}
-        return None
-
 
 _MOBILE = frozenset(MOBILE_USE_TOOL["parameters"]["properties"]["action"]["enum"])
 _DESKTOP = frozenset(COMPUTER_USE_TOOL["parameters"]["properties"]["action"]["enum"])
-
-
-def _mobile_action(kind: str, args: dict[str, Any], point: PointReader) -> Action:
-    match kind:
-        case "click":
-            x, y = point.need("coordinate")
-            return Click(x=x, y=y)
-        case "long_press":
-            x, y = point.need("coordinate")
-            return LongPress(x=x, y=y, seconds=seconds_argument(args, 2.0))
-        case "swipe":
-            x, y = point.need("coordinate")
-            x2, y2 = point.need("coordinate2")
-            return Swipe(x=x, y=y, x2=x2, y2=y2)
-        case "type":
-            return TypeText(text=text_argument(args, kind))
-        case "answer":
-            return Answer(text=text_argument(args, kind))
-        case "system_button":
-            button = str(args.get("button", "")).lower()
-            if button not in ("back", "home", "menu", "enter"):
-                raise ToolCallParseError("action=system_button requires `button`: Back, Home, Menu or Enter.")
-            return SystemButton(button=button)  # type: ignore[arg-type]
-        case "wait":
-            return Wait(seconds=seconds_argument(args, 2.0))
-        case "terminate":
-            return Terminate(status=status_argument(args))
-    raise ToolCallParseError(f"Unknown action {kind!r}.")
-
-
-_CLICKS: dict[str, tuple[Literal["left", "right", "middle"], Literal[1, 2, 3]]] = {
-    "left_click": ("left", 1),
-    "right_click": ("right", 1),
-    "middle_click": ("middle", 1),
-    "double_click": ("left", 2),
-    "triple_click": ("left", 3),
-}
-
-
-def _desktop_action(kind: str, args: dict[str, Any], point: PointReader) -> Action:
-    if kind in _CLICKS:
-        button, count = _CLICKS[kind]
-        at = point("coordinate", required=False)  # no point: click where the pointer is
-        return (
-            Click(x=at[0], y=at[1], button=button, count=count) if at else Click(button=button, count=count)
-        )
-    match kind:
-        case "mouse_move":
-            x, y = point.need("coordinate")
-            return MouseMove(x=x, y=y)
-        case "left_click_drag":
-            start = point("start_coordinate", required=False)
-            x2, y2 = point.need("coordinate")
-            return Drag(x=start[0], y=start[1], x2=x2, y2=y2) if start else Drag(x2=x2, y2=y2)
-        case "scroll" | "hscroll":
-            return _scroll(kind, args, point)
-        case "key":
-            return Key(keys=_keys(args))
-        case "type":
-            return TypeText(text=text_argument(args, kind))
-        case "wait":
-            return Wait(seconds=seconds_argument(args, 1.0))
-        case "answer":
-            return Answer(text=text_argument(args, kind))
-        case "terminate":
-            return Terminate(status=status_argument(args))
-    raise ToolCallParseError(f"Unknown action {kind!r}.")
-
-
-def _scroll(kind: str, args: dict[str, Any], point: PointReader) -> Scroll:
-    """``scroll``: positive up. ``hscroll``: the prompt leaves the sign open; positive is taken as right
-    (screenpilot's horizontal scroll counts positive as left, so the sign flips)."""
-    if args.get("pixels") is None:
-        raise ToolCallParseError(
-            f"action={kind} requires `pixels` (a number; positive scrolls up, negative down)."
-        )
-    pixels = round(parse_number(args["pixels"], "pixels"))
-    at = point("coordinate", required=False)
-    where: dict[str, int] = {"x": at[0], "y": at[1]} if at else {}
-    if kind == "hscroll":
-        return Scroll(pixels=-pixels, axis="horizontal", **where)
-    return Scroll(pixels=pixels, **where)
-
-
-_QUOTED = re.compile(r"""'([^']*)'|"([^"]*)\"""")
-_WRAPPED = re.compile(r"^\s*(?:keys\s*=\s*)?\[.*\]\s*$", re.S)
-
-
-def _keys(args: dict[str, Any]) -> tuple[str, ...]:
-    """``keys`` as a list of names; also a ``"ctrl+c"`` string, or a list holding one ``"keys=['ctrl', 'c']"``
-    string (forms the model writes)."""
-    keys = args.get("keys", args.get("text"))
-    if isinstance(keys, list) and len(keys) == 1 and isinstance(keys[0], str) and _WRAPPED.match(keys[0]):
-        keys = keys[0]
-    if isinstance(keys, str):
-        if _WRAPPED.match(keys):
-            keys = [a or b for a, b in _QUOTED.findall(keys)]
-        else:  # "ctrl+c", "ctrl + shift + t"; a "+" right after a separator is the plus key ("ctrl++")
-            keys = [k for k in re.split(r"(?<=[^+\s])\s*\+\s*", keys.strip()) if k] or [keys]
-    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k.strip() for k in keys):
-        raise ToolCallParseError('action=key requires `keys` as a list of key names, e.g. ["ctrl", "c"].')
-    return tuple(k.strip() for k in keys)

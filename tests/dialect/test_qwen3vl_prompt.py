@@ -17,9 +17,8 @@ from screenpilot.model.qwen3vl import (
     RESPONSE_FORMAT,
     Qwen3VLDialect,
     mobile_user_text,
-    tool_line,
-    tools_block,
 )
+from screenpilot.model.tool_arguments import tool_line, tools_block
 
 MUSK = "Search for Musk in X and go to his homepage to open the first post."
 OPENED_X = "I opened the X app from the home screen."
@@ -39,7 +38,7 @@ def test_tool_lines_and_response_format() -> None:
         "27eb70d6464ac4fff7e6fd3da11f748f5dae9e0a49f36359fd4281c4d107a6db",
     )
     assert sha(RESPONSE_FORMAT) == (566, "75fdd0f8e0dbb53b059ded9e4797ab38df2fd134cd16d0ff932156757b6d708a")
-    assert sha("\n\n" + tools_block(COMPUTER_USE_TOOL)) == (
+    assert sha("\n\n" + tools_block([COMPUTER_USE_TOOL])) == (
         3858,
         "4f9e55f404f74f68908148a805201dfde7d93d47bbb69412c27af036317cab27",
     )
