@@ -40,6 +40,9 @@ def test_an_unknown_task_is_one_line() -> None:
     with pytest.raises(SetupError) as caught:
         load_miniwob_suite("miniwob:click-button,click-buton")
     assert "no MiniWoB++ task 'click-buton'" in str(caught.value) and "\n" not in str(caught.value)
+    assert str(caught.value).endswith("; did you mean click-button?")
+    with pytest.raises(SetupError, match=r"^no MiniWoB\+\+ task '': give task names"):
+        load_miniwob_suite("miniwob:")  # an empty list (an unset shell variable) is not the default subset
 
 
 def test_bench_refuses_other_envs_and_screen_options(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 import re
@@ -120,9 +121,9 @@ def task_pages() -> dict[str, TaskPage]:
 
 def _selection(spec: str, pages: dict[str, TaskPage]) -> tuple[str, list[str]]:
     """The subset's name and its task names, in order."""
-    rest = spec[len(_PREFIX) + 1 :] if spec.startswith(_PREFIX + ":") else ""
-    if not rest:
+    if spec == _PREFIX:
         return DEFAULT_SUBSET, list(SUBSETS[DEFAULT_SUBSET])
+    rest = spec[len(_PREFIX) + 1 :].strip()
     if rest == _ALL:
         return _ALL, list(pages)
     if rest in SUBSETS:
@@ -131,9 +132,11 @@ def _selection(spec: str, pages: dict[str, TaskPage]) -> tuple[str, list[str]]:
     unknown = [n for n in names if n not in pages]
     if unknown or not names:
         known = ", ".join([*SUBSETS, _ALL])
+        close = [m for n in unknown for m in difflib.get_close_matches(n, pages, n=1)]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SetupError(
             f"no MiniWoB++ task {', '.join(map(repr, unknown)) or repr(rest)}: give task names separated by "
-            f"commas (as in the miniwob package, e.g. click-button) or a subset ({known})"
+            f"commas (as in the miniwob package, e.g. click-button) or a subset ({known}){hint}"
         )
     return "custom", list(dict.fromkeys(names))
 
