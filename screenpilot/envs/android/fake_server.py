@@ -552,18 +552,8 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
             word.append(line[i + 1 : end])
             in_word, quoted, i = True, True, end + 1
         elif c == '"':
-            i += 1
-            while i < len(line) and line[i] != '"':
-                if line[i] == "\\" and i + 1 < len(line) and line[i + 1] in '"\\$`\n':
-                    word.append(line[i + 1])
-                    i += 2
-                elif line.startswith("$?", i):
-                    word.append(_STATUS)
-                    i += 2
-                else:
-                    word.append(line[i])
-                    i += 1
-            in_word, quoted, i = True, True, i + 1
+            i = _double_quoted(line, i + 1, word)
+            in_word, quoted = True, True
         elif c == "\\" and i + 1 < len(line):
             if line[i + 1] != "\n":  # a backslash before a newline joins the lines
                 word.append(line[i + 1])
@@ -588,6 +578,22 @@ def _tokens(line: str) -> Iterator[tuple[str, bool]]:
             in_word, i = True, i + 1
     if in_word:
         yield _word(word, quoted), False
+
+
+def _double_quoted(line: str, i: int, word: list[str]) -> int:
+    """Append the text of a double-quoted string starting at ``line[i]`` to ``word``; return the index after
+    its closing quote. A backslash escapes only ``"\\$`` and newline there, and ``$?`` is the last status."""
+    while i < len(line) and line[i] != '"':
+        if line[i] == "\\" and i + 1 < len(line) and line[i + 1] in '"\\$`\n':
+            word.append(line[i + 1])
+            i += 2
+        elif line.startswith("$?", i):
+            word.append(_STATUS)
+            i += 2
+        else:
+            word.append(line[i])
+            i += 1
+    return i + 1
 
 
 class _Quoted(str):
@@ -755,63 +761,86 @@ def _fail(sock: socket.socket, message: str) -> None:
 
 
 def _sync(sock: socket.socket, phone: FakePhone) -> None:
+    """The ``sync:`` service: STAT, SEND, LIST and RECV requests until QUIT."""
+    verbs: dict[bytes, Callable[[socket.socket, FakePhone, str], None]] = {
+        b"STAT": _sync_stat,
+        b"SEND": _sync_send,
+        b"LIST": _sync_list,
+        b"RECV": _sync_recv,
+    }
     while True:
         head = _recv_exact(sock, 8)
         verb, length = head[:4], struct.unpack("<I", head[4:])[0]
         if verb == b"QUIT":
             return
         path = _recv_exact(sock, length).decode("utf-8")
-        if verb == b"STAT":
-            if path in phone.files:
-                sock.sendall(b"STAT" + struct.pack("<III", stat.S_IFREG | 0o644, len(phone.files[path]), 1))
-            elif any(p.startswith(path.rstrip("/") + "/") for p in phone.files) or path in (
-                "/sdcard",
-                "/data/local/tmp",
-            ):
-                sock.sendall(b"STAT" + struct.pack("<III", stat.S_IFDIR | 0o755, 4096, 1))
-            else:
-                sock.sendall(b"STAT" + struct.pack("<III", 0, 0, 0))
-        elif verb == b"SEND":
-            target = path.rsplit(",", 1)[0]
-            data = bytearray()
-            while True:
-                head = _recv_exact(sock, 8)
-                kind, size = head[:4], struct.unpack("<I", head[4:])[0]
-                if kind == b"DATA":
-                    data += _recv_exact(sock, size)
-                elif kind == b"DONE":
-                    break
-                else:
-                    raise _Closed
-            phone.files[target] = bytes(data)
-            sock.sendall(b"OKAY" + struct.pack("<I", 0))
-        elif verb == b"LIST":
-            prefix = path.rstrip("/") + "/"
-            names = sorted({p[len(prefix) :].split("/", 1)[0] for p in phone.files if p.startswith(prefix)})
-            for name in names:
-                full = prefix + name
-                mode, size = (
-                    (stat.S_IFREG | 0o644, len(phone.files[full]))
-                    if full in phone.files
-                    else (stat.S_IFDIR | 0o755, 4096)
-                )
-                encoded = name.encode("utf-8")
-                sock.sendall(b"DENT" + struct.pack("<IIII", mode, size, 1, len(encoded)) + encoded)
-            sock.sendall(b"DONE" + struct.pack("<IIII", 0, 0, 0, 0))
-        elif verb == b"RECV":
-            if path not in phone.files:
-                message = b"open failed: No such file or directory"
-                sock.sendall(b"FAIL" + struct.pack("<I", len(message)) + message)
-                continue
-            content = phone.files[path]
-            for start in range(0, len(content), 65536):
-                chunk = content[start : start + 65536]
-                sock.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
-            sock.sendall(b"DONE" + struct.pack("<I", 0))
-        else:
-            message = b"unknown sync request"
-            sock.sendall(b"FAIL" + struct.pack("<I", len(message)) + message)
+        answer = verbs.get(verb)
+        if answer is None:
+            _sync_fail(sock, "unknown sync request")
             return
+        answer(sock, phone, path)
+
+
+def _sync_fail(sock: socket.socket, message: str) -> None:
+    data = message.encode("utf-8")
+    sock.sendall(b"FAIL" + struct.pack("<I", len(data)) + data)
+
+
+def _is_directory(phone: FakePhone, path: str) -> bool:
+    return path in ("/sdcard", "/data/local/tmp") or any(
+        p.startswith(path.rstrip("/") + "/") for p in phone.files
+    )
+
+
+def _sync_stat(sock: socket.socket, phone: FakePhone, path: str) -> None:
+    if path in phone.files:
+        sock.sendall(b"STAT" + struct.pack("<III", stat.S_IFREG | 0o644, len(phone.files[path]), 1))
+    elif _is_directory(phone, path):
+        sock.sendall(b"STAT" + struct.pack("<III", stat.S_IFDIR | 0o755, 4096, 1))
+    else:
+        sock.sendall(b"STAT" + struct.pack("<III", 0, 0, 0))
+
+
+def _sync_send(sock: socket.socket, phone: FakePhone, path: str) -> None:
+    target = path.rsplit(",", 1)[0]
+    data = bytearray()
+    while True:
+        head = _recv_exact(sock, 8)
+        kind, size = head[:4], struct.unpack("<I", head[4:])[0]
+        if kind == b"DATA":
+            data += _recv_exact(sock, size)
+        elif kind == b"DONE":
+            break
+        else:
+            raise _Closed
+    phone.files[target] = bytes(data)
+    sock.sendall(b"OKAY" + struct.pack("<I", 0))
+
+
+def _sync_list(sock: socket.socket, phone: FakePhone, path: str) -> None:
+    prefix = path.rstrip("/") + "/"
+    names = sorted({p[len(prefix) :].split("/", 1)[0] for p in phone.files if p.startswith(prefix)})
+    for name in names:
+        full = prefix + name
+        mode, size = (
+            (stat.S_IFREG | 0o644, len(phone.files[full]))
+            if full in phone.files
+            else (stat.S_IFDIR | 0o755, 4096)
+        )
+        encoded = name.encode("utf-8")
+        sock.sendall(b"DENT" + struct.pack("<IIII", mode, size, 1, len(encoded)) + encoded)
+    sock.sendall(b"DONE" + struct.pack("<IIII", 0, 0, 0, 0))
+
+
+def _sync_recv(sock: socket.socket, phone: FakePhone, path: str) -> None:
+    if path not in phone.files:
+        _sync_fail(sock, "open failed: No such file or directory")
+        return
+    content = phone.files[path]
+    for start in range(0, len(content), 65536):
+        chunk = content[start : start + 65536]
+        sock.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
+    sock.sendall(b"DONE" + struct.pack("<I", 0))
 
 
 class FakeAdbServer:
@@ -893,20 +922,7 @@ class FakeAdbServer:
             sock.sendall(b"OKAY" + _block(f"{SERVER_VERSION:04x}"))
             return True, None
         if request in ("host:devices", "host:devices-l"):
-            lines = []
-            for listed in self._visible():
-                line = f"{listed.serial}\t{listed.state}"
-                if request.endswith("-l"):
-                    # adb knows a device's product and model only once it may talk to it
-                    about = (
-                        f"product:sdk_phone64 model:{listed.model} device:emu64a "
-                        if listed.state == "device"
-                        else ""
-                    )
-                    transport = list(self.phones).index(listed.serial) + 1
-                    line = f"{listed.serial:<22} {listed.state} {about}transport_id:{transport}"
-                lines.append(line + "\n")
-            sock.sendall(b"OKAY" + _block("".join(lines)))
+            sock.sendall(b"OKAY" + _block(self._device_list(long=request.endswith("-l"))))
             return True, None
         if request in ("host:features", "host:host-features"):
             sock.sendall(b"OKAY" + _block("cmd"))
@@ -928,22 +944,45 @@ class FakeAdbServer:
             sock.sendall(b"OKAY" + (struct.pack("<q", 1) if "tport" in request else b""))
             return False, phone
         if request.startswith(("host-serial:", "host:")) and request.count(":") >= 2:
-            head, _, service = request.rpartition(":")
-            selector = head.split(":", 1)[1] if head.startswith("host-serial:") else "any"
-            phone = self._select(sock, selector)
-            if phone is None:
-                return True, None
-            answers: dict[str, str] = {
-                "features": "cmd",
-                "get-state": phone.state,
-                "get-serialno": phone.serial,
-                "get-devpath": "usb:1-1",
-            }
-            if service in answers:
-                sock.sendall(b"OKAY" + _block(answers[service]))
-                return True, None
+            return self._device_service(sock, request), None
         _fail(sock, f"unknown host service {request!r}")
         return True, None
+
+    def _device_list(self, *, long: bool) -> str:
+        """``adb devices`` (``-l``: with product, model and transport id) for the phones present."""
+        lines = []
+        for listed in self._visible():
+            line = f"{listed.serial}\t{listed.state}"
+            if long:
+                # adb knows a device's product and model only once it may talk to it
+                about = (
+                    f"product:sdk_phone64 model:{listed.model} device:emu64a "
+                    if listed.state == "device"
+                    else ""
+                )
+                transport = list(self.phones).index(listed.serial) + 1
+                line = f"{listed.serial:<22} {listed.state} {about}transport_id:{transport}"
+            lines.append(line + "\n")
+        return "".join(lines)
+
+    def _device_service(self, sock: socket.socket, request: str) -> bool:
+        """``host-serial:<serial>:<service>`` or ``host:<service>`` for one device (``get-state`` ...)."""
+        head, _, service = request.rpartition(":")
+        selector = head.split(":", 1)[1] if head.startswith("host-serial:") else "any"
+        phone = self._select(sock, selector)
+        if phone is None:
+            return True
+        answers: dict[str, str] = {
+            "features": "cmd",
+            "get-state": phone.state,
+            "get-serialno": phone.serial,
+            "get-devpath": "usb:1-1",
+        }
+        if service in answers:
+            sock.sendall(b"OKAY" + _block(answers[service]))
+        else:
+            _fail(sock, f"unknown host service {request!r}")
+        return True
 
 
 def serve(phones: Iterable[FakePhone] = (), **kwargs: Any) -> FakeAdbServer:
