@@ -9,12 +9,16 @@ import signal
 import sys
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from screenpilot.cli.argtypes import positive_int
 from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
 from screenpilot.settings import Settings
+
+if TYPE_CHECKING:
+    from screenpilot.tasks.runner import BenchOutcome, BenchSettings
+    from screenpilot.tasks.suite import Suite
 
 ParentFactory = Callable[[], argparse.ArgumentParser]
 
@@ -34,9 +38,21 @@ def register(
     loop_options: ParentFactory,
 ) -> None:
     """Add the suite subcommands to the ``screenpilot`` parser."""
+    _add_bench(sub, parents=[model_options(), env_options(), loop_options()])
+    _add_validate(sub)
+    _add_report(sub)
+    p = sub.add_parser(
+        "eval", help="offline evaluation on recorded screens (no device)", epilog=EVAL_EXIT_STATUS
+    )
+    evals = p.add_subparsers(dest="eval_kind", required=True)
+    _add_eval_grounding(evals, parents=[model_options()])
+    _add_eval_steps(evals, parents=[model_options()])
+
+
+def _add_bench(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bench",
-        parents=[model_options(), env_options(), loop_options()],
+        parents=parents,
         help="run a task suite (K trials per task, N devices at a time) into a resumable run folder",
         epilog=BENCH_EXIT_STATUS,
     )
@@ -73,6 +89,8 @@ def register(
     add_executor_options(p)
     p.set_defaults(func=cmd_bench)
 
+
+def _add_validate(sub: Any) -> None:
     p = sub.add_parser(
         "validate",
         help="check a suite file and list its tasks; reports every problem, each with its line",
@@ -84,6 +102,8 @@ def register(
     )
     p.set_defaults(func=cmd_validate)
 
+
+def _add_report(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="write report.html for a bench folder or a single run folder",
@@ -97,13 +117,11 @@ def register(
     p.add_argument("--thumb", type=positive_int, default=480, help="longest thumbnail side in pixels")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser(
-        "eval", help="offline evaluation on recorded screens (no device)", epilog=EVAL_EXIT_STATUS
-    )
-    evals = p.add_subparsers(dest="eval_kind", required=True)
+
+def _add_eval_grounding(evals: Any, parents: list[argparse.ArgumentParser]) -> None:
     g = evals.add_parser(
         "grounding",
-        parents=[model_options()],
+        parents=parents,
         help="ScreenSpot-style: does the click land in the target box?",
         epilog=EVAL_EXIT_STATUS,
     )
@@ -132,9 +150,12 @@ def register(
     )
     _eval_run_options(g)
     g.set_defaults(func=cmd_eval_grounding)
+
+
+def _add_eval_steps(evals: Any, parents: list[argparse.ArgumentParser]) -> None:
     s = evals.add_parser(
         "steps",
-        parents=[model_options()],
+        parents=parents,
         help="AndroidControl-style: is the next action the recorded one?",
         epilog=EVAL_EXIT_STATUS,
     )
@@ -273,17 +294,32 @@ def build_model_source(settings: Settings) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from screenpilot.agent.loop import Limits
-    from screenpilot.cli import wiring
     from screenpilot.cli.options import settings_from_args
     from screenpilot.tasks.manifest import FolderLock
-    from screenpilot.tasks.runner import BenchSettings, SharedModel, prepare_out, run_suite
-    from screenpilot.tasks.suite import AnswerCheck, walk_checks
+    from screenpilot.tasks.runner import prepare_out
 
     options = settings_from_args(args)
     suite, envs = bench_suite(args, options)
     suite = suite.select(args.task)
     jobs = _check_env(options, args.jobs, suite, ray=args.executor == "ray")
+    _warn_answer_not_offered(suite, options)
+    with FolderLock(prepare_out(args.out)):  # refuse a bad or busy --out before the model loads
+        pass
+    outcome = _run_bench(args, options, suite, envs, jobs)
+    report = None
+    if not args.no_report:
+        from screenpilot.tasks.report import write_report
+
+        report = write_report(args.out)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the files are written
+        _print_bench_end(args.out, outcome, report)
+    return outcome.exit_status
+
+
+def _warn_answer_not_offered(suite: Suite, options: Settings) -> None:
+    """Tasks checked on the agent's answer cannot pass on a phone whose model is not offered the action."""
+    from screenpilot.tasks.suite import AnswerCheck, walk_checks
+
     asking = [t.id for t in suite.tasks if any(isinstance(c, AnswerCheck) for c in walk_checks(t.success))]
     if asking and not options.answer_action and options.env in ("android", "fake"):
         print(
@@ -291,31 +327,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "the answer action; add --answer-action",
             file=sys.stderr,
         )
-    limits = Limits(
-        max_steps=options.max_steps,
-        max_seconds=options.max_seconds,
-        max_failed_steps=options.max_failed_steps,
-    )
-    with FolderLock(prepare_out(args.out)):  # refuse a bad or busy --out before the model loads
-        pass
-    from screenpilot.cli.ray_bench import bench_dialect, bench_sources
+
+
+def _run_bench(
+    args: argparse.Namespace, options: Settings, suite: Suite, envs: Any, jobs: int
+) -> BenchOutcome:
+    """Load the model (or connect the executor), run the suite, close both whatever happens; the outcome."""
+    from screenpilot.cli import wiring
+    from screenpilot.cli.ray_bench import bench_sources
+    from screenpilot.tasks.runner import run_suite
 
     executor, models = bench_sources(args, options, jobs)
-    shared = models.model if isinstance(models, SharedModel) else None
-    settings = BenchSettings(
-        trials=args.trials,
-        jobs=jobs,
-        limits=limits,
-        max_retries=options.max_retries,
-        dialect=bench_dialect(options, shared),
-        dialect_options=options.dialect_options(),
-        seed=args.seed,
-        force=args.force,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        rerun_errors=args.rerun_errors,
-    )
     try:
-        outcome = run_suite(
+        settings = _bench_settings(args, options, jobs, models)
+        return run_suite(
             suite,
             args.out,
             envs,
@@ -328,14 +353,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
         models.close()
         if executor is not None:
             executor.close()
-    report = None
-    if not args.no_report:
-        from screenpilot.tasks.report import write_report
 
-        report = write_report(args.out)
-    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the files are written
-        _print_bench_end(args.out, outcome, report)
-    return outcome.exit_status
+
+def _bench_settings(args: argparse.Namespace, options: Settings, jobs: int, models: Any) -> BenchSettings:
+    """The runner's settings from the command line; the dialect is the shared model's own where it has one."""
+    from screenpilot.agent.loop import Limits
+    from screenpilot.cli.ray_bench import bench_dialect
+    from screenpilot.tasks.runner import BenchSettings, SharedModel
+
+    shared = models.model if isinstance(models, SharedModel) else None
+    return BenchSettings(
+        trials=args.trials,
+        jobs=jobs,
+        limits=Limits(
+            max_steps=options.max_steps,
+            max_seconds=options.max_seconds,
+            max_failed_steps=options.max_failed_steps,
+        ),
+        max_retries=options.max_retries,
+        dialect=bench_dialect(options, shared),
+        dialect_options=options.dialect_options(),
+        seed=args.seed,
+        force=args.force,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        rerun_errors=args.rerun_errors,
+    )
 
 
 def _print_bench_end(out: Path, outcome: Any, report: Path | None) -> None:
