@@ -160,7 +160,8 @@ class Episode:
         return self._steps
 
     def stop(self, reason: EndReason, error: str) -> None:
-        """End a paused episode with ``reason``; a no-op once it has ended."""
+        """End a paused episode with ``reason``; a no-op once it has ended. A step that ended the episode by
+        itself (the agent finished, the device or the backend failed) keeps that end."""
         self._stop = (reason, error)
         self._steps.close()
 
@@ -183,9 +184,10 @@ def run_episode(
 ) -> Episode:
     """Run ``goal`` on ``env`` with ``agent``. ``keep_screenshots`` passes past screenshots to the dialect."""
     episode = Episode(_no_steps())
-    episode._steps = _steps(
+    loop = _Loop(
         episode, env, agent, goal, limits or Limits(), policy or ApproveAll(), settle, keep_screenshots
     )
+    episode._steps = _steps(loop)
     return episode
 
 
@@ -193,162 +195,270 @@ def _no_steps() -> Generator[Step, None, None]:
     yield from ()
 
 
-def _steps(
-    episode: Episode,
-    env: Environment,
-    agent: Agent,
-    goal: str,
-    limits: Limits,
-    policy: Policy,
-    settle: Settle | None,
-    keep_screenshots: bool,
-) -> Generator[Step, None, None]:
-    start = time.monotonic()
-    totals = Timings()
-    history: list[PastStep] = []
-    answer: str | None = None
-
-    def finish(status: Literal["success", "failure"], reason: EndReason, error: str | None = None) -> None:
-        episode.result = EpisodeResult(
-            goal=goal,
-            status=status,
-            reason=reason,
-            steps=episode.steps,
-            answer=answer,
-            error=error,
-            duration_s=time.monotonic() - start,
-            timings=totals,
-        )
-
-    finish("failure", "crashed", "the episode did not finish")
+def _steps(loop: _Loop) -> Generator[Step, None, None]:
+    """The episode, one step per ``yield``; whatever ends it, ``episode.result`` says why."""
+    loop.start = time.monotonic()
+    loop.finish(("failure", "crashed", "the episode did not finish"))
     try:
-        t0 = time.perf_counter()
-        try:
-            observation: Observation = env.reset()
-        except DeviceError as exc:
-            finish("failure", "device_error", str(exc))
+        if not loop.reset():
             return
-        reset_s = time.perf_counter() - t0
-
-        failed_streak = 0
-        settled: SettleResult | None = None
-        feedback: str | None = None
-        last_key: tuple[str, str] | None = None
-        repeats = 0
-        for index in range(1, limits.max_steps + 1):
-            if limits.max_seconds is not None and time.monotonic() - start >= limits.max_seconds:
-                finish("failure", "time_budget", f"time budget of {limits.max_seconds:g} s used up")
+        for index in range(1, loop.limits.max_steps + 1):
+            if loop.out_of_time():
                 return
-            started = time.time()
-            t0 = time.perf_counter()
-            if index == 1:
-                observe_s = reset_s
-            elif settled is not None and settled.observation is not None:
-                observation = settled.observation  # the settled frame, taken after this step's actions
-                observe_s = 0.0
-            else:
-                try:
-                    observation = env.observe()
-                except DeviceError as exc:
-                    finish("failure", "device_error", str(exc))
-                    return
-                observe_s = time.perf_counter() - t0
-            digest = _digest(observation, settled)
-            settled = None
-            t0 = time.perf_counter()
-            deadline = None if limits.max_seconds is None else start + limits.max_seconds
-            decision = agent.decide(goal, observation, history, feedback=feedback, deadline=deadline)
-            decide_s = time.perf_counter() - t0
-            shown_feedback, feedback = feedback, None
-
-            if episode.before_acting is not None:
-                episode.before_acting()
-            outcome = _act(decision, env, policy, index, settle, limits)
-            settled = outcome.settled
-            timings = Timings(
-                observe_s=observe_s,
-                # a call that ended in a backend error has no attempt: count the time it took all the same
-                model_s=decide_s - decision.parse_s if decision.backend_error else decision.model_s,
-                parse_s=decision.parse_s,
-                execute_s=outcome.execute_s,
-                settle_s=outcome.settle_s,
-            )
-            totals = totals + timings
-            errors = [a.error for a in decision.attempts if a.error] + outcome.errors
-            record = StepRecord(
-                index=index,
-                started=started,
-                screen=tuple(observation.size),  # type: ignore[arg-type]
-                model_screen=tuple(decision.space.model),  # type: ignore[arg-type]
-                screen_digest=digest,
-                outputs=[clip_text(a.output, MAX_RECORDED_OUTPUT) for a in decision.attempts],
-                errors=[clip_text(e, MAX_RECORDED_ERROR) for e in errors],
-                actions=outcome.records,
-                summary=_clip_optional(decision.summary, MAX_RECORDED_OUTPUT),
-                feedback=_clip_optional(shown_feedback, MAX_RECORDED_OUTPUT),
-                failed=outcome.failed,
-                timings=timings,
-                usage=[a.usage for a in decision.attempts],
-            )
-            episode.steps = index
-            yield Step(record, observation.screenshot)
-            if outcome.raised is not None:  # recorded above; now let it end the episode as it would have
-                raise outcome.raised
-
-            # History lists what was done: executed actions (or, in a dry run, skipped ones), not refused or
-            # failed ones, which the model hears about through the feedback instead.
-            kept = observation.screenshot if keep_screenshots else None
-            for record_ in outcome.records:
-                if record_.executed or record_.verdict == "skip":
-                    history.append(PastStep(record_.call, decision.summary, kept))
-                    kept = None
-
-            if decision.backend_error is not None:
-                finish("failure", "model_error", decision.backend_error)
+            turn = loop.take_step(index)
+            if turn is None:
                 return
-
-            if outcome.answer is not None:
-                answer = outcome.answer
-            if outcome.end is not None:
-                finish(*outcome.end)
+            yield turn.step
+            if turn.outcome.raised is not None:  # recorded above; now let it end the episode as it would have
+                raise turn.outcome.raised
+            if not loop.carry_on(turn):
                 return
-
-            if outcome.failed:
-                failed_streak += 1
-                feedback = outcome.feedback
-                if failed_streak >= limits.max_failed_steps:
-                    finish("failure", "too_many_errors", errors[-1] if errors else "too many failed steps")
-                    return
-                last_key, repeats = None, 0
-                continue
-            failed_streak = 0
-            feedback = outcome.feedback
-
-            key = (digest, json.dumps([r.device for r in outcome.records], sort_keys=True))
-            repeats = repeats + 1 if key == last_key else 1
-            last_key = key
-            if repeats >= limits.stop_repeats:
-                finish(
-                    "failure", "stuck", f"the same action was repeated {repeats} times on an unchanged screen"
-                )
-                return
-            if repeats >= limits.warn_repeats:
-                calls = "; ".join(p.call for p in decision.actions)
-                feedback = (
-                    f"You have done {calls} {repeats} times in a row and the screen did not change. "
-                    "Do something different."
-                )
-        finish("failure", "max_steps", f"no result within {limits.max_steps} steps")
+        loop.finish(("failure", "max_steps", f"no result within {loop.limits.max_steps} steps"))
     except GeneratorExit:
-        reason, error = episode._stop or ("interrupted", "the episode was stopped")
-        finish("failure", reason, error)
+        reason, error = loop.episode._stop or ("interrupted", "the episode was stopped")
+        loop.finish(loop.end or ("failure", reason, error))
         raise
     except KeyboardInterrupt as exc:
-        finish("failure", "interrupted", str(exc) or "interrupted by the user")
+        loop.finish(("failure", "interrupted", str(exc) or "interrupted by the user"))
         raise
     except Exception as exc:
-        finish("failure", "crashed", f"{type(exc).__name__}: {exc}")
+        loop.finish(("failure", "crashed", f"{type(exc).__name__}: {exc}"))
         raise
+
+
+_End = tuple[Literal["success", "failure"], EndReason, str | None]
+
+
+@dataclass
+class _Repeats:
+    """Counts the same actions done in a row on an unchanged screen."""
+
+    last: tuple[str, str] | None = None
+    count: int = 0
+
+    def see(self, key: tuple[str, str]) -> int:
+        self.count = self.count + 1 if key == self.last else 1
+        self.last = key
+        return self.count
+
+    def forget(self) -> None:
+        self.last, self.count = None, 0
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What a step looked at."""
+
+    index: int
+    started: float
+    observation: Observation
+    observe_s: float
+    digest: str
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """One step as it was taken: what was seen, what the agent decided and what acting on it did."""
+
+    seen: _Seen
+    decision: Decision
+    decide_s: float
+    feedback: str | None
+    """What the model was told besides the goal at this step."""
+    outcome: _Outcome
+
+    @property
+    def timings(self) -> Timings:
+        decision = self.decision
+        return Timings(
+            observe_s=self.seen.observe_s,
+            # a call that ended in a backend error has no attempt: count the time it took all the same
+            model_s=self.decide_s - decision.parse_s if decision.backend_error else decision.model_s,
+            parse_s=decision.parse_s,
+            execute_s=self.outcome.execute_s,
+            settle_s=self.outcome.settle_s,
+        )
+
+    @property
+    def errors(self) -> list[str]:
+        return [a.error for a in self.decision.attempts if a.error] + self.outcome.errors
+
+    @property
+    def step(self) -> Step:
+        seen, decision = self.seen, self.decision
+        record = StepRecord(
+            index=seen.index,
+            started=seen.started,
+            screen=tuple(seen.observation.size),  # type: ignore[arg-type]
+            model_screen=tuple(decision.space.model),  # type: ignore[arg-type]
+            screen_digest=seen.digest,
+            outputs=[clip_text(a.output, MAX_RECORDED_OUTPUT) for a in decision.attempts],
+            errors=[clip_text(e, MAX_RECORDED_ERROR) for e in self.errors],
+            actions=self.outcome.records,
+            summary=_clip_optional(decision.summary, MAX_RECORDED_OUTPUT),
+            feedback=_clip_optional(self.feedback, MAX_RECORDED_OUTPUT),
+            failed=self.outcome.failed,
+            timings=self.timings,
+            usage=[a.usage for a in decision.attempts],
+        )
+        return Step(record, seen.observation.screenshot)
+
+
+@dataclass
+class _Loop:
+    """One episode as it runs: what it was given, what the agent has been told and has done, and how it ends."""
+
+    episode: Episode
+    env: Environment
+    agent: Agent
+    goal: str
+    limits: Limits
+    policy: Policy
+    settle: Settle | None
+    keep_screenshots: bool
+    start: float = 0.0
+    totals: Timings = field(default_factory=Timings)
+    history: list[PastStep] = field(default_factory=list)
+    answer: str | None = None
+    first: tuple[Observation, float] | None = None
+    """The observation ``reset`` gave, and the time it took: the first step's look."""
+    settled: SettleResult | None = None
+    feedback: str | None = None
+    failed_streak: int = 0
+    repeats: _Repeats = field(default_factory=_Repeats)
+    end: _End | None = None
+    """The end a step brought by what it did; it stands even when the episode is stopped right after it."""
+
+    def finish(self, end: _End) -> None:
+        status, reason, error = end
+        self.episode.result = EpisodeResult(
+            goal=self.goal,
+            status=status,
+            reason=reason,
+            steps=self.episode.steps,
+            answer=self.answer,
+            error=error,
+            duration_s=time.monotonic() - self.start,
+            timings=self.totals,
+        )
+
+    def reset(self) -> bool:
+        """Reset the environment; False when the episode ended there."""
+        t0 = time.perf_counter()
+        try:
+            observation = self.env.reset()
+        except DeviceError as exc:
+            self.finish(("failure", "device_error", str(exc)))
+            return False
+        self.first = (observation, time.perf_counter() - t0)
+        return True
+
+    def out_of_time(self) -> bool:
+        """Whether the time budget is used up (the episode then ends)."""
+        budget = self.limits.max_seconds
+        if budget is None or time.monotonic() - self.start < budget:
+            return False
+        self.finish(("failure", "time_budget", f"time budget of {budget:g} s used up"))
+        return True
+
+    # -- one step: observe, decide, act ------------------------------------------------------------------------
+    def take_step(self, index: int) -> _Turn | None:
+        """Observe, decide and act; None when the screen could not be seen (the episode then ends)."""
+        seen = self._observe(index)
+        if seen is None:
+            return None
+        t0 = time.perf_counter()
+        deadline = None if self.limits.max_seconds is None else self.start + self.limits.max_seconds
+        decision = self.agent.decide(
+            self.goal, seen.observation, self.history, feedback=self.feedback, deadline=deadline
+        )
+        decide_s = time.perf_counter() - t0
+        shown_feedback, self.feedback = self.feedback, None
+        if self.episode.before_acting is not None:
+            self.episode.before_acting()
+        outcome = _act(decision, self.env, self.policy, index, self.settle, self.limits)
+        self.settled = outcome.settled
+        turn = _Turn(seen, decision, decide_s, shown_feedback, outcome)
+        self.totals = self.totals + turn.timings
+        self.episode.steps = index
+        self._note_own_end(turn)
+        return turn
+
+    def _observe(self, index: int) -> _Seen | None:
+        started = time.time()
+        t0 = time.perf_counter()
+        if self.first is not None:
+            (observation, observe_s), self.first = self.first, None
+        elif self.settled is not None and self.settled.observation is not None:
+            observation = self.settled.observation  # the settled frame, taken after the last step's actions
+            observe_s = 0.0
+        else:
+            try:
+                observation = self.env.observe()
+            except DeviceError as exc:
+                self.finish(("failure", "device_error", str(exc)))
+                return None
+            observe_s = time.perf_counter() - t0
+        seen = _Seen(index, started, observation, observe_s, _digest(observation, self.settled))
+        self.settled = None
+        return seen
+
+    def _note_own_end(self, turn: _Turn) -> None:
+        """Keep the step's answer, and the end it brought by itself: the agent finished, the backend or the
+        device failed, the policy aborted, something crashed."""
+        if turn.outcome.answer is not None:
+            self.answer = turn.outcome.answer
+        if turn.decision.backend_error is not None:
+            self.end = ("failure", "model_error", turn.decision.backend_error)
+        elif turn.outcome.end is not None:
+            self.end = turn.outcome.end
+
+    # -- after a step: go on or end ----------------------------------------------------------------------------
+    def carry_on(self, turn: _Turn) -> bool:
+        """Learn from the step just recorded; False when the episode ends with it."""
+        self._remember(turn)
+        if self.end is not None:
+            self.finish(self.end)
+            return False
+        if self.out_of_time():
+            return False
+        outcome = turn.outcome
+        self.feedback = outcome.feedback
+        if outcome.failed:
+            self.failed_streak += 1
+            if self.failed_streak >= self.limits.max_failed_steps:
+                errors = turn.errors
+                self.finish(("failure", "too_many_errors", errors[-1] if errors else "too many failed steps"))
+                return False
+            self.repeats.forget()
+            return True
+        self.failed_streak = 0
+        return self._not_stuck(turn)
+
+    def _remember(self, turn: _Turn) -> None:
+        """History lists what was done: executed actions (or, in a dry run, skipped ones), not refused or
+        failed ones, which the model hears about through the feedback instead."""
+        kept = turn.seen.observation.screenshot if self.keep_screenshots else None
+        for record in turn.outcome.records:
+            if record.executed or record.verdict == "skip":
+                self.history.append(PastStep(record.call, turn.decision.summary, kept))
+                kept = None
+
+    def _not_stuck(self, turn: _Turn) -> bool:
+        """Warn about, then end on, the same actions repeated on an unchanged screen."""
+        key = (turn.seen.digest, json.dumps([r.device for r in turn.outcome.records], sort_keys=True))
+        repeats = self.repeats.see(key)
+        if repeats >= self.limits.stop_repeats:
+            error = f"the same action was repeated {repeats} times on an unchanged screen"
+            self.finish(("failure", "stuck", error))
+            return False
+        if repeats >= self.limits.warn_repeats:
+            calls = "; ".join(p.call for p in turn.decision.actions)
+            self.feedback = (
+                f"You have done {calls} {repeats} times in a row and the screen did not change. "
+                "Do something different."
+            )
+        return True
 
 
 @dataclass
@@ -358,7 +468,7 @@ class _Outcome:
     failed: bool = False
     feedback: str | None = None
     answer: str | None = None
-    end: tuple[Literal["success", "failure"], EndReason, str | None] | None = None
+    end: _End | None = None
     execute_s: float = 0.0
     settle_s: float = 0.0
     executed_any: bool = False
@@ -378,6 +488,10 @@ def _act(
         return out
     if not decision.ok:
         out.failed = True
+        if decision.error is not None and (
+            not decision.attempts or decision.attempts[-1].error != decision.error
+        ):
+            out.errors.append(decision.error)  # no answer carries it: the deadline came before one
         out.feedback = f"Your previous answer could not be used: {decision.error}"
         return out
     try:
