@@ -1,11 +1,12 @@
-"""One agent per phone: a lock file on this machine for each device an :class:`AndroidEnv` drives.
+"""One run per phone: a lock file on this machine for each device an :class:`AndroidEnv` drives.
 
 Two runs tapping the same phone interleave their taps and typing and each sees the other's screens, so the
 second run on a device stops at once with :class:`DeviceBusyError` naming the first. The lock is an
 ``flock`` on a file in the temp folder, held from the environment's creation to its ``close()``; the
 operating system drops it when the process ends, however it ends, so a crashed run never leaves the
-phone locked. It covers the runs of this machine only: another computer using the same ADB server is not
-seen.
+phone locked. Environments of one process share their process's claim (a script that opens a second one
+on purpose, e.g. to compare capture modes, is its own business). It covers the processes of this machine
+only: another computer using the same ADB server is not seen.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import fcntl
 import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -31,34 +33,51 @@ def claim_path(host: str, port: int, serial: str) -> Path:
     return Path(tempfile.gettempdir()) / f"screenpilot-android-{name}.lock"
 
 
+_held: dict[Path, tuple[IO[str], int]] = {}  # this process's locked files and how many claims share each
+_held_lock = threading.Lock()
+
+
 class DeviceClaim:
-    """An exclusive claim on one device, until :meth:`release` (safe twice) or the process ends."""
+    """This process's claim on one device, until :meth:`release` (safe twice) or the process ends."""
 
     def __init__(self, host: str, port: int, serial: str) -> None:
         self.path = claim_path(host, port, serial)
-        self._file: IO[str] | None = None
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise DeviceBusyError(
-                f"Android device {serial!r} is in use by another screenpilot run ({holder}); wait for it to "
-                "end or choose another device with --serial"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
-        handle.flush()
-        self._file = handle
+        with _held_lock:
+            handle, count = _held.get(self.path) or (_lock(self.path, serial), 0)
+            _held[self.path] = (handle, count + 1)
+        self._held = True
 
     @property
     def held(self) -> bool:
-        return self._file is not None
+        return self._held
 
     def release(self) -> None:
-        handle, self._file = self._file, None
-        if handle is not None:
-            handle.close()  # closing the file drops the flock
+        with _held_lock:
+            if not self._held:
+                return
+            self._held = False
+            handle, count = _held.pop(self.path)
+            if count > 1:
+                _held[self.path] = (handle, count - 1)
+            else:
+                handle.close()  # closing the file drops the flock
+
+
+def _lock(path: Path, serial: str) -> IO[str]:
+    """The lock file, locked and naming this process; DeviceBusyError naming the holder when another has it."""
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the last release
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise DeviceBusyError(
+            f"Android device {serial!r} is in use by another screenpilot run ({holder}); wait for it to end "
+            "or choose another device with --serial"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
+    handle.flush()
+    return handle

@@ -44,6 +44,7 @@ from screenpilot.envs.android.screen import (
     decode_png,
     decode_raw,
     parse_rotation,
+    parse_screen_awake,
     parse_wm_size,
 )
 from screenpilot.envs.base import Environment, Observation, Platform, ShellResult
@@ -96,6 +97,7 @@ class AndroidEnv(Environment):
         settle_interval_s: float = 0.05,
         scroll_step: float = 0.1,
         exclusive: bool = True,
+        wake_timeout_s: float = 2.0,
     ) -> None:
         self.device = device or AndroidDevice.connect(
             serial, host=host, port=port, timeout_s=timeout_s, retry=retry
@@ -120,6 +122,8 @@ class AndroidEnv(Environment):
         self._ime_installed: bool | None = None
         self._ime_problem: str | None = None
         self._clipboard_help: str | None = None
+        self.wake_timeout_s = wake_timeout_s
+        self._woken = False
 
     # -- life cycle -------------------------------------------------------------------------------------------
     def _reset(self) -> None:
@@ -156,6 +160,9 @@ class AndroidEnv(Environment):
             "capture": self._capture_used,
             "capture_size": f"{captured.size[0]}x{captured.size[1]}",
         }
+        if self._woken:
+            info["screen_woken"] = True
+            self._woken = False
         return Observation(image, info=info)
 
     def describe(self) -> dict[str, Any]:
@@ -195,7 +202,37 @@ class AndroidEnv(Environment):
         return display
 
     def _screenshot(self) -> Image.Image:
-        """One screenshot in capture pixels: raw screencap, PNG as the fallback; never a blank stand-in."""
+        """One screenshot in capture pixels. A black one may be a screen that went off (its timeout ran
+        out while the model thought): the screen is woken and captured again, once it shows something."""
+        image = self._capture()
+        if image.getbbox() is None and self._wake_screen():
+            image = self._capture_after_wake()
+        return image
+
+    def _wake_screen(self) -> bool:
+        """Turn the screen on if ``dumpsys power`` says it is off; whether it was off."""
+        if parse_screen_awake(self.device.text(["dumpsys", "power"])) is not False:
+            return False
+        self._input(["input", "keyevent", "KEYCODE_WAKEUP"])
+        self._woken = True
+        return True
+
+    def _capture_after_wake(self) -> Image.Image:
+        deadline = time.monotonic() + self.wake_timeout_s
+        image = self._capture()
+        while image.getbbox() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            image = self._capture()
+        if image.getbbox() is None and parse_screen_awake(self.device.text(["dumpsys", "power"])) is False:
+            raise DeviceError(
+                f"the screen is off and did not turn on within {self.wake_timeout_s:g} s",
+                device=self.serial,
+                command="input keyevent KEYCODE_WAKEUP",
+            )
+        return image
+
+    def _capture(self) -> Image.Image:
+        """One capture: raw screencap, PNG as the fallback; never a blank stand-in."""
         if self._capture_used == "raw":
             data = self.device.raw(RAW_CAPTURE) or self.device.raw(RAW_CAPTURE)
             if not data:  # the stream closed before any byte: a lost device, not a format problem

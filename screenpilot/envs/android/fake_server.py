@@ -100,6 +100,11 @@ class FakePhone:
     several_displays: bool = False
     """screencap then warns (on stderr, mixed into the output) unless stderr is redirected."""
     """False mimics older builds whose screencap is in the panel's natural orientation."""
+    awake: bool = True
+    """False: the screen is off. screencap then gives a black frame of the screen's size, as a phone does,
+    touches do nothing, and ``input keyevent KEYCODE_WAKEUP`` (or ``KEYCODE_POWER``) turns it on."""
+    stays_dark: bool = False
+    """The screen does not turn on, whatever key is pressed."""
     state: str = "device"
     """What ``adb devices`` lists (``device``, ``unauthorized``, ``offline``, ...); in any other state than
     ``device`` the server refuses a transport to it with adb's own words (:data:`TRANSPORT_FAILURES`)."""
@@ -259,6 +264,12 @@ class FakePhone:
             )
         if service == "package":
             return self._cmd_dumpsys_package(argv[2:])
+        if service == "power":
+            wakefulness = "Awake" if self.awake else "Asleep"
+            return self._ok(
+                f"POWER MANAGER (dumpsys power)\n\nPower Manager State:\n  mDirty=0x0\n  mWakefulness={wakefulness}\n"
+                f"  mWakefulnessChanging=false\n  mIsPowered=true\n"
+            )
         return self._ok("")
 
     def _cmd_dumpsys_package(self, args: list[str]) -> tuple[bytes, int]:
@@ -407,7 +418,7 @@ class FakePhone:
 
     def _cmd_screencap(self, argv: list[str]) -> tuple[bytes, int]:
         with self.lock:
-            image = self.screen.copy()
+            image = self.screen.copy() if self.awake else Image.new("RGB", self.screen.size)
         if not self.capture_follows_rotation and self.rotation in (1, 3):
             # the content is drawn a quarter turn clockwise on the panel for rotation 1
             image = image.transpose(
@@ -434,6 +445,16 @@ class FakePhone:
             return b"\x00" * 40
         return encode_raw_screencap(image, self.screencap_format, self.screencap_header)
 
+    def _power_key(self, key: str) -> bool:
+        """Apply a key that turns the screen on or off; whether ``key`` was one."""
+        if key in ("KEYCODE_POWER", "26"):
+            self.awake = not self.awake and not self.stays_dark
+        elif key in _POWER_KEYS:
+            self.awake = _POWER_KEYS[key] and not self.stays_dark
+        else:
+            return False
+        return True
+
     def _cmd_input(self, argv: list[str]) -> tuple[bytes, int]:
         args = argv[1:]
         if args and args[0] in ("touchscreen", "keyboard", "dpad", "mouse"):
@@ -454,7 +475,7 @@ class FakePhone:
             self.text += decode_input_text(" ".join(args[1:]))
         elif verb == "keyevent" and len(args) >= 2:
             for key in args[1:]:
-                if key.startswith("--"):
+                if key.startswith("--") or self._power_key(key) or not self.awake:
                     continue
                 if key in ("KEYCODE_DEL", "67"):
                     self.text = self.text[:-1]
@@ -469,6 +490,8 @@ class FakePhone:
                 return b"Error: Unknown command: draganddrop\n", 1
             width, height = self.logical_size
             points = [float(a) for a in args[1:5]]
+            if not self.awake:
+                return b"", 0  # a touch on a dark screen does nothing
             if any(not (0 <= p < (width if i % 2 == 0 else height)) for i, p in enumerate(points)):
                 return b"", 0  # a real device ignores touches off the screen, silently
         elif verb == "keycombination" and self.sdk >= 33:
@@ -478,6 +501,9 @@ class FakePhone:
         if self.on_input is not None:
             self.on_input(self, args)
         return self._ok()
+
+
+_POWER_KEYS = {"KEYCODE_WAKEUP": True, "224": True, "KEYCODE_SLEEP": False, "223": False}
 
 
 def _is_number(text: str) -> bool:

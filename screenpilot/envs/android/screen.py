@@ -132,3 +132,17 @@ def parse_rotation(text: str) -> int | None:
             value = int(found[1])
             return value // 90 % 4 if value >= 90 or pattern.startswith("mCurrent") else value % 4
     return None
+
+
+_WAKEFULNESS = re.compile(r"mWakefulness=(\w+)")
+_DISPLAY_POWER = re.compile(r"Display Power: state=(\w+)")
+
+
+def parse_screen_awake(text: str) -> bool | None:
+    """Whether ``dumpsys power`` says the screen is on (``mWakefulness=Awake``; ``Asleep``, ``Dozing`` and
+    ``Dreaming`` are off for the agent), else its older ``Display Power: state=ON``; None when neither shows."""
+    found = _WAKEFULNESS.search(text)
+    if found is not None:
+        return found.group(1) == "Awake"
+    found = _DISPLAY_POWER.search(text)
+    return None if found is None else found.group(1) == "ON"

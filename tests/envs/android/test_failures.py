@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from screenpilot.actions.types import Click
 from screenpilot.agent.record import load_run
 from screenpilot.cli.main import main
 from screenpilot.envs.android import AndroidEnv, list_devices
-from screenpilot.envs.android.claim import DeviceBusyError
 from screenpilot.envs.android.device import DeviceListing
 from screenpilot.envs.android.fake_server import FakeAdbServer, FakePhone
 from screenpilot.errors import DeviceError, SetupError
@@ -125,23 +125,30 @@ def test_describe_before_reset_names_the_screen(make_env: MakeEnv, phone: FakePh
 
 
 # -- one run per phone -----------------------------------------------------------------------------------------
-def test_a_second_environment_on_a_phone_is_refused_until_the_first_closes(
-    make_env: MakeEnv, phone: FakePhone
+def test_a_phone_is_claimed_until_the_last_environment_of_the_process_closes(
+    make_env: MakeEnv, phone: FakePhone, server: FakeAdbServer
 ) -> None:
-    first = make_env()
-    first.reset()
-    with pytest.raises(
-        DeviceBusyError,
-        match=rf"'emulator-5554' is in use by another screenpilot run \(pid {os.getpid()}, since",
-    ):
-        make_env()
+    first, second = make_env(), make_env()  # one process: its environments share the claim
     first.close()
-    second = make_env()
-    second.reset()
-    second.execute(Click(x=1, y=2))
-    assert phone.inputs == ["input tap 1 2"]
-    watcher = make_env(exclusive=False)  # a script that only looks may share the phone on purpose
-    assert watcher.reset().size == (1080, 2400)
+    refused = _try_to_claim(server.port)
+    assert f"'emulator-5554' is in use by another screenpilot run (pid {os.getpid()}, since" in refused
+    second.close()
+    second.close()  # twice is safe and releases nothing more
+    assert _try_to_claim(server.port) == "claimed"
+    make_env(exclusive=False)  # a script that only looks may share the phone on purpose
+    assert _try_to_claim(server.port) == "claimed"
+
+
+def _try_to_claim(port: int) -> str:
+    script = (
+        "import sys\nfrom screenpilot.envs.android import AndroidEnv\nfrom screenpilot.errors import SetupError\n"
+        "try:\n    AndroidEnv(port=int(sys.argv[1]))\n    print('claimed')\n"
+        "except SetupError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(port)], capture_output=True, text=True, timeout=60
+    )
+    return done.stdout.strip()
 
 
 def test_another_process_holding_the_phone_stops_a_cli_run_before_anything_is_recorded(
@@ -185,3 +192,37 @@ env = AndroidEnv(port=int(sys.argv[1]))
 print("holding", flush=True)
 time.sleep(60)
 """
+
+
+# -- a screen that went off -------------------------------------------------------------------------------------
+def test_a_dark_screen_is_woken_and_the_observation_says_so(make_env: MakeEnv, phone: FakePhone) -> None:
+    phone.awake = False
+    env = make_env()
+    first = env.reset()
+    assert first.screenshot.getbbox() is not None  # the real screen, not the black frame of a dark one
+    assert first.info["screen_woken"] is True
+    assert phone.awake and phone.inputs == ["input keyevent KEYCODE_WAKEUP"]
+    powers = phone.commands.count("dumpsys power")
+    assert "screen_woken" not in env.observe().info
+    assert phone.commands.count("dumpsys power") == powers  # a lit screen costs no power query
+    phone.awake = False  # the screen timeout ran out while the model was thinking
+    env.execute(Click(x=5, y=6))  # lost on the dark screen, as on a phone
+    assert env.observe().info["screen_woken"] is True
+    assert phone.inputs[-2:] == ["input tap 5 6", "input keyevent KEYCODE_WAKEUP"]
+
+
+def test_a_black_but_lit_screen_is_shown_as_it_is(env: AndroidEnv, phone: FakePhone) -> None:
+    phone.set_screen(Image.new("RGB", (1080, 2400)))
+    seen = env.observe()
+    assert seen.screenshot.getbbox() is None and "screen_woken" not in seen.info
+    assert phone.inputs == []
+
+
+def test_a_screen_that_will_not_turn_on_is_a_device_error(make_env: MakeEnv, phone: FakePhone) -> None:
+    env = make_env(wake_timeout_s=0.2)
+    env.reset()
+    phone.awake, phone.stays_dark = False, True
+    with pytest.raises(
+        DeviceError, match=r"the screen is off and did not turn on within 0.2 s; device=emulator-5554"
+    ):
+        env.observe()

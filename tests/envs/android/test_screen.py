@@ -15,6 +15,7 @@ from screenpilot.envs.android.screen import (
     decode_png,
     decode_raw,
     parse_rotation,
+    parse_screen_awake,
     parse_wm_size,
 )
 
@@ -81,3 +82,19 @@ def test_display_turns_with_rotation() -> None:
     assert display.orientation == "landscape"
     assert display.with_rotation(2).size == Size(720, 1600)
     assert isinstance(Image.new("RGB", display.size), Image.Image)
+
+
+@pytest.mark.parametrize(
+    ("text", "awake"),
+    [
+        ("Power Manager State:\n  mWakefulness=Awake\n  mWakefulnessChanging=false\n", True),
+        ("  mWakefulness=Asleep\n", False),
+        ("  mWakefulness=Dozing\n", False),
+        ("  mWakefulness=Dreaming\n", False),
+        ("POWER MANAGER (dumpsys power)\n  Display Power: state=OFF\n", False),  # Android 4
+        ("  Display Power: state=ON\n", True),
+        ("Can't find service: power\n", None),
+    ],
+)
+def test_screen_power_parsing(text: str, awake: bool | None) -> None:
+    assert parse_screen_awake(text) is awake
