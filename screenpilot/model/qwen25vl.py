@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from PIL import Image
@@ -36,6 +37,7 @@ from screenpilot.model.tool_arguments import (
     desktop_arguments,
     mobile_action,
     mobile_arguments,
+    parsed_calls,
     tool_call_block,
     tools_block,
 )
@@ -359,19 +361,13 @@ class Qwen25VLDialect:
 
     def parse(self, text: str, space: CoordinateSpace) -> list[ParsedAction]:
         """Actions of every call in ``text``; each point is rounded once, straight into each frame."""
-        parsed = []
-        for call in extract_tool_calls(text):
-            model = self._action(call, space, space.model_pixel)
-            device = self._action(call, space, space.to_device)
-            named = ToolCall(self.tool, call.arguments)
-            parsed.append(ParsedAction(model=model, device=device, call=named.as_json()))
-        return parsed
+        return parsed_calls(extract_tool_calls(text), self.tool, space, partial(self._action, space=space))
 
     def call_to_action(self, call: ToolCall, space: CoordinateSpace) -> Action:
         """Map one call's arguments (model frame) to a typed action in the model frame."""
-        return self._action(call, space, space.model_pixel)
+        return self._action(call, space.model_pixel, space=space)
 
-    def _action(self, call: ToolCall, space: CoordinateSpace, pixel: _Pixel) -> Action:
+    def _action(self, call: ToolCall, pixel: _Pixel, *, space: CoordinateSpace) -> Action:
         """The call as an action whose points ``pixel`` turns into pixels of one frame."""
         w, h = space.model
         frame = f"x must be within 0..{w} and y within 0..{h}."

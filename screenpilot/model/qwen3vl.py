@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from PIL import Image
@@ -35,6 +36,7 @@ from screenpilot.model.tool_arguments import (
     desktop_arguments,
     mobile_action,
     mobile_arguments,
+    parsed_calls,
     tool_call_block,
     tools_block,
 )
@@ -424,16 +426,9 @@ class Qwen3VLDialect:
         calls = extract_tool_calls(answer_body(text))
         if self.tool == "mobile_use":
             calls = calls[:1]
-        parsed = []
-        for call in calls:
-            model = self._action(call, space, space.model_pixel)
-            device = self._action(call, space, space.to_device)
-            parsed.append(
-                ParsedAction(model=model, device=device, call=ToolCall(self.tool, call.arguments).as_json())
-            )
-        return parsed
+        return parsed_calls(calls, self.tool, space, partial(self._action, space=space))
 
-    def _action(self, call: ToolCall, space: CoordinateSpace, pixel: _Pixel) -> Action:
+    def _action(self, call: ToolCall, pixel: _Pixel, *, space: CoordinateSpace) -> Action:
         frame = f"coordinates are relative, x and y each within 0..{space.model.width}."
 
         def point(args: dict[str, Any], kind: str) -> PointReader:

@@ -38,6 +38,7 @@ from screenpilot.actions.types import (
     TypeText,
     Wait,
 )
+from screenpilot.model.dialect import ParsedAction
 
 Pixel = Callable[[float, float], tuple[int, int]]
 
@@ -301,6 +302,21 @@ def keys_argument(args: dict[str, Any]) -> tuple[str, ...]:
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k.strip() for k in keys):
         raise ToolCallParseError('action=key requires `keys` as a list of key names, e.g. ["ctrl", "c"].')
     return tuple(k.strip() for k in keys)
+
+
+def parsed_calls(
+    calls: Sequence[ToolCall], tool: str, space: CoordinateSpace, read: Callable[[ToolCall, Pixel], Action]
+) -> list[ParsedAction]:
+    """Each call read twice by ``read(call, pixel)``, its points rounded once, straight into each frame (the
+    model's image and the device), with the call as history shows it (named ``tool``)."""
+    return [
+        ParsedAction(
+            model=read(call, space.model_pixel),
+            device=read(call, space.to_device),
+            call=ToolCall(tool, call.arguments).as_json(),
+        )
+        for call in calls
+    ]
 
 
 # -- writing calls --------------------------------------------------------------------------------------------
