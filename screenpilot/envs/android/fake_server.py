@@ -1017,28 +1017,47 @@ def serve(phones: Iterable[FakePhone] = (), **kwargs: Any) -> FakeAdbServer:
     return FakeAdbServer(phones, **kwargs).start()
 
 
+def _phones_from(args: Any) -> list[FakePhone]:
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    phones = []
+    for given in args.serial or ["emulator-5554"]:
+        serial, _, state = given.partition("=")
+        phones.append(
+            FakePhone(
+                serial=serial,
+                state=state or "device",
+                screen=default_screen((width, height)),
+                physical_size=(width, height),
+                adb_keyboard=args.adb_keyboard,
+                awake=not args.screen_off,
+            )
+        )
+    return phones
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Serve one fake phone until Ctrl-C, for trying the CLI without a device."""
+    """Serve fake phones until Ctrl-C, for trying the CLI without a device."""
     import argparse
     import signal
 
     parser = argparse.ArgumentParser(
         prog="python -m screenpilot.envs.android.fake_server",
-        description="Run a fake ADB server with one phone.",
+        description="Run a fake ADB server with one phone (or several), printing what each was asked to do at the end.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
-    parser.add_argument("--serial", default="emulator-5554")
+    parser.add_argument(
+        "--serial",
+        action="append",
+        metavar="SERIAL[=STATE]",
+        help="a phone; repeat for several; STATE as adb lists it, e.g. R58M123=unauthorized or =offline "
+        "(default: one phone, emulator-5554)",
+    )
     parser.add_argument("--size", default="1080x2400", help="screen size WxH (default: %(default)s)")
     parser.add_argument("--adb-keyboard", action="store_true", help="pretend ADBKeyboard is installed")
+    parser.add_argument("--screen-off", action="store_true", help="start with the screens off")
     args = parser.parse_args(argv)
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    phone = FakePhone(
-        serial=args.serial,
-        screen=default_screen((width, height)),
-        physical_size=(width, height),
-        adb_keyboard=args.adb_keyboard,
-    )
-    server = FakeAdbServer([phone], port=args.port).start()
+    phones = _phones_from(args)
+    server = FakeAdbServer(phones, port=args.port).start()
     signal.signal(signal.SIGTERM, lambda *_: server.stopping.set())
     print(f"export ANDROID_ADB_SERVER_PORT={server.port}", flush=True)
     try:
@@ -1047,8 +1066,9 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.stop()
-        for command in phone.commands:
-            print(command, flush=True)
+        for phone in phones:
+            for command in phone.commands:
+                print(f"{phone.serial}: {command}" if len(phones) > 1 else command, flush=True)
     return 0
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import sys
 
 import adbutils
 import pytest
 
+from screenpilot.envs.android import AndroidEnv, list_devices
 from screenpilot.envs.android.fake_server import FakeAdbServer, FakePhone, decode_input_text
 
 
@@ -65,3 +68,31 @@ def test_input_text_decoding_follows_android() -> None:
     assert decode_input_text("a%sb") == "a b"
     assert decode_input_text("%%s") == "% "
     assert decode_input_text("50%") == "50%"
+
+
+@pytest.mark.skipif(shutil.which("adb") is None, reason="the adb client is not installed")
+def test_the_command_line_fake_serves_phones_in_the_states_asked_for() -> None:
+    module = "screenpilot.envs.android.fake_server"
+    command = [sys.executable, "-m", module, "--serial", "A1", "--serial", "B2=unauthorized", "--screen-off"]
+    served = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert served.stdout is not None
+        port = served.stdout.readline().strip().removeprefix("export ANDROID_ADB_SERVER_PORT=")
+        listed = list_devices(port=int(port))
+        assert [(d.serial, d.state, d.model) for d in listed] == [
+            ("A1", "device", "Pixel_7"),
+            ("B2", "unauthorized", None),
+        ]
+        refused = subprocess.run(
+            ["adb", "-P", port, "-s", "B2", "shell", "true"], capture_output=True, text=True, timeout=20
+        )
+        assert refused.returncode != 0
+        assert "device unauthorized." in refused.stderr
+        assert "check for a confirmation dialog on your device" in refused.stderr  # adb's own words
+        env = AndroidEnv("A1", port=int(port))
+        assert env.reset().info["screen_woken"] is True
+        env.close()
+    finally:
+        served.send_signal(signal.SIGTERM)
+        log = served.communicate(timeout=20)[0]
+    assert "A1: input keyevent KEYCODE_WAKEUP" in log.splitlines()
