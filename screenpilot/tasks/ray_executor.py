@@ -27,6 +27,7 @@ from typing import Any
 from screenpilot.agent.loop import Settle
 from screenpilot.errors import MissingExtraError, SetupError
 from screenpilot.settings import Settings
+from screenpilot.tasks.ray_reaper import Reaper
 from screenpilot.tasks.ray_worker import EpisodeWorker, ModelWorker, WorkerSpec, forwarded_env, unpack_folder
 from screenpilot.tasks.runner import STOP_SIGNALS, EnvSource, ModelSource, SuiteRunner, episode_dir
 from screenpilot.tasks.suite import Task
@@ -103,6 +104,7 @@ class RayExecutor:
         self.workers: list[_Worker] = []
         self.lost = 0
         self._started_ray = False
+        self._reaper: Reaper | None = None  # watches this process when it starts a Ray of its own
         self._attempts: dict[tuple[str, int], int] = {}
         self._flights: dict[Any, _Flight] = {}
         self._done_by_host: dict[str, int] = {}
@@ -125,9 +127,12 @@ class RayExecutor:
             kwargs = self.init_kwargs()
             if self.plan.address is not None:
                 probe_address(self.plan.address)
+            if self.plan.address is None:  # Ray's processes end with this one, even on kill -9
+                self._reaper = Reaper()
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
+                self._end_reaper()
                 where = self.plan.address or "a local Ray"
                 raise SetupError(
                     f"cannot start or join the Ray cluster at {where}: {_first_line(exc)}"
@@ -174,6 +179,12 @@ class RayExecutor:
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
+        self._end_reaper()
+
+    def _end_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
     # -- the run ----------------------------------------------------------------------------------------------
     def run(self, runner: SuiteRunner, ran: list[int]) -> None:

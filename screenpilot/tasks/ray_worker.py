@@ -31,6 +31,7 @@ from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
 from screenpilot.model.base import Completion, Message, ModelBackend, ModelBackendError
 from screenpilot.settings import Settings
+from screenpilot.tasks.ray_reaper import Reaper
 from screenpilot.tasks.runner import (
     BenchSettings,
     EnvSource,
@@ -113,10 +114,13 @@ class EpisodeWorker:
         self._turns = threading.Condition()
         self._next = 0  # calls numbered below this one have ended and the driver holds their answers
         self._free_since: float | None = None  # when the last episode ended
+        self._reaper: Reaper | None = None
 
     def start(self) -> dict[str, Any]:
-        """Build the worker's sources; returns where it runs, or ``{"error": ...}`` (one line)."""
+        """Build the worker's sources; returns where it runs, or ``{"error": ...}`` (one line). What the
+        worker starts from here on (X servers, browsers, apps) is ended with it should it die unclosed."""
         spec = self.spec
+        self._reaper = Reaper()
         try:
             envs = spec.make_envs(spec.worker)
             models = spec.make_models(spec.worker)
@@ -194,6 +198,9 @@ class EpisodeWorker:
             self.runner.models.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
 
 def _task(suite: Suite, task_id: str) -> Task:

@@ -535,3 +535,33 @@ def test_miniwob_on_ray_each_worker_its_own_browser_closed_at_the_end(tmp_path: 
     while _left_by_workers() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _left_by_workers()  # clean shutdown: every browser, driver and X server stopped
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="the sandbox needs Xvfb")
+def test_killing_the_driver_of_a_ray_it_started_leaves_no_display_or_app_running(tmp_path: Path) -> None:
+    """kill -9 of the driver takes down the Ray it started, its workers with it, unclosed: what they started
+    (X servers, the suite's app) is ended by their watchdogs; the same command then resumes the run."""
+    out = tmp_path / "out"
+    cmd = ["bench", str(EXAMPLES / "sandbox.yaml"), "--env", "sandbox", "--jobs", "2", "--executor", "ray"]
+    cmd += ["--model", f"replay:{EXAMPLES / 'sandbox.replay.jsonl'}", "--out", str(out), "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "screenpilot", *cmd, "--trials", "2", "--no-report"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_results(out)) < 1:
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _left_by_workers()  # the other worker's display is up
+    finally:
+        driver.kill()
+        driver.wait(30)
+    deadline = time.monotonic() + 20
+    while _left_by_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _left_by_workers()
