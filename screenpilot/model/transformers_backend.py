@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from screenpilot.model.prompt_cache import CACHE_BUCKET, SystemPromptKV, buckete
 from screenpilot.model.spec import parse_model_spec
 
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+log = logging.getLogger("screenpilot.model")
 
 #: config.model_type -> the transformers class that runs it.
 ARCHITECTURES = {
@@ -75,7 +78,14 @@ _OPTIONS = frozenset(
 )
 
 #: Checkpoints whose system-prompt KV reuse is checked against the full prefill (same greedy tokens).
-KV_REUSE_MODEL_TYPES = frozenset({"qwen2_5_vl", "qwen2_vl"})
+KV_REUSE_MODEL_TYPES = frozenset({"qwen2_5_vl", "qwen2_vl", "qwen3_vl"})
+
+
+def decode_compile_config(transformers: Any, **overrides: Any) -> Any:
+    """How ``decode_graphs`` compiles the decoding step: one graph for the whole step (``fullgraph``: a graph
+    break fails the compilation, which then falls back, rather than splitting the CUDA graphs), static shapes
+    (a static cache has one), and CUDA graphs (``reduce-overhead``)."""
+    return transformers.CompileConfig(fullgraph=True, dynamic=False, mode="reduce-overhead", **overrides)
 
 
 class _FirstTokenTimer:
@@ -96,6 +106,10 @@ class _FirstTokenTimer:
 
     def end(self) -> None:
         pass
+
+    def restart(self) -> None:
+        """Count from the prompt again (the step is generated a second time)."""
+        self.first_token_at, self._puts = None, 0
 
     @property
     def time_to_first_token(self) -> float | None:
@@ -129,6 +143,13 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch.compile failing to trace or compile (not the model failing to run)."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    return isinstance(exc, TorchDynamoException)
 
 
 def _local_commit(folder: Path) -> str | None:
@@ -468,9 +489,7 @@ class TransformersBackend:
             cache_implementation=self.cache_implementation,
         )
         if self.decode_graphs:
-            config.compile_config = transformers.CompileConfig(
-                fullgraph=True, dynamic=False, mode="reduce-overhead"
-            )
+            config.compile_config = decode_compile_config(transformers)
         return config
 
     def _setup_fast_paths(self, options: dict[str, Any], requested_cache: str | None) -> None:
@@ -480,6 +499,7 @@ class TransformersBackend:
 
         #: Lever -> "on", or why it is off.
         self.fast_paths: dict[str, str] = {}
+        self._compiled_sizes: set[int] = set()  # static cache sizes the decoding step was compiled for
         self.batched_vision = bool(options.get("batched_vision", True))
         reason = batched_windows_apply(self._model) if self.batched_vision else "asked"
         self.batched_vision = self.batched_vision and install_batched_windows(self._model)
@@ -592,6 +612,18 @@ class TransformersBackend:
         )
 
     def _generate(self, inputs: Any, input_ids: list[int], deadline: float | None, timer: Any) -> Any:
+        """``generate`` on the processed inputs; when the decoding step cannot be compiled, decoding graphs
+        are turned off (with a warning, and the reason in :attr:`fast_paths`) and the step runs again."""
+        try:
+            return self._generate_once(inputs, input_ids, deadline, timer)
+        except Exception as exc:
+            if not (self.decode_graphs and _is_compile_error(exc)):
+                raise
+            self._stop_decode_graphs(exc)
+        timer.restart()
+        return self._generate_once(inputs, input_ids, deadline, timer)
+
+    def _generate_once(self, inputs: Any, input_ids: list[int], deadline: float | None, timer: Any) -> Any:
         """``generate`` on the processed inputs, after the held system-prompt KV where there is one."""
         torch = self._torch
         with torch.inference_mode(), self._attention_kernels():
@@ -599,6 +631,9 @@ class TransformersBackend:
             generation_config = self._generation_config_for(
                 len(input_ids), deadline, own_cache=cache is not None
             )
+            if self.decode_graphs:
+                held = self._system_kv if cache is not None else None
+                self._announce_compilation(generation_config.max_cache_len if held is None else held.capacity)
             extra = {} if cache is None else {"cache": cache}
             try:
                 return self.model.generate(
@@ -607,6 +642,30 @@ class TransformersBackend:
             finally:
                 if cache is not None and self._system_kv is not None:
                     self._system_kv.rewind()
+
+    def _announce_compilation(self, cache_tokens: int | None) -> None:
+        """One line before a step that compiles the decoding step (the first of each cache size)."""
+        if cache_tokens is None or cache_tokens in self._compiled_sizes:
+            return
+        self._compiled_sizes.add(cache_tokens)
+        log.warning(
+            "%s: compiling the decoding step as CUDA graphs for a %d-token cache; this step takes about a "
+            "minute longer (once per process and cache size; decode_graphs=False, or "
+            "--cache-implementation dynamic, skips it)",
+            self.name,
+            cache_tokens,
+        )
+
+    def _stop_decode_graphs(self, exc: BaseException) -> None:
+        """Decode without compiling from now on (the static cache stays)."""
+        cause = getattr(exc, "inner_exception", None) or exc  # a compiler's own error, where it raised one
+        self.decode_graphs = False
+        self.fast_paths["decode_graphs"] = (
+            f"off: compiling failed ({type(cause).__name__}: {_first_line(cause)})"
+        )
+        self._generation_config.compile_config = None
+        self._generation_config.disable_compile = True  # no compilation of transformers' own either
+        log.warning("%s: decoding without CUDA graphs: %s", self.name, self.fast_paths["decode_graphs"])
 
     def _step_cache(self, input_ids: list[int]) -> Any:
         """The cache holding this prompt's system message (computed on first sight), or None: no reuse."""

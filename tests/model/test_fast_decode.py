@@ -4,6 +4,7 @@ the same greedy tokens and scores as a full prefill."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -237,3 +238,97 @@ def test_the_cache_option_reaches_the_backend_only_when_given(tiny_qwen_dir: Pat
         "unset": "off: CUDA graphs need one CUDA device (the model is on cpu)",
         "dynamic": "off: the dynamic cache was asked for",
     }
+
+
+@pytest.fixture
+def fresh_dynamo() -> Iterator[Any]:
+    """torch.compile's caches emptied before and after, its counters read from zero."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    yield counters
+    torch._dynamo.reset()
+
+
+def compile_everywhere(backend: TransformersBackend, compiler: Any = "eager") -> None:
+    """The decoding step compiled as decode_graphs compiles it, on the CPU too (no CUDA graphs there: the
+    ``eager`` compiler only traces, which is where graph breaks and recompilations show)."""
+    import transformers
+
+    from screenpilot.model.transformers_backend import decode_compile_config
+
+    config = decode_compile_config(transformers, backend=compiler)
+    config._compile_all_devices = True
+    backend.decode_graphs = True
+    backend._generation_config.compile_config = config
+
+
+def qwen3_steps() -> list[list[Message]]:
+    from tests.model.test_qwen3vl_backend import dialect
+
+    phone, computer, desk = dialect(), dialect("computer_use"), Size(1280, 800)
+    return [
+        phone.messages("Open", noise(1), phone.coordinate_space(SCREEN), []),
+        phone.messages("Open", noise(2), phone.coordinate_space(SCREEN), HISTORY[:1]),
+        phone.messages("Open", noise(3), phone.coordinate_space(SCREEN), HISTORY),
+        computer.messages("Open", noise(4, desk), computer.coordinate_space(desk), []),
+    ]
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_the_decoding_step_compiles_into_one_graph_once_as_the_prompt_grows(
+    tiny_qwen_dir: Path,
+    tmp_path: Path,
+    fresh_dynamo: Any,
+    family: str,
+) -> None:
+    if family == "qwen3-vl":
+        from tests.model.test_qwen3vl_backend import backend_for as qwen3_backend
+        from tests.model.tiny_qwen import build_tiny_qwen3vl
+
+        folder = build_tiny_qwen3vl(tmp_path / "q3")
+        make: Any = lambda **o: qwen3_backend(folder, max_new_tokens=12, **o)  # noqa: E731
+        steps = qwen3_steps()
+    else:
+        make, steps = (lambda **o: backend_for(tiny_qwen_dir, **o)), STEPS
+    plain = make(cache_implementation="static")
+    expected = [plain.complete(m).text for m in steps[:3]]
+    compile_everywhere(plain)
+    first = plain.complete(steps[0]).text
+    assert fresh_dynamo["stats"]["unique_graphs"] == 1  # fullgraph: one graph, no breaks
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        rest = [plain.complete(m).text for m in steps[1:3]]  # longer prompts, the same cache size
+    assert fresh_dynamo["stats"]["unique_graphs"] == 1
+    assert [first, *rest] == expected
+    assert plain._system_kv is not None and plain._system_kv.prefills == 1
+    plain.close()
+
+
+def test_a_decoding_step_that_cannot_compile_runs_again_without(
+    tiny_qwen_dir: Path,
+    stock: TransformersBackend,
+    fresh_dynamo: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def no_compiler(graph: Any, example_inputs: Any, **options: Any) -> Any:
+        raise RuntimeError("no C++ compiler here")
+
+    backend = backend_for(tiny_qwen_dir, cache_implementation="static")
+    try:
+        compile_everywhere(backend, no_compiler)
+        with caplog.at_level("WARNING", logger="screenpilot.model"):
+            answer = backend.complete(STEPS[0])
+        assert answer.text == stock.complete(STEPS[0]).text
+        assert answer.usage.time_to_first_token_s is not None
+        assert not backend.decode_graphs
+        reason = backend.describe()["fast_paths"]["decode_graphs"]  # type: ignore[index]
+        assert reason == "off: compiling failed (RuntimeError: no C++ compiler here)"
+        notices = [r.getMessage() for r in caplog.records]
+        assert re.search(r"compiling the decoding step as CUDA graphs for a \d+-token cache", notices[0])
+        assert notices[1].endswith(reason) and len(notices) == 2
+        assert backend.complete(STEPS[1]).text == stock.complete(STEPS[1]).text  # not compiled again
+        assert fresh_dynamo["stats"]["unique_graphs"] == 0
+    finally:
+        backend.close()

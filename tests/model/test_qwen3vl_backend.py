@@ -125,3 +125,32 @@ def test_an_episode_runs_with_the_qwen3_dialect(backend: TransformersBackend) ->
     )
     usages = [u for step in episode for u in step.record.usage]
     assert usages and all(u.image_tokens == 189 for u in usages)
+
+
+def test_the_speed_levers_that_apply_are_on_and_the_others_say_why(backend: TransformersBackend) -> None:
+    assert backend.describe()["fast_paths"] == {
+        "batched_vision": "off: the vision encoder has no window attention",  # one attention call already
+        "decode_graphs": "off: CUDA graphs need one CUDA device (the model is on cpu)",
+        "reuse_system_kv": "on",
+    }
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_steps_with_the_system_prompt_reused_answer_as_with_a_full_prefill(
+    tiny_qwen3_dir: Path, cache: str
+) -> None:
+    from tests.model.test_fast_decode import qwen3_steps
+
+    steps = qwen3_steps()
+    reused = backend_for(tiny_qwen3_dir, max_new_tokens=12, cache_implementation=cache)
+    full = backend_for(tiny_qwen3_dir, max_new_tokens=12, cache_implementation=cache, reuse_system_kv=False)
+    try:
+        answers = [reused.complete(m).text for m in steps]
+        expected = [full.complete(m).text for m in steps]
+        held = reused._system_kv
+        assert held is not None and held.prefills == 2  # the phone's system prompt, then the computer's
+    finally:
+        reused.close()
+        full.close()
+    assert answers == expected
+    assert len(set(expected)) == len(steps)  # each screen gives its own answer: the image reached the model
