@@ -39,7 +39,7 @@ from screenpilot.tasks.evaluate.report import (
     render_table,
     status_counts,
 )
-from screenpilot.tasks.evaluate.run import Gate, Outcome, Progress, image_error, journalled, run_cases
+from screenpilot.tasks.evaluate.run import Gate, Outcome, image_error, run_examples
 
 #: The grounding data formats: our JSON Lines, and the released ScreenSpot layouts.
 GROUNDING_FORMATS = ("jsonl", *screenspot.FORMATS)
@@ -208,38 +208,45 @@ def evaluate_grounding(
         raise SetupError(f"box format must be xyxy or xywh, got {box_format!r}")
     path = Path(data)
     fmt = grounding_format(path, format)
+    cases = _grounding_cases(path, fmt, tool, box_format, Path(images) if images is not None else None, limit)
+    dialects = _dialects(cases, dialect, dialect_options)
+    outcome = run_examples(
+        [(c.key, c) for c in cases],
+        lambda c: load_image(c.image),
+        partial(_ask_grounding_with, gate=Gate(model), dialects=dialects),
+        header={
+            "kind": "grounding",
+            "data": str(path.resolve()),
+            "format": fmt,
+            "dialect": dialect,
+            "tool": tool,
+        },
+        journal=journal,
+        concurrency=concurrency,
+        progress=("grounding", progress, "hits"),
+        good="hit",
+    )
+    return _grounding_report(path, model, tool, outcome, fmt)
+
+
+def _grounding_cases(
+    path: Path, fmt: str, tool: ToolName | None, box_format: str, images: Path | None, limit: int | None
+) -> list[_GroundingCase]:
     if fmt == "jsonl":
         prepare = partial(_grounding_case, base=path.parent, tool=tool, box_format=box_format)
-        cases = [case for _, case in read_cases(path, prepare, limit)]
-    else:
-        cases = _released_cases(path, fmt, Path(images) if images is not None else None, tool, limit)
+        return [case for _, case in read_cases(path, prepare, limit)]
+    return _released_cases(path, fmt, images, tool, limit)
+
+
+def _dialects(
+    cases: list[_GroundingCase], dialect: str, dialect_options: Mapping[str, Any] | None
+) -> dict[ToolName, Dialect]:
+    """A dialect per tool the cases use: mobile_use asks as on a phone, computer_use as on a desktop."""
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
-    dialects = {
+    return {
         name: make_dialect(dialect, "mobile" if name == "mobile_use" else "desktop", **options)
         for name in {c.tool for c in cases}
     }
-    header = {
-        "kind": "grounding",
-        "data": str(path.resolve()),
-        "format": fmt,
-        "dialect": dialect,
-        "tool": tool,
-    }
-    outcome = journalled(
-        journal,
-        header,
-        [(c.key, c) for c in cases],
-        lambda plan, book: run_cases(
-            plan,
-            lambda c: load_image(c.image),
-            partial(_ask_grounding_with, gate=Gate(model), dialects=dialects),
-            Progress("grounding", len(plan.todo()), progress, "hits"),
-            "hit",
-            concurrency=concurrency,
-            journal=book,
-        ),
-    )
-    return _grounding_report(path, model, tool, outcome, fmt)
 
 
 def _ask_grounding_with(

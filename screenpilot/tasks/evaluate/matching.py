@@ -121,6 +121,17 @@ def match_step(
             want = swipe_direction(truth.x, truth.y, truth.x2, truth.y2)
             got = swipe_direction(predicted.x, predicted.y, predicted.x2, predicted.y2)
             return StepMatch(True, want == got, f"swiped {got}, wanted {want}")
+        case TypeText() | Answer() | OpenApp():
+            return _match_words(predicted, truth, rules)
+        case SystemButton() | Key() | Wait() | Terminate() | Drag() | MouseMove() | Scroll():
+            return _match_exactly(predicted, truth)
+        case _:
+            assert_never(truth)
+
+
+def _match_words(predicted: Action, truth: TypeText | Answer | OpenApp, rules: MatchRules) -> StepMatch:
+    """Text typed, answered or named (an app), compared after normalisation."""
+    match truth:
         case TypeText():
             assert isinstance(predicted, TypeText)
             ok = _same_text(predicted.text, truth.text, rules)
@@ -133,6 +144,15 @@ def match_step(
             assert isinstance(predicted, OpenApp)
             ok = _app_name(predicted.app) == _app_name(truth.app)
             return StepMatch(True, ok, f"opened {predicted.app!r}, wanted {truth.app!r}")
+        case _:
+            assert_never(truth)
+
+
+def _match_exactly(
+    predicted: Action, truth: SystemButton | Key | Wait | Terminate | Drag | MouseMove | Scroll
+) -> StepMatch:
+    """Buttons, keys and the terminate status compared exactly (keys without case); a wait is a wait."""
+    match truth:
         case SystemButton():
             assert isinstance(predicted, SystemButton)
             return StepMatch(True, predicted.button == truth.button, f"pressed {predicted.button}")

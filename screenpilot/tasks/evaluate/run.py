@@ -131,6 +131,46 @@ class Plan:
         return [(i, case) for i, (key, case) in enumerate(self.jobs) if key not in self.done]
 
 
+@dataclass
+class _Asking:
+    """A run in progress: the items by data index (those done before included), the requests in flight and
+    the items this run finished."""
+
+    plan: Plan
+    ask: Callable[[Any, Any], dict[str, Any]]
+    progress: Progress
+    good: str
+    journal: Journal | None
+    outcome: Outcome
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pending: dict[Future[dict[str, Any]], int] = field(default_factory=dict)
+    fresh: list[dict[str, Any]] = field(default_factory=list)
+    planned: int = 0
+
+    def submit(self, pool: ThreadPoolExecutor, index: int, case: Any, payload: Any) -> None:
+        self.pending[pool.submit(self.ask, case, payload)] = index
+
+    def record(self, future: Future[dict[str, Any]]) -> None:
+        """Keep (and journal) a finished item; notes when the model fails for the whole run."""
+        item = future.result()
+        self.results[self.pending.pop(future)] = item
+        self.fresh.append(item)
+        if self.journal is not None:
+            self.journal.append(item)
+        self.progress.update(bool(item[self.good]))
+        self.outcome.stopped = self.outcome.stopped or _run_wide_failure(self.fresh, self.planned)
+
+    def record_first_finished(self) -> None:
+        finished, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+        for future in sorted(finished, key=lambda f: self.pending[f]):
+            self.record(future)
+
+    def record_what_finished(self) -> None:
+        """After an interruption: keep the items whose requests finished all the same."""
+        for future in [f for f in self.pending if f.done() and not f.cancelled() and f.exception() is None]:
+            self.record(future)
+
+
 def run_cases(
     plan: Plan,
     load: Callable[[Any], Any],
@@ -145,47 +185,54 @@ def run_cases(
     worker threads); stop early when the model fails for the whole run, or on Ctrl-C / SIGTERM (a
     ``KeyboardInterrupt``, whose ``signum`` names the signal). Every finished item is kept (and journalled), and
     the items come back in data order."""
-    results = {i: plan.done[key] for i, (key, _) in enumerate(plan.jobs) if key in plan.done}
-    outcome = Outcome([], len(plan.jobs))
-    fresh: list[dict[str, Any]] = []
-    pending: dict[Future[dict[str, Any]], int] = {}
     to_ask = plan.todo()
-
-    def record(future: Future[dict[str, Any]]) -> None:
-        item = future.result()
-        results[pending.pop(future)] = item
-        fresh.append(item)
-        if journal is not None:
-            journal.append(item)
-        progress.update(bool(item[good]))
-        outcome.stopped = outcome.stopped or _run_wide_failure(fresh, len(to_ask))
-
+    asking = _Asking(plan, ask, progress, good, journal, Outcome([], len(plan.jobs)), planned=len(to_ask))
+    asking.results = {i: plan.done[key] for i, (key, _) in enumerate(plan.jobs) if key in plan.done}
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval")
     todo = iter(to_ask)
     try:
         while True:
-            while outcome.stopped is None and len(pending) < concurrency:
+            while asking.outcome.stopped is None and len(asking.pending) < concurrency:
                 nxt = next(todo, None)
                 if nxt is None:
                     break
-                payload = _try_load(load, nxt[1])
-                pending[pool.submit(ask, nxt[1], payload)] = nxt[0]
-            if not pending:
+                asking.submit(pool, nxt[0], nxt[1], _try_load(load, nxt[1]))
+            if not asking.pending:
                 break
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: pending[f]):
-                record(future)
+            asking.record_first_finished()
     except KeyboardInterrupt as exc:
-        outcome.interrupted_by = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
-        for future in pending:
+        asking.outcome.interrupted_by = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+        for future in asking.pending:
             future.cancel()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        for future in [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]:
-            record(future)
+        asking.record_what_finished()
         progress.close()
-    outcome.items = [results[i] for i in sorted(results)]
-    return outcome
+    asking.outcome.items = [asking.results[i] for i in sorted(asking.results)]
+    return asking.outcome
+
+
+def run_examples(
+    jobs: list[tuple[str, Any]],
+    load: Callable[[Any], Any],
+    ask: Callable[[Any, Any], dict[str, Any]],
+    *,
+    header: dict[str, Any],
+    journal: str | Path | None,
+    concurrency: int,
+    progress: tuple[str, bool, str],
+    good: str,
+) -> Outcome:
+    """Ask every example of ``jobs`` (key, case) not done yet, resuming from ``journal`` when one is given.
+    ``progress`` is what the progress display is called, whether it is shown, and what it counts: the items
+    whose ``good`` field is true."""
+    what, shown, label = progress
+
+    def run(plan: Plan, book: Journal | None) -> Outcome:
+        meter = Progress(what, len(plan.todo()), shown, label)
+        return run_cases(plan, load, ask, meter, good, concurrency=concurrency, journal=book)
+
+    return journalled(journal, header, jobs, run)
 
 
 def _try_load(load: Callable[[Any], Any], case: Any) -> Any:

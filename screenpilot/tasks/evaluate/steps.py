@@ -33,7 +33,7 @@ from screenpilot.tasks.evaluate.report import (
     render_table,
     status_counts,
 )
-from screenpilot.tasks.evaluate.run import Gate, Outcome, Progress, image_error, journalled, run_cases
+from screenpilot.tasks.evaluate.run import Gate, Outcome, image_error, run_examples
 
 
 def _history_call(item: Any, space: CoordinateSpace, where: str, dialect: Dialect) -> str:
@@ -274,37 +274,39 @@ def evaluate_steps(
     fmt = steps_format(path, format)
     options = {k: v for k, v in (dialect_options or {}).items() if k != "keep_images"}
     asker = make_dialect(dialect, "mobile", **options)
-    if fmt == "androidcontrol":
-        ids = _split_ids(path, split, splits)
-        cases = _androidcontrol_cases(path, level=level, dialect=asker, limit=limit, episodes=ids)
-    else:
-        prepare = partial(_step_case, base=path.parent, level=level, dialect=asker)
-        cases = [case for _, case in read_cases(path, prepare, limit)]
-    header: dict[str, Any] = {
-        "kind": "steps",
-        "data": str(path.resolve()),
-        "format": fmt,
-        "level": level,
-        "dialect": dialect,
-    }
-    header |= {"split": split}
-    outcome = journalled(
-        journal,
-        header,
+    cases = _step_cases(path, fmt, level, asker, limit, split=split, splits=splits)
+    header = {"kind": "steps", "data": str(path.resolve()), "format": fmt, "level": level, "dialect": dialect}
+    outcome = run_examples(
         [(c.key, c) for c in cases],
-        lambda plan, book: run_cases(
-            plan,
-            _ShotReader(path) if fmt == "androidcontrol" else lambda c: load_image(c.image),
-            partial(_ask_step_with, gate=Gate(model), dialect=asker),
-            Progress("steps", len(plan.todo()), progress, "step accuracy"),
-            "step_ok",
-            concurrency=concurrency,
-            journal=book,
-        ),
+        _ShotReader(path) if fmt == "androidcontrol" else lambda c: load_image(c.image),
+        partial(_ask_step_with, gate=Gate(model), dialect=asker),
+        header={**header, "split": split},
+        journal=journal,
+        concurrency=concurrency,
+        progress=("steps", progress, "step accuracy"),
+        good="step_ok",
     )
     report = _steps_report(path, model, level, outcome)
     published = published_line(f"androidcontrol-{level}" if fmt == "androidcontrol" else None)
     return {**report, "format": fmt, "split": split, "published": published}
+
+
+def _step_cases(
+    path: Path,
+    fmt: str,
+    level: str,
+    asker: Dialect,
+    limit: int | None,
+    *,
+    split: str | None,
+    splits: str | Path | None,
+) -> list[_StepCase]:
+    """The cases of the data; AndroidControl's are those of ``split`` (of the ``splits`` file) when one is named."""
+    if fmt == "androidcontrol":
+        episodes = _split_ids(path, split, splits)
+        return _androidcontrol_cases(path, level=level, dialect=asker, limit=limit, episodes=episodes)
+    prepare = partial(_step_case, base=path.parent, level=level, dialect=asker)
+    return [case for _, case in read_cases(path, prepare, limit)]
 
 
 def _ask_step_with(case: _StepCase, image: Any, *, gate: Gate, dialect: Dialect) -> dict[str, Any]:
