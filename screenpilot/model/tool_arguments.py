@@ -284,21 +284,29 @@ def scroll_argument(kind: str, args: dict[str, Any], point: PointReader) -> Scro
     return Scroll(pixels=pixels, **where)
 
 
+def _key_names(text: str) -> list[str]:
+    if _WRAPPED.match(text):
+        return [a or b for a, b in _QUOTED.findall(text)]
+    text = text.strip()
+    # "ctrl+c", "ctrl + shift + t"; a "+" right after a separator is the plus key ("ctrl++")
+    if "+" in text[1:]:
+        return [k for k in re.split(r"(?<=[^+\s])\s*\+\s*", text) if k] or [text]
+    return text.split() or [text]
+
+
 _QUOTED = re.compile(r"""'([^']*)'|"([^"]*)\"""")
 _WRAPPED = re.compile(r"^\s*(?:keys\s*=\s*)?\[.*\]\s*$", re.S)
 
 
 def keys_argument(args: dict[str, Any]) -> tuple[str, ...]:
-    """``keys`` as a list of names; also a ``"ctrl+c"`` string, or a list holding one ``"keys=['ctrl', 'c']"``
-    string (forms the models write)."""
+    """``keys`` as a list of names; also one string (or a list of one) of names joined by ``+`` (``"ctrl+c"``)
+    or by spaces (``"ctrl c"``, as UI-TARS writes hotkeys), or a ``"keys=['ctrl', 'c']"`` string: forms the
+    models write."""
     keys = args.get("keys", args.get("text"))
-    if isinstance(keys, list) and len(keys) == 1 and isinstance(keys[0], str) and _WRAPPED.match(keys[0]):
+    if isinstance(keys, list) and len(keys) == 1 and isinstance(keys[0], str):
         keys = keys[0]
     if isinstance(keys, str):
-        if _WRAPPED.match(keys):
-            keys = [a or b for a, b in _QUOTED.findall(keys)]
-        else:  # "ctrl+c", "ctrl + shift + t"; a "+" right after a separator is the plus key ("ctrl++")
-            keys = [k for k in re.split(r"(?<=[^+\s])\s*\+\s*", keys.strip()) if k] or [keys]
+        keys = _key_names(keys)
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k.strip() for k in keys):
         raise ToolCallParseError('action=key requires `keys` as a list of key names, e.g. ["ctrl", "c"].')
     return tuple(k.strip() for k in keys)

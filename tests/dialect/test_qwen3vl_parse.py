@@ -109,6 +109,11 @@ def test_every_phone_action(args: str, action: object) -> None:
         ('{"action": "left_click_drag", "coordinate": [250, 250]}', Drag(x2=480, y2=270)),
         ('{"action": "key", "keys": ["ctrl", "c"]}', Key(keys=("ctrl", "c"))),
         ('{"action": "key", "keys": "ctrl+c"}', Key(keys=("ctrl", "c"))),
+        # a string of names with spaces, as UI-TARS writes hotkeys: no key is called "ctrl c"
+        ('{"action": "key", "keys": "ctrl c"}', Key(keys=("ctrl", "c"))),
+        ('{"action": "key", "keys": ["ctrl shift t"]}', Key(keys=("ctrl", "shift", "t"))),
+        ('{"action": "key", "keys": "+"}', Key(keys=("+",))),
+        ('{"action": "key", "keys": "ctrl++"}', Key(keys=("ctrl", "+"))),
         ('{"action": "key", "keys": ["keys=[\'ctrl\', \'c\']"]}', Key(keys=("ctrl", "c"))),
         ('{"action": "key", "keys": "[\'alt\', \'tab\']"}', Key(keys=("alt", "tab"))),
         ('{"action": "answer", "text": "yes"}', Answer(text="yes")),
