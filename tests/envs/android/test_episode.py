@@ -139,3 +139,20 @@ def test_cli_reports_a_missing_device_as_a_setup_error(
     status = main(["run", "x", "--env", "android", "--serial", "R58M999", "--model", f"replay:{replay}"])
     assert status == 2
     assert "'R58M999' is not connected; connected devices: emulator-5554" in capsys.readouterr().err
+
+
+def test_the_documented_trial_runs_the_example_replies(
+    server: FakeAdbServer, phone: FakePhone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/android.md: ANDROID_ADB_SERVER_PORT=NNNNN screenpilot run ... --model replay:examples/replay/android-demo.jsonl
+    replies = Path(__file__).parents[3] / "examples" / "replay" / "android-demo.jsonl"
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(server.port))
+    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+    model = f"replay:{replies}"
+    status = main(
+        ["run", "open settings", "--env", "android", "--model", model, "--out", str(tmp_path / "run")]
+    )
+    assert status == 0
+    assert phone.foreground == "com.android.settings"
+    assert phone.inputs == ["input tap 540 420", "input text Wi-Fi", "input keyevent KEYCODE_BACK"]
+    assert phone.text == "Wi-Fi"
