@@ -1,15 +1,18 @@
 """The ``screenpilot`` command.
 
 Exit status: 0 when the agent finished with success, 1 when an episode (or a parse) ended otherwise, 2 on a
-usage or setup error (one clear line, no traceback), 130 on Ctrl-C, 143 on SIGTERM, 129 on SIGHUP. ``bench``
-and ``eval`` define their own (see their ``--help``).
+usage or setup error (one clear line, no traceback), 130 on Ctrl-C, 143 on SIGTERM, 129 on SIGHUP, 141 when
+the reader of the output went away (``| head``). ``bench`` and ``eval`` define their own (see their ``--help``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="GUI agents on Android and desktops, driven by a locally hosted Qwen2.5-VL, Qwen3-VL or "
         "UI-TARS-1.5 in its own native format.",
         epilog="Exit status: 0 success, 1 the episode (or parse) failed, 2 usage or setup error, "
-        "130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (bench and eval: see their --help).",
+        "130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 the output's reader went away (bench and eval: see their "
+        "--help).",
     )
     parser.add_argument("--version", action="version", version=f"screenpilot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _show_warnings()
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a reader gone by now is found here, not in the flush at exit
+        return status
     except SetupError as exc:
         print(f"screenpilot: error: {exc}", file=sys.stderr)
         return 2
@@ -118,6 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("screenpilot: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`| head`): end quietly, as on SIGPIPE
+        _discard_output()
+        return 128 + signal.SIGPIPE
+
+
+def _discard_output() -> None:
+    """Point stdout and stderr at /dev/null, so nothing more (not even the flush at exit) fails on them."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 class _StderrLines(logging.Handler):

@@ -69,7 +69,16 @@ def stop_on_signals() -> Iterator[None]:
 def say(text: str, *, quiet: bool) -> None:
     """A progress line on stderr, so the first seconds of a run are never silent (nothing with ``--quiet``)."""
     if not quiet:
+        progress_line(text)
+
+
+def progress_line(text: str) -> None:
+    """Write a line to stderr. When its reader has gone (``2>&1 | head``), the run stops as a command does
+    on SIGPIPE, but the way Ctrl-C stops it: the episode ends ``interrupted`` and everything is kept."""
+    try:
         print(text, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        raise StopSignal(signal.SIGPIPE) from None
 
 
 def starting_line(env: str | None) -> str:
@@ -128,7 +137,8 @@ def run_task(settings: Settings, task: str, policy: Policy, folder: RunFolder, *
     """Run ``task`` once, recorded in ``folder``; the exit status of ``screenpilot run``.
 
     0 success, 1 the episode ended otherwise (or recording failed: what was written is kept), 2 setup error,
-    130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (each with ``result.json`` saying ``interrupted``).
+    130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 the progress lines' reader went away (each with ``result.json``
+    saying ``interrupted``).
     """
     with stop_on_signals():
         try:
@@ -147,8 +157,12 @@ def run_task(settings: Settings, task: str, policy: Policy, folder: RunFolder, *
         finally:
             if not (folder.path / TRAJECTORY).exists():
                 folder.discard_if_unused()
-    _print_result(result)
-    print(f"run folder: {folder.path}", file=sys.stderr)
+    try:
+        _print_result(result)
+        print(f"run folder: {folder.path}", file=sys.stderr)
+    except BrokenPipeError:  # the reader went away; the run is done and recorded, its report still due
+        write_run_report(folder.path, quiet=True)
+        raise
     write_run_report(folder.path, quiet=quiet)
     return 0 if result.status == "success" else 1
 
@@ -212,4 +226,4 @@ def _recorded_episode(
 
 
 def _print_step(record: StepRecord) -> None:
-    print(step_line(record), file=sys.stderr, flush=True)
+    progress_line(step_line(record))

@@ -239,3 +239,35 @@ def test_sigterm_on_a_sandbox_run_leaves_a_result_and_no_processes(tmp_path):
         and run.result.reason == "interrupted"
         and run.result.error == "stopped by SIGTERM"
     )
+
+
+def test_a_run_whose_progress_reader_goes_away_stops_as_on_sigpipe_and_keeps_its_steps(tmp_path):
+    model = replay(tmp_path, CLICKS[0], CLICKS[1], CLICKS[2])
+    cmd = [sys.executable, "-m", "screenpilot", "run", "t", "--env", "fake", "--model", model]
+    proc = started([*cmd, "--out", str(tmp_path / "r"), "--confirm", "--no-settle"], tmp_path)
+    read_until(proc, b"", ASK)
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stderr.close()  # as `2>&1 | head` does; step 1's line is the first write after this
+    proc.stdin.write(b"y\n")
+    proc.stdin.flush()
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGPIPE and stdout == b""
+    run = load_run(tmp_path / "r")
+    assert run.result is not None and (run.result.reason, run.result.error) == (
+        "interrupted",
+        "stopped by SIGPIPE",
+    )
+    assert [s.index for s in run.steps] == [1] and run.steps[0].actions[0].executed
+
+
+def test_output_into_a_closed_pipe_ends_quietly_with_the_sigpipe_status(tmp_path):
+    answer = tmp_path / "answer.txt"
+    answer.write_text("\n".join(CLICKS[:16]), encoding="utf-8")
+    read, write = os.pipe()
+    os.close(read)  # nobody reads what parse prints
+    cmd = [sys.executable, "-m", "screenpilot", "parse", "--tool", "mobile_use", "--screen", "1080x2400"]
+    try:
+        out = subprocess.run([*cmd, str(answer)], stdout=write, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(write)
+    assert out.returncode == 128 + signal.SIGPIPE and out.stderr == b""
