@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from PIL import Image
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from screenpilot.actions.coords import Size
 from screenpilot.errors import MissingExtraError, SetupError
@@ -317,23 +318,41 @@ class OpenAIBackend:
         return min(self.request_timeout_s, left)
 
     def _retrying(self, what: str, once: Callable[[float], T], deadline: float | None) -> tuple[T, int]:
-        """``once(timeout)`` until it stops raising _Transient, within ``attempts`` and ``deadline``."""
-        for tries in range(1, self.attempts + 1):
-            timeout = self._timeout_for(deadline, what, tries)
-            try:
-                return once(timeout), tries
-            except _Transient as exc:
-                if tries == self.attempts:
-                    raise ServerError(f"{what} failed after {tries} attempt(s): {exc}") from exc
-                wait = self._wait_s(tries, exc)
-                left = seconds_left(deadline)
-                if left is not None and wait >= left:
-                    raise DeadlineExceeded(
-                        f"{what} failed ({exc}) and the time budget leaves no room for try {tries + 1}"
-                    ) from exc
-                log.warning("%s: %s; try %d of %d in %.1f s", what, exc, tries + 1, self.attempts, wait)
-                time.sleep(wait)
-        raise AssertionError("unreachable")
+        """``once(timeout)`` until it stops raising _Transient (tenacity): at most ``attempts`` tries, waiting
+        the backoff (or what Retry-After asks) between them, never past ``deadline``. Ctrl-C in a wait stops
+        at once."""
+        tries = 0
+
+        def attempt() -> T:
+            nonlocal tries
+            tries += 1
+            return once(self._timeout_for(deadline, what, tries))
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if state.attempt_number >= self.attempts or not isinstance(exc, _Transient):
+                return 0.0  # no next try: the stop condition ends it
+            seconds = self._wait_s(state.attempt_number, exc)
+            left = seconds_left(deadline)
+            if left is not None and seconds >= left:
+                raise DeadlineExceeded(
+                    f"{what} failed ({exc}) and the time budget leaves no room for try {state.attempt_number + 1}"
+                ) from exc
+            log.warning(
+                "%s: %s; try %d of %d in %.1f s", what, exc, state.attempt_number + 1, self.attempts, seconds
+            )
+            return seconds
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait,
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt), tries
+        except _Transient as exc:
+            raise ServerError(f"{what} failed after {tries} attempt(s): {exc}") from exc
 
     def _request(
         self, method: str, path: str, body: dict[str, Any], deadline: float | None
