@@ -451,6 +451,72 @@ class _Slot:
                 print(f"screenpilot: closing the environment failed: {exc}", file=sys.stderr)
 
 
+@dataclass
+class _EpisodeState:
+    """What one episode of a run has come to so far; it ends as the episode's result line."""
+
+    task: Task
+    trial: int
+    worker: int
+    folder: Path
+    started: float = field(default_factory=time.time)
+    t_start: float = field(default_factory=time.perf_counter)
+    phases: dict[str, float] = field(default_factory=dict)
+    env: Environment | None = None
+    model: ModelBackend | None = None
+    result: EpisodeResult | None = None
+    hosted: dict[str, Any] | None = None
+    check: CheckOutcome | None = None
+    error: str | None = None
+    infra: bool = False
+    """The run, not the agent, went wrong: device, model, crash or setup."""
+    broken: bool = False
+    """The environment is not to be trusted with another episode."""
+
+    def fail(self, error: str) -> None:
+        """The run broke the episode (and maybe the environment)."""
+        self.error = error
+        self.broken = self.infra = True
+
+    def line(self, out: Path, teardown_error: str | None) -> dict[str, Any]:
+        """The episode's line in ``results.jsonl``."""
+        result, check = self.result, self.check
+        if result is not None:
+            self.phases.update({k: round(v, 4) for k, v in result.timings.model_dump().items()})
+        line: dict[str, Any] = {
+            "task": self.task.id,
+            "trial": self.trial,
+            "success": bool(check is not None and check.passed and self.error is None),
+            "agent_status": result.status if result is not None else None,
+            "agent_reason": result.reason if result is not None else None,
+            "answer": result.answer if result is not None else None,
+            "steps": result.steps if result is not None else 0,
+            "duration_s": round(time.perf_counter() - self.t_start, 4),
+            "error": self.error,
+            "infra_error": self.infra,
+            "teardown_error": teardown_error,
+            "check": check.to_dict() if check is not None else None,
+            "phases": {k: round(v, 4) for k, v in self.phases.items()},
+            "worker": self.worker,
+            "started": self.started,
+            "folder": str(self.folder.relative_to(out)) if self.folder.exists() else None,
+        }
+        if self.hosted is not None:
+            line["task_result"] = self.hosted
+        return line
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """An environment set up for an episode: its first screen and the goal to give the agent."""
+
+    env: Environment
+    host: TaskHost | None
+    observation: Observation
+    goal: str
+    setup_log: list[str]
+
+
 # -- the runner -----------------------------------------------------------------------------------------------
 
 
@@ -772,148 +838,141 @@ class SuiteRunner:
         folder = episode_dir(self.out, task.id, trial)
         if folder.exists():
             shutil.rmtree(folder)
-        started = time.time()
-        t_start = time.perf_counter()
-        phases: dict[str, float] = {}
-        error: str | None = None
-        result: EpisodeResult | None = None
-        check: CheckOutcome | None = None
-        setup_log: list[str] = []
-        env: Environment | None = None
-        model: ModelBackend | None = None
-        broken = False
-        infra = False  # the run, not the agent, went wrong: device, model, crash or setup
+        ep = _EpisodeState(task, trial, slot.worker, folder)
         retired: SetupError | None = None
-        hosted: dict[str, Any] | None = None
         try:
-            t0 = time.perf_counter()
-            env = slot.get(task)
-            host = env if isinstance(env, TaskHost) else None
-            if host is not None:
-                host.begin_task(task, episode_seed(self.settings.seed, trial))
-            observation = env.reset()
-            goal = host.task_goal() if host is not None else task.goal
-            setup_log = run_steps(
-                task.setup, env, base_dir=self.suite.base_dir, phase="setup", wait=self.stop.wait
-            )
-            if task.app and env.name != "sandbox":  # a sandbox starts its app itself at each reset
-                launch_app(env, task.app)
-                setup_log.append(f"launch {task.app}")
-            if self.settle is not None and (task.setup or task.app):
-                self.settle(env)
-            if task.setup or task.app:
-                observation = env.observe()
-            phases["setup_s"] = time.perf_counter() - t0
-
+            ready = self._set_up(ep, slot)
             if self.stop.is_set():
                 raise _Stopped()
-
-            dialect = self._dialect(env.platform)
-            space = dialect.coordinate_space(observation.size)
-            prompt_sha = sha256_text(dialect.system_prompt(space))
-            device = {"worker": slot.worker, "env": env.describe(), "screen": str(observation.size)}
-            self.add_device({**device, "model_image": str(space.model), "prompt_sha256": prompt_sha})
-
-            model = self.models.episode_model(slot.worker)
-            model.begin_episode(task.id)
-            agent = Agent(model, dialect, max_retries=self.settings.max_retries)
-            limits = self.settings.limits
-            if task.max_steps is not None:
-                limits = dataclasses.replace(limits, max_steps=task.max_steps)
-            if task.max_seconds is not None:
-                limits = dataclasses.replace(limits, max_seconds=task.max_seconds)
-            meta = {
-                "screenpilot": __version__,
-                "goal": goal,
-                "task": task.id,
-                "trial": trial,
-                "suite": self.suite.name,
-                "started": started,
-                "env": env.describe(),
-                "model": self.models.describe(),
-                "dialect": describe_dialect(dialect),
-                "limits": dataclasses.asdict(limits),
-                "prompt_sha256": prompt_sha,
-                "setup": setup_log,
-                "seed": self.settings.seed,
-            }
-            recorder = RunRecorder(folder, meta, overwrite=True)
-            episode = run_episode(
-                PreparedEnv(env, observation),
-                agent,
-                goal,
-                limits=limits,
-                settle=self.settle,
-                keep_screenshots=int(self.settings.dialect_options.get("keep_images", 0) or 0) > 0,
-            )
-            result = record_episode(episode, recorder, lambda record: self._check_stop(episode, host))
-            hosted = host.task_result() if host is not None else None
-            if result.reason == "interrupted" or self._aborted:
-                self._mark_interrupted(folder, result)
-                raise _Stopped()
-            if result.reason in INFRA_REASONS:
-                error = f"{result.reason}: {result.error}"
-                broken = result.reason == "device_error"
-                infra = True
-            else:
-                t0 = time.perf_counter()
-                ctx = CheckContext(task, env, result, folder, self.suite.base_dir)
-                check = evaluate(task.success, ctx)
-                phases["check_s"] = time.perf_counter() - t0
+            self._play(ep, ready)
+            self._judge(ep, ready.env)
         except _Stopped:
-            if model is not None:
-                self.models.release(model)
-            self._teardown(task, env)
+            if ep.model is not None:
+                self.models.release(ep.model)
+            self._teardown(task, ep.env)
             raise
         except _WorkerRetired:
             raise
         except SetupError as exc:  # found mid-episode (a server that resizes the image): no retry fixes it
             retired = exc
         except CheckError as exc:
-            error = f"check: {exc}"
+            ep.error = f"check: {exc}"
         except TaskSetupError as exc:
-            error = str(exc)
-            broken = infra = True
-        except ScreenpilotError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            broken = infra = True
+            ep.fail(str(exc))
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            broken = infra = True
-        if model is not None:
-            self.models.release(model)
-        t0 = time.perf_counter()
-        teardown_error = self._teardown(task, env)
-        if task.teardown:
-            phases["teardown_s"] = time.perf_counter() - t0
-        if broken or teardown_error:
-            slot.drop()
+            ep.fail(f"{type(exc).__name__}: {exc}")
+        teardown_error = self._wind_down(ep, slot)
         if retired is not None:  # the episode goes back to the queue, unrecorded, and this worker stops
             raise _WorkerRetired(retired) from retired
+        return ep.line(self.out, teardown_error)
 
-        if result is not None:
-            phases.update({k: round(v, 4) for k, v in result.timings.model_dump().items()})
-        line: dict[str, Any] = {
-            "task": task.id,
-            "trial": trial,
-            "success": bool(check is not None and check.passed and error is None),
-            "agent_status": result.status if result is not None else None,
-            "agent_reason": result.reason if result is not None else None,
-            "answer": result.answer if result is not None else None,
-            "steps": result.steps if result is not None else 0,
-            "duration_s": round(time.perf_counter() - t_start, 4),
-            "error": error,
-            "infra_error": infra,
-            "teardown_error": teardown_error,
-            "check": check.to_dict() if check is not None else None,
-            "phases": {k: round(v, 4) for k, v in phases.items()},
-            "worker": slot.worker,
-            "started": started,
-            "folder": str(folder.relative_to(self.out)) if folder.exists() else None,
+    def _set_up(self, ep: _EpisodeState, slot: _Slot) -> _Ready:
+        """Reset the environment (telling a task host its task first) and run the task's setup."""
+        task = ep.task
+        t0 = time.perf_counter()
+        env = ep.env = slot.get(task)
+        host = env if isinstance(env, TaskHost) else None
+        if host is not None:
+            host.begin_task(task, episode_seed(self.settings.seed, ep.trial))
+        observation = env.reset()
+        goal = host.task_goal() if host is not None else task.goal
+        setup_log = run_steps(
+            task.setup, env, base_dir=self.suite.base_dir, phase="setup", wait=self.stop.wait
+        )
+        if task.app and env.name != "sandbox":  # a sandbox starts its app itself at each reset
+            launch_app(env, task.app)
+            setup_log.append(f"launch {task.app}")
+        if self.settle is not None and (task.setup or task.app):
+            self.settle(env)
+        if task.setup or task.app:
+            observation = env.observe()
+        ep.phases["setup_s"] = time.perf_counter() - t0
+        return _Ready(env, host, observation, goal, setup_log)
+
+    def _play(self, ep: _EpisodeState, ready: _Ready) -> None:
+        """Run the agent on the prepared environment, recording every step into the episode's folder."""
+        dialect = self._dialect(ready.env.platform)
+        space = dialect.coordinate_space(ready.observation.size)
+        prompt_sha = sha256_text(dialect.system_prompt(space))
+        device = {"worker": ep.worker, "env": ready.env.describe(), "screen": str(ready.observation.size)}
+        self.add_device({**device, "model_image": str(space.model), "prompt_sha256": prompt_sha})
+
+        model = ep.model = self.models.episode_model(ep.worker)
+        model.begin_episode(ep.task.id)
+        agent = Agent(model, dialect, max_retries=self.settings.max_retries)
+        limits = self._limits(ep.task)
+        meta = self._meta(ep, ready, describe_dialect(dialect), limits, prompt_sha)
+        recorder = RunRecorder(ep.folder, meta, overwrite=True)
+        episode = run_episode(
+            PreparedEnv(ready.env, ready.observation),
+            agent,
+            ready.goal,
+            limits=limits,
+            settle=self.settle,
+            keep_screenshots=int(self.settings.dialect_options.get("keep_images", 0) or 0) > 0,
+        )
+        result = ep.result = record_episode(
+            episode, recorder, lambda record: self._check_stop(episode, ready.host)
+        )
+        ep.hosted = ready.host.task_result() if ready.host is not None else None
+        if result.reason == "interrupted" or self._aborted:
+            self._mark_interrupted(ep.folder, result)
+            raise _Stopped()
+
+    def _limits(self, task: Task) -> Limits:
+        """The run's limits, with the task's own step and time budgets where it has them."""
+        limits = self.settings.limits
+        if task.max_steps is not None:
+            limits = dataclasses.replace(limits, max_steps=task.max_steps)
+        if task.max_seconds is not None:
+            limits = dataclasses.replace(limits, max_seconds=task.max_seconds)
+        return limits
+
+    def _meta(
+        self, ep: _EpisodeState, ready: _Ready, dialect: dict[str, Any], limits: Limits, prompt_sha: str
+    ) -> dict[str, Any]:
+        """What the episode's ``run.json`` says about how it was run."""
+        return {
+            "screenpilot": __version__,
+            "goal": ready.goal,
+            "task": ep.task.id,
+            "trial": ep.trial,
+            "suite": self.suite.name,
+            "started": ep.started,
+            "env": ready.env.describe(),
+            "model": self.models.describe(),
+            "dialect": dialect,
+            "limits": dataclasses.asdict(limits),
+            "prompt_sha256": prompt_sha,
+            "setup": ready.setup_log,
+            "seed": self.settings.seed,
         }
-        if hosted is not None:
-            line["task_result"] = hosted
-        return line
+
+    def _judge(self, ep: _EpisodeState, env: Environment) -> None:
+        """An episode the run broke records why; any other gets its task's check, run on the environment now."""
+        assert ep.result is not None
+        if ep.result.reason in INFRA_REASONS:
+            ep.error = f"{ep.result.reason}: {ep.result.error}"
+            ep.broken = ep.result.reason == "device_error"
+            ep.infra = True
+            return
+        t0 = time.perf_counter()
+        ctx = CheckContext(ep.task, env, ep.result, ep.folder, self.suite.base_dir)
+        ep.check = evaluate(ep.task.success, ctx)
+        ep.phases["check_s"] = time.perf_counter() - t0
+
+    def _wind_down(self, ep: _EpisodeState, slot: _Slot) -> str | None:
+        """Give the model back and run the task's teardown; drops an environment that is no longer
+        trustworthy. Returns the teardown's error."""
+        if ep.model is not None:
+            self.models.release(ep.model)
+        t0 = time.perf_counter()
+        teardown_error = self._teardown(ep.task, ep.env)
+        if ep.task.teardown:
+            ep.phases["teardown_s"] = time.perf_counter() - t0
+        if ep.broken or teardown_error:
+            slot.drop()
+        return teardown_error
 
     def add_device(self, device: dict[str, Any]) -> None:
         """Record a device the run used in the manifest (once)."""
