@@ -56,7 +56,7 @@ def features(backend: TransformersBackend, images: list[Image.Image], batched: b
         uninstall_batched_windows(model)
     try:
         text = "<|vision_start|><|image_pad|><|vision_end|>" * len(images)
-        inputs = backend.processor(text=[text], images=images, return_tensors="pt")
+        inputs = backend.processor(text=[text], images=images, return_tensors="pt").to(model.device)
         with torch.inference_mode():
             out = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
         return list(out.pooler_output)
