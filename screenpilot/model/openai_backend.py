@@ -110,6 +110,8 @@ _CONTEXT_WORDS = re.compile(
     r"prompt is too long|too many (?:input )?tokens|longer than the model",
     re.I,
 )
+#: How vLLM says that a request holds more images than ``--limit-mm-per-prompt`` allows.
+_IMAGE_LIMIT = re.compile(r"at most \d+ image|limit-mm-per-prompt", re.I)
 _UNKNOWN_MODEL = re.compile(r"model\b.*\b(?:does not exist|not found|not served|unknown)", re.I)
 
 
@@ -407,6 +409,12 @@ class OpenAIBackend:
             return ContextTooLong(
                 f"{where}: the prompt is over the model's context length ({said}); keep fewer screenshots "
                 "(--keep-images), lower --max-pixels, or serve a longer context (vLLM --max-model-len)",
+                status=status,
+            )
+        if _IMAGE_LIMIT.search(said):
+            return ServerError(
+                f"{where}: it takes fewer images per prompt than were sent ({said}); start it with "
+                "--limit-mm-per-prompt allowing one image more than --keep-images (vLLM), or lower --keep-images",
                 status=status,
             )
         model = self.served_model

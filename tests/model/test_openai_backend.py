@@ -429,3 +429,17 @@ def test_a_slow_server_is_bounded_by_attempts_and_timeout(server: ScriptedServer
         assert time.perf_counter() - t0 < 1.5
     finally:
         model.close()
+
+
+def test_more_images_than_the_server_takes_says_which_flag(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    said = (
+        "At most 1 image(s) may be provided in one request. You can set `--limit-mm-per-prompt` to increase "
+        "this limit if this model supports it."
+    )
+    server.script.append(Reply(400, body=error_body(said, 400)))
+    error = refusal(server, caplog)
+    assert type(error) is ServerError and error.status == 400
+    assert "At most 1 image(s)" in str(error) and "lower --keep-images" in str(error)
+    assert len(server.posts) == 1
