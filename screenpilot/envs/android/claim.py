@@ -11,6 +11,7 @@ only: another computer using the same ADB server is not seen.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -60,24 +61,59 @@ class DeviceClaim:
             if count > 1:
                 _held[self.path] = (handle, count - 1)
             else:
+                with contextlib.suppress(OSError):  # another user's file in a sticky temp folder stays
+                    self.path.unlink(missing_ok=True)
                 handle.close()  # closing the file drops the flock
 
 
 def _lock(path: Path, serial: str) -> IO[str]:
-    """The lock file, locked and naming this process; DeviceBusyError naming the holder when another has it."""
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the last release
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+    """The lock file, locked and naming this process; DeviceBusyError naming the holder when another has it.
+
+    The last release removes the file, so a claim taken on a file that was just removed is taken again on
+    the file now at ``path``."""
+    for _ in range(3):
+        try:
+            handle = _open_shared(path)
+        except OSError as exc:
+            raise SetupError(
+                f"cannot claim Android device {serial!r}: {path}: {exc.strerror or exc}; remove that file, or "
+                "pass exclusive=False to share the device"
+            ) from exc
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise DeviceBusyError(
+                f"Android device {serial!r} is in use by another screenpilot run ({holder}); wait for it to "
+                "end or choose another device with --serial"
+            ) from None
+        if _is_at(handle, path):
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
+            handle.flush()
+            return handle
         handle.close()
-        raise DeviceBusyError(
-            f"Android device {serial!r} is in use by another screenpilot run ({holder}); wait for it to end "
-            "or choose another device with --serial"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
-    handle.flush()
-    return handle
+    raise DeviceBusyError(f"Android device {serial!r} is changing hands between screenpilot runs; try again")
+
+
+def _is_at(handle: IO[str], path: Path) -> bool:
+    try:
+        at = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (at.st_dev, at.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _open_shared(path: Path) -> IO[str]:
+    """The lock file, made writable by every user (another user's run on this machine must be able to
+    take the claim after ours; the temp folder's umask would otherwise leave it read-only to them)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o666)
+        return os.fdopen(fd, "r+", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -16,6 +16,7 @@ from screenpilot.actions.types import Click
 from screenpilot.agent.record import load_run
 from screenpilot.cli.main import main
 from screenpilot.envs.android import AndroidEnv, list_devices
+from screenpilot.envs.android.claim import claim_path
 from screenpilot.envs.android.device import DeviceListing
 from screenpilot.envs.android.fake_server import FakeAdbServer, FakePhone
 from screenpilot.errors import DeviceError, SetupError
@@ -226,3 +227,23 @@ def test_a_screen_that_will_not_turn_on_is_a_device_error(make_env: MakeEnv, pho
         DeviceError, match=r"the screen is off and did not turn on within 0.2 s; device=emulator-5554"
     ):
         env.observe()
+
+
+def test_a_claim_file_that_cannot_be_opened_is_one_line(
+    make_env: MakeEnv, server: FakeAdbServer, phone: FakePhone
+) -> None:
+    path = claim_path(server.host, server.port, phone.serial)
+    path.mkdir()
+    try:
+        with pytest.raises(
+            SetupError, match=rf"cannot claim Android device 'emulator-5554': {path}: .*; remove"
+        ):
+            make_env()
+        assert make_env(exclusive=False).reset().size == (1080, 2400)
+    finally:
+        path.rmdir()
+    env = make_env()
+    assert path.stat().st_mode & 0o777 == 0o666  # another user's run may take the claim after this one
+    assert path.read_text(encoding="utf-8").startswith(f"pid {os.getpid()}, since ")
+    env.close()
+    assert not path.exists()  # no lock files pile up in the temp folder
