@@ -16,7 +16,8 @@ old one.
 
 One process at a time uses a run folder (:class:`~screenpilot.tasks.manifest.FolderLock`). A run stops early,
 keeping what finished, when a signal asks it to (SIGINT, SIGTERM, SIGHUP: the running episodes end after their
-current step, are recorded as ``interrupted`` in their folder and in ``summary.json``, and get no result line)
+current step, are recorded as ``interrupted`` in their folder and in ``summary.json``, and get no result line;
+one whose current step ended it by itself, as an answer or ``terminate`` does, is finished and recorded as usual)
 or when its episodes keep ending on the same infrastructure error (``BenchSettings.same_error_limit`` in a row),
 which no further episode would escape. ``summary.json`` says how many episodes were planned and finished and
 whether the run is complete.

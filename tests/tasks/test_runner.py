@@ -505,3 +505,32 @@ def test_prepared_env_settles_by_polling_when_the_inner_one_cannot() -> None:
     prepared = PreparedEnv(inner, inner.reset())
     result = prepared.settle(timeout_s=2.0)
     assert result.stable and result.frames >= 2 and result.last is not None
+
+
+class StopDuringFirstAnswer(StoppingModel):
+    """Stops the runner (as Ctrl-C does) while the model gives its first answer."""
+
+    def complete(self, messages: Any) -> Completion:
+        if not self.inner.calls:
+            self.runner[0].stop.set()
+        return self.inner.complete(messages)
+
+
+def test_an_episode_whose_final_step_was_under_way_when_the_run_stopped_is_finished(
+    tmp_path: Path, suite: Suite, fake_source: FakeSource
+) -> None:
+    out = tmp_path / "out"
+    holder: list[SuiteRunner] = []
+    model = StopDuringFirstAnswer(holder)
+    runner = SuiteRunner(
+        suite.select(["answer", "note"]), out, fake_source, ModelPerEpisode(lambda: model), settings()
+    )
+    holder.append(runner)
+    outcome = runner.run()
+    assert outcome.interrupted
+    # The agent answered in that step, so the episode ended by itself: it is checked and recorded, not rerun.
+    (line,) = read_results(out)
+    assert (line["task"], line["success"], line["agent_reason"]) == ("answer", True, "answered")
+    result = load_run(out / "episodes" / "answer" / "trial-1").result
+    assert result is not None and (result.reason, result.answer) == ("answered", "42.")
+    assert outcome.summary["interrupted"] == []
