@@ -25,6 +25,7 @@ from screenpilot.agent.record import TRAJECTORY, RunRecorder, record_episode
 from screenpilot.cli import wiring
 from screenpilot.errors import ScreenpilotError, SetupError
 from screenpilot.model.dialects import describe_dialect
+from screenpilot.model.spec import redact_url
 from screenpilot.settings import Settings
 
 #: The signals that stop a run cleanly besides SIGINT (which Python already turns into KeyboardInterrupt).
@@ -181,7 +182,7 @@ def _recorded_episode(
     settings: Settings, task: str, policy: Policy, out: Path, *, quiet: bool
 ) -> EpisodeResult:
     """Build the model and the environment, run the episode into ``out``, close both whatever happens."""
-    say(f"loading model {settings.model}…", quiet=quiet)
+    say(f"loading model {redact_url(settings.model)}…", quiet=quiet)
     model = wiring.build_model(settings)
     try:
         say(starting_line(settings.env), quiet=quiet)

@@ -271,3 +271,10 @@ def test_output_into_a_closed_pipe_ends_quietly_with_the_sigpipe_status(tmp_path
     finally:
         os.close(write)
     assert out.returncode == 128 + signal.SIGPIPE and out.stderr == b""
+
+
+def test_the_loading_line_never_shows_a_password_in_the_server_address(tmp_path):
+    model = "http://user:s3cret@127.0.0.1:9/v1"
+    result = sp("run", "t", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == "loading model http://REDACTED@127.0.0.1:9/v1…"
