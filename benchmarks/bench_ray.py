@@ -7,6 +7,10 @@ costs (starting Ray, starting the workers) are printed apart; its overhead per e
 the steady-state episode times, against the goal of under 5 % of a 10-step episode.
 
     python3 benchmarks/bench_ray.py [--episodes 12] [--steps 10] [--model-s 0.1] [--niceness 0]
+
+``--miniwob N`` instead runs N trials of MiniWoB++'s ``click-test`` in Chromium (a click, then giving up where
+the seed moved the button), 2 jobs locally against 2 Ray workers, each with its own display and browser: what a
+real browser episode costs with each executor, browser start included.
 """
 
 from __future__ import annotations
@@ -124,13 +128,84 @@ def run_ray(
     return started[0] - t0, end - started[0], outcome.summary["ray"]["timing"]
 
 
+def miniwob_models(worker: int = 0) -> ModelPerEpisode:
+    """Click where seed 7 puts click-test's button (in the 476x616 model image), then give up."""
+    calls = ({"action": "left_click", "coordinate": [350, 333]}, {"action": "terminate", "status": "failure"})
+    answers: list[tuple[str | None, str]] = [
+        (None, "<tool_call>\n" + json.dumps({"name": "computer_use", "arguments": c}) + "\n</tool_call>")
+        for c in calls
+    ]
+    return ModelPerEpisode(lambda: ReplayModel(answers, name="replay:bench"))
+
+
+def run_miniwob(trials: int) -> None:
+    """``--miniwob``: the same click-test trials, 2 local jobs against 2 Ray workers."""
+    import ray
+
+    from screenpilot.tasks.miniwob import MiniwobEnvSource, MiniwobWorkerEnvs, load_miniwob_suite
+
+    suite = load_miniwob_suite("miniwob:click-test")
+    run = BenchSettings(trials=trials, jobs=2, seed=7, progress=False, dialect="qwen2.5-vl")
+    walls: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        outcome = run_suite(
+            suite, Path(tmp) / "local", MiniwobEnvSource(), miniwob_models(), run, stream=io.StringIO()
+        )
+        walls["local, 2 jobs"] = time.perf_counter() - t0
+        assert outcome.exit_status == 0 and outcome.ran == trials
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            plan = RayPlan(
+                workers=2, make_envs=MiniwobWorkerEnvs(), make_models=miniwob_models, make_settle=lambda: None
+            )
+            executor = RayExecutor(plan)
+            t0 = time.perf_counter()
+            ready: list[float] = []
+            threading.Thread(
+                target=lambda: (executor.ready.wait(), ready.append(time.perf_counter())), daemon=True
+            ).start()
+            outcome = run_suite(
+                suite,
+                Path(tmp) / "ray",
+                MiniwobEnvSource(),
+                miniwob_models(),
+                run,
+                stream=io.StringIO(),
+                executor=executor,
+            )
+            walls["ray, 2 workers"] = time.perf_counter() - t0
+            started = ready[0] - t0
+        finally:
+            ray.shutdown()
+        assert outcome.exit_status == 0 and outcome.ran == trials
+    timing = outcome.summary["ray"]["timing"]
+    per = max(timing["episodes"], 1)
+    print(
+        f"{trials} MiniWoB++ click-test episodes (1-2 steps each, instant model), browsers started included"
+    )
+    print(f"{'executor':<28}{'episodes/min':>14}{'s/episode':>12}")
+    for label, wall in walls.items():
+        print(f"{label:<28}{trials / wall * 60:>14.1f}{wall / trials * 2:>12.3f}")
+    print(
+        f"on Ray: a worker packed its episode folder in {timing['pack_s'] / per * 1000:.1f} ms, the driver took "
+        f"{timing['driver_s'] / per * 1000:.1f} ms per episode, a worker waited "
+        f"{timing['worker_idle_s'] / max(timing['gaps'], 1) * 1000:.1f} ms between episodes; starting the "
+        f"workers took {started:.2f} s of the run (their browsers start at their first episode, as locally)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=12)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--model-s", type=float, default=0.1)
     parser.add_argument("--niceness", type=int, default=0, help="the Ray workers' (Ray's own default: 15)")
+    parser.add_argument("--miniwob", type=int, metavar="N", help="N MiniWoB++ episodes in Chromium instead")
     args = parser.parse_args()
+    if args.miniwob:
+        run_miniwob(args.miniwob)
+        return
     import ray
 
     models = Models(args.steps, args.model_s)
