@@ -151,6 +151,11 @@ def server_address(host: str | None = None, port: int | None = None) -> tuple[st
     return host, port
 
 
+_START_SERVER = (
+    "start it with `adb start-server`, or point ANDROID_ADB_SERVER_HOST and ANDROID_ADB_SERVER_PORT at yours"
+)
+
+
 def list_devices(
     host: str | None = None, port: int | None = None, *, timeout_s: float = 10.0
 ) -> list[DeviceListing]:
@@ -161,11 +166,9 @@ def list_devices(
     try:
         infos = client.list(extended=True)
     except ServerUnreachableError as exc:
-        raise SetupError(f"{exc}; is `adb start-server` running?") from exc
+        raise SetupError(f"{exc}; {_START_SERVER}") from exc
     except (adb.AdbError, OSError) as exc:
-        raise SetupError(
-            f"cannot reach the ADB server at {host}:{port} ({exc}); is `adb start-server` running?"
-        ) from exc
+        raise SetupError(f"cannot reach the ADB server at {host}:{port} ({exc}); {_START_SERVER}") from exc
     return [DeviceListing(i.serial, i.state, i.tags.get("model")) for i in infos]
 
 

@@ -82,8 +82,11 @@ def test_unreachable_server_is_a_setup_error(tmp_path: Path, monkeypatch: pytest
     record = _recording_adb(tmp_path, monkeypatch)
     with FakeAdbServer([]) as fake:
         port = fake.port
-    with pytest.raises(SetupError, match=f"cannot reach the ADB server at 127.0.0.1:{port}"):
+    with pytest.raises(SetupError, match=f"cannot reach the ADB server at 127.0.0.1:{port}") as caught:
         AndroidEnv(port=port)
+    assert str(caught.value).endswith(
+        "; start it with `adb start-server`, or point ANDROID_ADB_SERVER_HOST and ANDROID_ADB_SERVER_PORT at yours"
+    )
     assert not record.exists()  # no `adb start-server` behind the user's back
 
 
