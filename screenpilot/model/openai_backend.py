@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from PIL import Image
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -211,7 +211,9 @@ class OpenAIBackend:
         except ImportError as exc:
             raise MissingExtraError("server", "httpx", "an OpenAI-compatible server model") from exc
         self._httpx = httpx
-        self.base_url = _base_url(base_url)
+        self.base_url, credentials = _split_credentials(_base_url(base_url))
+        """The server's address, without any ``user:password@`` (sent as Basic auth instead), so that the name,
+        errors and logs that quote it never hold a password."""
         self.max_tokens = max_tokens
         self.request_timeout_s = float(request_timeout_s)
         self.attempts = int(options.get("attempts", 5))
@@ -227,7 +229,8 @@ class OpenAIBackend:
         self._api_key_given = bool(api_key)
         self._secret = api_key or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=self.request_timeout_s, headers=headers)
+        auth = httpx.BasicAuth(*credentials) if credentials and not api_key else None
+        self._client = httpx.Client(timeout=self.request_timeout_s, headers=headers, auth=auth)
         self._server_model: dict[str, Any] = {}
         self.served_model: str | None = served_model
         self._checked = False
@@ -659,6 +662,15 @@ def _check_options(options: dict[str, Any]) -> None:
         raise SetupError(
             f"unknown server backend option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(_OPTIONS))}"
         )
+
+
+def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its ``user:password@``, and those credentials (None when it has none)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username), unquote(parts.password or ""))
 
 
 def _base_url(base_url: str) -> str:

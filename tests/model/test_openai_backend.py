@@ -443,3 +443,22 @@ def test_more_images_than_the_server_takes_says_which_flag(
     assert type(error) is ServerError and error.status == 400
     assert "At most 1 image(s)" in str(error) and "lower --keep-images" in str(error)
     assert len(server.posts) == 1
+
+
+def test_a_password_in_the_url_goes_as_basic_auth_and_is_never_quoted(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = server.url.replace("http://", "http://ops:pa%40ss-9f3e@")
+    server.script.append(Reply(404, body=error_body("no such route", 404)))
+    model = OpenAIBackend(url, served_model="qwen", attempts=1, **FAST)
+    try:
+        with caplog.at_level("DEBUG"), pytest.raises(ServerError) as info:
+            model.complete(prompt()[1])
+        shown = [str(info.value), model.name, str(model.describe()), caplog.text]
+    finally:
+        model.close()
+    assert model.base_url == server.url
+    for text in shown:
+        assert "pa%40ss" not in text and "pa@ss" not in text
+    sent = server.posts[0].headers["Authorization"]
+    assert sent == "Basic " + base64.b64encode(b"ops:pa@ss-9f3e").decode()
