@@ -203,6 +203,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from screenpilot.cli import run_command
 
     settings = settings_from_args(args)
+    if len(settings.serial) > 1:  # refused here, not once the model has loaded
+        raise SetupError("screenpilot run takes one --serial; several are for screenpilot bench")
     policy: Policy = DryRun() if args.dry_run else Confirm() if args.confirm else ApproveAll()
     folder = given_run_folder(args.out) if args.out else new_run_folder()
     return run_command.run_task(settings, args.task, policy, folder, quiet=args.quiet)

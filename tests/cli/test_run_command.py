@@ -278,3 +278,25 @@ def test_the_loading_line_never_shows_a_password_in_the_server_address(tmp_path)
     result = sp("run", "t", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == "loading model http://REDACTED@127.0.0.1:9/v1…"
+
+
+def test_several_serials_are_refused_before_the_model_loads(tmp_path):
+    model = replay(tmp_path, call("terminate", status="success"))
+    args = [
+        "--env",
+        "android",
+        "--serial",
+        "a",
+        "--serial",
+        "b",
+        "--model",
+        model,
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    result = sp("run", "t", *args)
+    assert result.returncode == 2 and not (tmp_path / "r").exists()
+    assert (
+        result.stderr
+        == "screenpilot: error: screenpilot run takes one --serial; several are for screenpilot bench\n"
+    )
