@@ -696,6 +696,8 @@ def answer_text(content: str | None, tool_calls: Sequence[dict[str, Any]] | None
     """The answer as the model wrote it: ``content``, then each call a server's tool parser took out of it
     (vLLM ``--enable-auto-tool-choice``), put back as the Qwen chat templates write an assistant's calls
     (``<tool_call>`` blocks after a newline). None when there is neither text nor a call."""
+    if content is not None and not isinstance(content, str):
+        raise ValueError(f"content is a {type(content).__name__}, not text")
     blocks = []
     for call in tool_calls or ():
         function = call["function"]

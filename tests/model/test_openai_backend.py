@@ -462,3 +462,11 @@ def test_a_password_in_the_url_goes_as_basic_auth_and_is_never_quoted(
         assert "pa%40ss" not in text and "pa@ss" not in text
     sent = server.posts[0].headers["Authorization"]
     assert sent == "Basic " + base64.b64encode(b"ops:pa@ss-9f3e").decode()
+
+
+def test_content_that_is_not_text_is_an_unexpected_shape(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.script.append(Reply(message={"role": "assistant", "content": [{"type": "text", "text": "hi"}]}))
+    error = refusal(server, caplog)
+    assert str(error).startswith("unexpected answer shape from ")
