@@ -454,10 +454,13 @@ class _Loop:
             return False
         if repeats >= self.limits.warn_repeats:
             calls = "; ".join(p.call for p in turn.decision.actions)
-            self.feedback = (
-                f"You have done {calls} {repeats} times in a row and the screen did not change. "
-                "Do something different."
-            )
+            if self.feedback is None:
+                self.feedback = (
+                    f"You have done {calls} {repeats} times in a row and the screen did not change. "
+                    "Do something different."
+                )
+            else:  # the policy refused the action: keep its reason, and say it was asked for, not done
+                self.feedback += f" You have asked for {calls} {repeats} times in a row."
         return True
 
 

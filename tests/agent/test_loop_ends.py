@@ -93,16 +93,40 @@ class AnswersAtTheDeadline(ReplayModel):
 
 def test_a_time_budget_that_runs_out_while_the_model_answers_ends_as_time_budget():
     agent = Agent(AnswersAtTheDeadline([]), Qwen25VLDialect("mobile_use"), max_retries=0)
-    episode = run_episode(FakeEnv(), agent, "g", limits=Limits(max_seconds=0.05, max_failed_steps=1))
+    episode = run_episode(FakeEnv(), agent, "g", limits=Limits(max_seconds=0.2, max_failed_steps=1))
     steps = list(episode)
     assert episode.result is not None
     assert (episode.result.reason, episode.result.steps) == ("time_budget", 1)
-    assert episode.result.error == "time budget of 0.05 s used up"
-    assert "ran out while the model was answering" in steps[0].record.errors[-1]
+    assert episode.result.error == "time budget of 0.2 s used up"
+    assert "the time budget ran out" in steps[0].record.errors[-1]  # while asking, or (a slow machine) before
 
 
 def test_a_time_budget_that_runs_out_in_the_last_step_is_named(make_agent):
     agent = Agent(AnswersAtTheDeadline([]), Qwen25VLDialect("mobile_use"), max_retries=0)
-    episode = run_episode(FakeEnv(), agent, "g", limits=Limits(max_seconds=0.05, max_steps=1))
+    episode = run_episode(FakeEnv(), agent, "g", limits=Limits(max_seconds=0.2, max_steps=1))
     list(episode)
     assert episode.result is not None and episode.result.reason == "time_budget"
+
+
+class RefuseClicks:
+    """A policy that refuses every click, giving its reason."""
+
+    def review(self, action, *, step):
+        from screenpilot.agent.policy import Verdict
+
+        return Verdict("refuse", action, "clicks are not allowed here")
+
+
+def test_a_refused_action_asked_for_again_and_again_keeps_the_refusal_in_the_feedback(make_agent):
+    agent, _ = make_agent(*[call("click", coordinate=[50, 50])] * 5)
+    env = FakeEnv(static=True)
+    episode = run_episode(
+        env, agent, "g", policy=RefuseClicks(), limits=Limits(warn_repeats=3, stop_repeats=5)
+    )
+    steps = list(episode)
+    assert env.executed == []
+    warned = steps[3].record.feedback or ""
+    assert "was refused: clicks are not allowed here" in warned, "the reason is not lost"
+    assert "You have asked for" in warned and "3 times in a row" in warned
+    assert "You have done" not in warned, "nothing was done"
+    assert episode.result is not None and episode.result.reason == "stuck"
