@@ -166,3 +166,8 @@ def test_a_worker_without_chromium_is_refused_in_one_line_naming_the_packages(
         MiniwobWorkerEnvs()(0)  # what a Ray worker runs on its node before it takes an episode
     message = str(caught.value)
     assert "apt install chromium chromium-driver" in message and "\n" not in message
+    monkeypatch.setenv("MINIWOB_CHROMEDRIVER", str(tmp_path / "chromedriver"))  # a path given, nothing there
+    with pytest.raises(
+        SetupError, match=r"^MINIWOB_CHROMEDRIVER=\S+/chromedriver is not an executable file$"
+    ):
+        MiniwobWorkerEnvs()(0)

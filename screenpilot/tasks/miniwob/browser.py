@@ -60,6 +60,10 @@ class PageState:
 def _executables() -> tuple[str, str]:
     """Chromium and its driver: ``MINIWOB_CHROME_BINARY`` and ``MINIWOB_CHROMEDRIVER`` (as the miniwob package
     reads them), else Debian's ``chromium`` and ``chromedriver`` on PATH."""
+    for name in ("MINIWOB_CHROME_BINARY", "MINIWOB_CHROMEDRIVER"):
+        given = os.environ.get(name)
+        if given and not (os.path.isfile(given) and os.access(given, os.X_OK)):
+            raise SetupError(f"{name}={given} is not an executable file")
     binary = os.environ.get("MINIWOB_CHROME_BINARY") or next(filter(None, map(shutil.which, _BINARIES)), None)
     driver = os.environ.get("MINIWOB_CHROMEDRIVER") or shutil.which("chromedriver")
     if not binary or not driver:
