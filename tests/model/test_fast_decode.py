@@ -332,3 +332,21 @@ def test_a_decoding_step_that_cannot_compile_runs_again_without(
         assert fresh_dynamo["stats"]["unique_graphs"] == 0
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_eager_attention_reuses_the_system_prompt_with_the_same_answers(
+    tiny_qwen_dir: Path, cache: str
+) -> None:
+    reused = backend_for(tiny_qwen_dir, attn_implementation="eager", cache_implementation=cache)
+    full = backend_for(
+        tiny_qwen_dir, attn_implementation="eager", cache_implementation=cache, reuse_system_kv=False
+    )
+    try:
+        assert reused.fast_paths["reuse_system_kv"] == "on"
+        assert reused.fast_paths["batched_vision"] == "off: the vision attention is eager, not sdpa"
+        assert [reused.complete(m).text for m in STEPS] == [full.complete(m).text for m in STEPS]
+        assert reused._system_kv is not None and reused._system_kv.prefills == 2
+    finally:
+        reused.close()
+        full.close()
