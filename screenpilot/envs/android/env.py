@@ -43,6 +43,7 @@ from screenpilot.envs.android.screen import (
     ScreenDecodeError,
     decode_png,
     decode_raw,
+    looks_dark,
     parse_rotation,
     parse_screen_awake,
     parse_wm_size,
@@ -202,10 +203,10 @@ class AndroidEnv(Environment):
         return display
 
     def _screenshot(self) -> Image.Image:
-        """One screenshot in capture pixels. A black one may be a screen that went off (its timeout ran
+        """One screenshot in capture pixels. A dark one may be a screen that went off (its timeout ran
         out while the model thought): the screen is woken and captured again, once it shows something."""
         image = self._capture()
-        if image.getbbox() is None and self._wake_screen():
+        if looks_dark(image) and self._wake_screen():
             image = self._capture_after_wake()
         return image
 
@@ -218,18 +219,26 @@ class AndroidEnv(Environment):
         return True
 
     def _capture_after_wake(self) -> Image.Image:
+        """The first frame that shows something after waking; a dark one once the screen has been on for
+        half a second (a dark lock screen); DeviceError when it does not turn on within wake_timeout_s."""
         deadline = time.monotonic() + self.wake_timeout_s
-        image = self._capture()
-        while image.getbbox() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
+        on_since: float | None = None
+        while True:
             image = self._capture()
-        if image.getbbox() is None and parse_screen_awake(self.device.text(["dumpsys", "power"])) is False:
-            raise DeviceError(
-                f"the screen is off and did not turn on within {self.wake_timeout_s:g} s",
-                device=self.serial,
-                command="input keyevent KEYCODE_WAKEUP",
-            )
-        return image
+            now = time.monotonic()
+            if not looks_dark(image):
+                return image
+            if on_since is None and parse_screen_awake(self.device.text(["dumpsys", "power"])) is not False:
+                on_since = now
+            if on_since is not None and (now - on_since >= 0.5 or now >= deadline):
+                return image
+            if now >= deadline:
+                raise DeviceError(
+                    f"the screen is off and did not turn on within {self.wake_timeout_s:g} s",
+                    device=self.serial,
+                    command="input keyevent KEYCODE_WAKEUP",
+                )
+            time.sleep(0.1)
 
     def _capture(self) -> Image.Image:
         """One capture: raw screencap, PNG as the fallback; never a blank stand-in."""

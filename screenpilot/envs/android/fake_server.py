@@ -55,6 +55,17 @@ TRANSPORT_FAILURES = {
 Handler = Callable[["FakePhone", list[str]], "tuple[bytes, int]"]
 
 
+def _dark_screen(size: tuple[int, int], clock: bool) -> Image.Image:
+    """What screencap gives while the screen is off: black, or an always-on display's clock."""
+    image = Image.new("RGB", size)
+    if clock:
+        width, height = size
+        ImageDraw.Draw(image).rectangle(
+            (width * 3 // 8, height // 3, width * 5 // 8, height // 3 + height // 16), fill=(200, 200, 200)
+        )
+    return image
+
+
 def default_screen(size: tuple[int, int] = (1080, 2400)) -> Image.Image:
     """A recognisable, non-black screen: a status bar, a title bar and a few list rows."""
     width, height = size
@@ -105,6 +116,8 @@ class FakePhone:
     touches do nothing, and ``input keyevent KEYCODE_WAKEUP`` (or ``KEYCODE_POWER``) turns it on."""
     stays_dark: bool = False
     """The screen does not turn on, whatever key is pressed."""
+    always_on_display: bool = False
+    """While the screen is off it shows a clock on black (``mWakefulness=Dozing``) instead of nothing."""
     state: str = "device"
     """What ``adb devices`` lists (``device``, ``unauthorized``, ``offline``, ...); in any other state than
     ``device`` the server refuses a transport to it with adb's own words (:data:`TRANSPORT_FAILURES`)."""
@@ -265,7 +278,7 @@ class FakePhone:
         if service == "package":
             return self._cmd_dumpsys_package(argv[2:])
         if service == "power":
-            wakefulness = "Awake" if self.awake else "Asleep"
+            wakefulness = "Awake" if self.awake else "Dozing" if self.always_on_display else "Asleep"
             return self._ok(
                 f"POWER MANAGER (dumpsys power)\n\nPower Manager State:\n  mDirty=0x0\n  mWakefulness={wakefulness}\n"
                 f"  mWakefulnessChanging=false\n  mIsPowered=true\n"
@@ -418,7 +431,9 @@ class FakePhone:
 
     def _cmd_screencap(self, argv: list[str]) -> tuple[bytes, int]:
         with self.lock:
-            image = self.screen.copy() if self.awake else Image.new("RGB", self.screen.size)
+            image = (
+                self.screen.copy() if self.awake else _dark_screen(self.screen.size, self.always_on_display)
+            )
         if not self.capture_follows_rotation and self.rotation in (1, 3):
             # the content is drawn a quarter turn clockwise on the panel for rotation 1
             image = image.transpose(

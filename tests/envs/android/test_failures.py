@@ -247,3 +247,18 @@ def test_a_claim_file_that_cannot_be_opened_is_one_line(
     assert path.read_text(encoding="utf-8").startswith(f"pid {os.getpid()}, since ")
     env.close()
     assert not path.exists()  # no lock files pile up in the temp folder
+
+
+def test_an_always_on_display_is_a_screen_that_is_off(make_env: MakeEnv, phone: FakePhone) -> None:
+    phone.awake, phone.always_on_display = False, True
+    seen = make_env().reset()
+    assert seen.info["screen_woken"] is True
+    assert seen.screenshot.getpixel((540, 1500)) == (225, 230, 235)  # a list row of the real screen
+
+
+def test_a_dark_lock_screen_is_shown_once_the_screen_is_on(make_env: MakeEnv, phone: FakePhone) -> None:
+    phone.set_screen(Image.new("RGB", (1080, 2400), (10, 10, 10)))
+    phone.awake = False
+    seen = make_env(wake_timeout_s=5.0).reset()
+    assert seen.info["screen_woken"] is True and phone.awake
+    assert seen.screenshot.getpixel((540, 1200)) == (10, 10, 10)

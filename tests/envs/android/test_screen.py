@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageDraw
 
 from screenpilot.actions.coords import Size
 from screenpilot.envs.android.fake_server import default_screen, encode_raw_screencap
@@ -14,6 +14,7 @@ from screenpilot.envs.android.screen import (
     ScreenDecodeError,
     decode_png,
     decode_raw,
+    looks_dark,
     parse_rotation,
     parse_screen_awake,
     parse_wm_size,
@@ -98,3 +99,13 @@ def test_display_turns_with_rotation() -> None:
 )
 def test_screen_power_parsing(text: str, awake: bool | None) -> None:
     assert parse_screen_awake(text) is awake
+
+
+def test_frames_of_a_screen_that_is_off_look_dark() -> None:
+    assert looks_dark(Image.new("RGB", (1080, 2400)))
+    clock = Image.new("RGB", (1080, 2400))
+    ImageDraw.Draw(clock).rectangle((400, 800, 680, 950), fill=(200, 200, 200))  # an always-on display
+    assert looks_dark(clock)
+    assert not looks_dark(default_screen())
+    assert not looks_dark(default_screen((2560, 1600)))
+    assert not looks_dark(Image.new("RGB", (720, 1600), (90, 90, 90)))  # dim but lit
