@@ -208,7 +208,7 @@ def _steps(loop: _Loop) -> Generator[Step, None, None]:
             turn = loop.take_step(index)
             if turn is None:
                 return
-            yield turn.step
+            yield turn.as_step()
             if turn.outcome.raised is not None:  # recorded above; now let it end the episode as it would have
                 raise turn.outcome.raised
             if not loop.carry_on(turn):
@@ -283,8 +283,8 @@ class _Turn:
     def errors(self) -> list[str]:
         return [a.error for a in self.decision.attempts if a.error] + self.outcome.errors
 
-    @property
-    def step(self) -> Step:
+    def as_step(self) -> Step:
+        """The step as it is recorded, with the screenshot it acted on."""
         seen, decision = self.seen, self.decision
         record = StepRecord(
             index=seen.index,
