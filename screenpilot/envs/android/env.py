@@ -104,7 +104,6 @@ class AndroidEnv(Environment):
             serial, host=host, port=port, timeout_s=timeout_s, retry=retry
         )
         self.serial = self.device.serial
-        self._claim = DeviceClaim(self.device.host, self.device.port, self.serial) if exclusive else None
         self.capture: CaptureMode = capture
         self.text_route: TextRoute = text_route
         self.restore_ime = restore_ime
@@ -125,6 +124,8 @@ class AndroidEnv(Environment):
         self._clipboard_help: str | None = None
         self.wake_timeout_s = wake_timeout_s
         self._woken = False
+        # last: an __init__ that failed after claiming would hold the phone until the process ends
+        self._claim = DeviceClaim(self.device.host, self.device.port, self.serial) if exclusive else None
 
     # -- life cycle -------------------------------------------------------------------------------------------
     def _reset(self) -> None:
