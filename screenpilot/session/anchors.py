@@ -29,8 +29,11 @@ import base64
 import binascii
 import io
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,6 +78,8 @@ CANDIDATE_RADIUS = 16
 #: The whole screen is searched at 1/SEARCH_SCALE of its resolution (the smallest patch, 64x32, is then 16x8).
 SEARCH_SCALE = 4
 
+#: How many bytes of scratch arrays a thread keeps for its next search (a phone screen's search uses 10-16 MB).
+SCRATCH_BYTES = 24 * 2**20
 #: How many transform sizes a patch keeps its kernel for: the reduced screen's, the near region's and the
 #: candidates' (about 1-1.5 MB per anchor in use on a 1080x2400 screen).
 KEPT_KERNELS = 3
@@ -227,38 +232,95 @@ def _grey(image: Image.Image) -> NDArray[np.uint8]:
 
 @dataclass(frozen=True)
 class _Plane:
-    """Grey levels ready for ZNCC against any patch: their spectrum and integral tables, computed once."""
+    """Grey levels ready for ZNCC against any patch: their spectrum, computed once."""
 
     grey: NDArray[np.uint8]
     fft_shape: tuple[int, int]
     spectrum: NDArray[np.complex64]
-    sums: NDArray[np.int64]
-    squares: NDArray[np.int64]
 
     @classmethod
-    def of(cls, grey: NDArray[np.uint8]) -> _Plane:
+    def of(cls, grey: NDArray[np.uint8], *, transient: bool = False) -> _Plane:
+        """``transient``: the plane is searched once, at once (its spectrum lives in a scratch array)."""
         shape = (_fast_len(grey.shape[0]), _fast_len(grey.shape[1]))
-        # numpy's forward FFT is faster in float64, its inverse in float32
-        spectrum = np.fft.rfft2(grey.astype(np.float64), shape).astype(np.complex64)
-        return cls(grey, shape, spectrum, _table(grey), _table(grey, squared=True))
+        half = (shape[0], shape[1] // 2 + 1)
+        padded = _SCRATCH.get("padded", shape, np.float64)
+        padded[: grey.shape[0], : grey.shape[1]] = grey
+        padded[: grey.shape[0], grey.shape[1] :] = 0
+        padded[grey.shape[0] :] = 0
+        # numpy's forward FFT is faster in float64, its inverse in float32; rows then columns, as rfft2 does
+        rows = _fft(np.fft.rfft, padded, _SCRATCH.get("rows", half, np.complex128), axis=1)
+        wide = _fft(np.fft.fft, rows, rows, axis=0)
+        spectrum = _SCRATCH.get("spectrum", half, np.complex64) if transient else np.empty(half, np.complex64)
+        np.copyto(spectrum, wide, casting="same_kind")
+        return cls(grey, shape, spectrum)
 
     def fits(self, patch: _Patch) -> bool:
         return patch.grey.shape[0] <= self.grey.shape[0] and patch.grey.shape[1] <= self.grey.shape[1]
 
     def zncc(self, patch: _Patch) -> Array:
-        """ZNCC of ``patch`` at every place it fits (correlation by FFT, window sums from the integral
-        tables); flat windows score 0."""
+        """ZNCC of ``patch`` at every place it fits (correlation by FFT, exact window sums in integers);
+        flat windows score 0. The scores are a scratch array, overwritten by the next search of this size on
+        this thread: use them first."""
         (height, width), (rows, cols) = patch.grey.shape, self.grey.shape
-        spectrum = self.spectrum * patch.kernel(self.fft_shape)
-        products = np.fft.irfft2(spectrum, self.fft_shape)[height - 1 : rows, width - 1 : cols]
+        scores = self._correlation(patch)[height - 1 : rows, width - 1 : cols]
         area = height * width
-        sums = _window(self.sums, height, width)
-        spread = area * _window(self.squares, height, width) - sums * sums  # area² x variance, exact
-        flat = spread <= (FLAT_STD / 4) ** 2 * area * area
-        spread[flat] = 1
-        scores = products * (math.sqrt(area) / patch.norm) / np.sqrt(spread.astype(np.float32))
-        scores[flat] = 0.0
-        return scores.astype(np.float32, copy=False)
+        sums, squares = _window_sums(self.grey, height, width)
+        spread = np.subtract(np.multiply(squares, area, out=squares), np.square(sums, out=sums), out=squares)
+        flat = _SCRATCH.get("flat", spread.shape, np.bool_)
+        np.less_equal(spread, (FLAT_STD / 4) ** 2 * area * area, out=flat)
+        np.copyto(spread, 1, where=flat)
+        root = _SCRATCH.get("root", spread.shape, np.float32)
+        np.copyto(root, spread, casting="unsafe")
+        np.sqrt(root, out=root)
+        np.multiply(scores, np.float32(math.sqrt(area) / patch.norm), out=scores)
+        np.divide(scores, root, out=scores)
+        np.copyto(scores, 0.0, where=flat)
+        return scores
+
+    def _correlation(self, patch: _Patch) -> Array:
+        """The centred patch's correlation with the plane at every shift (the valid part is ZNCC's numerator)."""
+        shape = self.fft_shape
+        product = _SCRATCH.get("product", self.spectrum.shape, np.complex64)
+        np.multiply(self.spectrum, patch.kernel(shape), out=product)
+        columns = _fft(np.fft.ifft, product, product, axis=0)
+        return _fft(np.fft.irfft, columns, _SCRATCH.get("products", shape, np.float32), n=shape[1], axis=1)
+
+
+class _Scratch(threading.local):
+    """Arrays reused by one search after another on the same thread, by role and shape, the most recently
+    used first, up to :data:`SCRATCH_BYTES`. A search of a phone screen goes through some 15 MB of arrays
+    (a few dozen, up to a megabyte or so each); allocated afresh each time, their pages fault in again on
+    every search, which costs as much as the FFTs themselves."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[tuple[str, tuple[int, ...], type[np.generic]], NDArray[Any]] = {}
+        self.nbytes = 0
+
+    def get(self, role: str, shape: tuple[int, ...], dtype: type[np.generic]) -> NDArray[Any]:
+        key = (role, shape, dtype)
+        array = self.arrays.pop(key, None)
+        if array is None:
+            array = np.empty(shape, dtype)
+            self.nbytes += array.nbytes
+            while self.arrays and self.nbytes > SCRATCH_BYTES:
+                self.nbytes -= self.arrays.pop(next(iter(self.arrays))).nbytes
+        self.arrays[key] = array  # last used last
+        return array
+
+
+_SCRATCH = _Scratch()
+#: numpy 2 FFTs write into a given array; numpy 1.26's return a new one.
+_FFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+
+
+def _fft(
+    transform: Callable[..., NDArray[Any]], x: NDArray[Any], out: NDArray[Any], **options: Any
+) -> NDArray[Any]:
+    """``transform(x, **options)`` written into ``out`` (which may be ``x``)."""
+    if _FFT_OUT:
+        return transform(x, out=out, **options)
+    out[...] = transform(x, **options)
+    return out
 
 
 @dataclass(frozen=True)
@@ -288,23 +350,32 @@ class _Patch:
         return kernel
 
 
-def _table(grey: NDArray[np.uint8], *, squared: bool = False) -> NDArray[np.int64]:
-    """A summed-area table of the grey levels (or their squares), in integers so window sums are exact.
-    Built in place: numpy's accumulate on one preallocated array is several times faster than chained cumsums."""
-    table = np.zeros((grey.shape[0] + 1, grey.shape[1] + 1), dtype=np.int64)
-    inner = table[1:, 1:]
-    inner[...] = grey
-    if squared:
-        np.multiply(inner, inner, out=inner)
-    np.add.accumulate(inner, axis=0, out=inner)
-    np.add.accumulate(inner, axis=1, out=inner)
-    return table
+def _window_sums(
+    grey: NDArray[np.uint8], height: int, width: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The sum of the grey levels and of their squares in every ``height`` x ``width`` window, exact (scratch
+    arrays, like :meth:`_Plane.zncc`'s scores).
 
-
-def _window(table: NDArray[np.int64], height: int, width: int) -> NDArray[np.int64]:
-    return (
-        table[height:, width:] - table[:-height, width:] - table[height:, :-width] + table[:-height, :-width]
-    )
+    Separable: running sums down the columns give every window's column sums, then running sums along those
+    rows. Only the second pass, over as many rows as there are window positions, needs 64-bit integers."""
+    rows, cols = grey.shape
+    wide = np.int32 if 255 * 255 * rows < 2**31 else np.int64
+    out = []
+    for role in ("sums", "squares"):
+        running = _SCRATCH.get("down", (rows + 1, cols), wide)
+        running[0] = 0
+        inner = running[1:]
+        inner[...] = grey
+        if role == "squares":
+            np.multiply(inner, inner, out=inner)
+        np.add.accumulate(inner, axis=0, out=inner)
+        across = _SCRATCH.get("across", (rows - height + 1, cols + 1), np.int64)
+        across[:, 0] = 0
+        np.subtract(running[height:], running[:-height], out=across[:, 1:])
+        np.add.accumulate(across[:, 1:], axis=1, out=across[:, 1:])
+        window = _SCRATCH.get(role, (rows - height + 1, cols - width + 1), np.int64)
+        out.append(np.subtract(across[:, width:], across[:, :-width], out=window))
+    return out[0], out[1]
 
 
 @dataclass(frozen=True)
@@ -452,7 +523,7 @@ def _refine(
     limits = (cols - width, rows - height)
     left, top = (min(max(v - r, 0), lim) for v, r, lim in zip(guess, radius, limits, strict=True))
     right, bottom = (min(max(v + r, 0), lim) for v, r, lim in zip(guess, radius, limits, strict=True))
-    plane = _Plane.of(screen.region((left, top, right + width, bottom + height)))
+    plane = _Plane.of(screen.region((left, top, right + width, bottom + height)), transient=True)
     scores = plane.zncc(template.full)
     y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return left + int(x), top + int(y), float(scores[y, x])

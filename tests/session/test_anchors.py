@@ -10,8 +10,10 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import ValidationError
@@ -21,6 +23,7 @@ from screenpilot.envs.android import AndroidEnv, RetryPolicy
 from screenpilot.envs.android.fake_server import FakeAdbServer, FakePhone, default_screen
 from screenpilot.envs.desktop import SandboxEnv
 from screenpilot.envs.desktop.demo_app import BUTTON, ENTRY, centre
+from screenpilot.session import anchors
 from screenpilot.session.anchors import (
     CREATE_RIVAL_MAX,
     MATCH_MIN,
@@ -377,3 +380,53 @@ def test_a_faint_outline_of_the_same_shape_is_not_a_match() -> None:
     assert moved is not None
     assert moved.point == Point(445, 320)
     assert find_anchor(anchor, _outlined((400, 300), (110, 110, 110)), near=Point(145, 120)) is None
+
+
+def _zncc_by_hand(screen: np.ndarray, patch: np.ndarray) -> np.ndarray:
+    """ZNCC at every place, window by window, in float64 (flat windows: 0), the definition the search uses."""
+    height, width = patch.shape
+    centred = patch - patch.mean()
+    out = np.zeros((screen.shape[0] - height + 1, screen.shape[1] - width + 1))
+    for y in range(out.shape[0]):
+        for x in range(out.shape[1]):
+            window = screen[y : y + height, x : x + width].astype(np.float64)
+            if window.std() * 4 > anchors.FLAT_STD:
+                out[y, x] = (centred * (window - window.mean())).sum() / (
+                    np.linalg.norm(centred) * np.linalg.norm(window - window.mean())
+                )
+    return out
+
+
+def test_scores_match_the_definition_whatever_ran_before_on_this_thread() -> None:
+    """The search reuses its working arrays from one call to the next: a call of another size in between,
+    or the same size again, leaves no trace in the scores."""
+    rng = np.random.default_rng(7)
+    cases = [
+        (rng.integers(0, 256, (40, 70)).astype(np.uint8), rng.integers(0, 256, (9, 13)).astype(np.float32)),
+        (rng.integers(0, 256, (33, 50)).astype(np.uint8), rng.integers(0, 256, (8, 8)).astype(np.float32)),
+    ]
+    cases[0][0][:12, :20] = 90  # a flat corner scores 0
+    expected = [_zncc_by_hand(screen, patch) for screen, patch in cases]
+    for screen, patch in [*cases, *cases, cases[0]]:
+        plane = anchors._Plane.of(screen, transient=True)
+        scores = plane.zncc(anchors._Patch(patch)).copy()
+        want = expected[0] if screen is cases[0][0] else expected[1]
+        np.testing.assert_allclose(scores, want, atol=2e-5)
+    assert expected[0][0, 0] == 0
+
+
+def test_finding_is_the_same_in_parallel_threads_and_without_numpy_2_ffts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Working arrays are per thread; numpy 1's FFTs (no ``out=``) give the very same answers."""
+    shot = _phone_screen()
+    moved = _phone_screen(lift=300)
+    made = [make_anchor(shot, SAVE), make_anchor(shot, Point(150, 362))]  # the button, a row label
+    cases = [(anchor, screen) for anchor in made for screen in (shot, moved)]
+    alone = [find_anchor(anchor, screen, near=SAVE) for anchor, screen in cases]
+    assert alone[0] is not None and alone[1] is not None and alone[1].point.y == SAVE.y - 300
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda c: find_anchor(c[0], c[1], near=SAVE), cases * 4))
+    assert together == alone * 4
+    monkeypatch.setattr(anchors, "_FFT_OUT", False)
+    assert [find_anchor(anchor, screen, near=SAVE) for anchor, screen in cases] == alone
