@@ -159,6 +159,19 @@ _LINE_BREAKS = re.compile(r"(\r\n|\r|\n|\t)")
 _BREAK_KEYS = {"\r\n": "enter", "\r": "enter", "\n": "enter", "\t": "tab"}
 
 
+def _refusal(action: OpenApp | Swipe | Answer | Terminate) -> str:
+    """Why a desktop does not do ``action``, and what the model can use instead."""
+    match action:
+        case OpenApp():
+            return "open is not available on a desktop: click the app's icon or launcher instead."
+        case Swipe():
+            return "swipe is a touch gesture; on a desktop use left_click_drag to drag or scroll to scroll."
+        case Answer() | Terminate():
+            return f"{action.action} ends the episode; it is not done on the screen."
+        case _:
+            assert_never(action)
+
+
 def _wheel(pg: Any, clicks: int, at: tuple[int, int] | None, *, horizontal: bool) -> None:
     """Turn the wheel ``clicks`` notches at ``at`` (or the cursor); positive is up, or left when horizontal.
 
@@ -376,51 +389,23 @@ class DesktopBase(Environment):
     def _execute(self, action: Action) -> None:
         match action:
             case Click():
-                at = (
-                    self._point(action.x, action.y) if action.x is not None and action.y is not None else None
-                )
-                with self._input() as pg:
-                    if at is None:
-                        pg.click(button=action.button, clicks=action.count, interval=0.0, _pause=False)
-                    else:
-                        pg.click(
-                            at[0],
-                            at[1],
-                            button=action.button,
-                            clicks=action.count,
-                            interval=0.0,
-                            _pause=False,
-                        )
+                self._click(self._optional_point(action.x, action.y), action.button, action.count)
             case MouseMove():
                 lx, ly = self._point(action.x, action.y)
                 with self._input() as pg:
                     pg.moveTo(lx, ly, _pause=False)
             case Drag():
-                start = (
-                    self._point(action.x, action.y) if action.x is not None and action.y is not None else None
-                )
-                end = self._point(action.x2, action.y2)
-                self._drag(start, end, action.seconds)
+                start = self._optional_point(action.x, action.y)
+                self._drag(start, self._point(action.x2, action.y2), action.seconds)
             case LongPress():
-                lx, ly = self._point(action.x, action.y)
-                with self._input() as pg:
-                    pg.moveTo(lx, ly, _pause=False)
-                    pg.mouseDown(button="left", _pause=False)
-                    try:
-                        time.sleep(action.seconds)
-                    finally:
-                        pg.mouseUp(button="left", _pause=False)
+                self._hold(self._point(action.x, action.y), action.seconds)
             case Scroll():
-                at = (
-                    self._point(action.x, action.y) if action.x is not None and action.y is not None else None
-                )
-                clicks = self.wheel_clicks(action.pixels)
+                at, clicks = self._optional_point(action.x, action.y), self.wheel_clicks(action.pixels)
                 if clicks:
                     with self._input() as pg:
                         _wheel(pg, clicks, at, horizontal=action.axis == "horizontal")
             case Key():
-                combo = normalize_combo(action.keys)
-                self._press(combo)
+                self._press(normalize_combo(action.keys))
             case TypeText():
                 self._type(action.text)
             case SystemButton():
@@ -432,20 +417,31 @@ class DesktopBase(Environment):
                 self._press(("enter",))
             case Wait():
                 time.sleep(action.seconds)
-            case OpenApp():
-                raise UnsupportedActionError(
-                    "open is not available on a desktop: click the app's icon or launcher instead."
-                )
-            case Swipe():
-                raise UnsupportedActionError(
-                    "swipe is a touch gesture; on a desktop use left_click_drag to drag or scroll to scroll."
-                )
-            case Answer() | Terminate():
-                raise UnsupportedActionError(
-                    f"{action.action} ends the episode; it is not done on the screen."
-                )
+            case OpenApp() | Swipe() | Answer() | Terminate():
+                raise UnsupportedActionError(_refusal(action))
             case _:
                 assert_never(action)
+
+    def _optional_point(self, x: int | None, y: int | None) -> tuple[int, int] | None:
+        """:meth:`_point` of an action's optional point; None (at the cursor) when it has none."""
+        return self._point(x, y) if x is not None and y is not None else None
+
+    def _click(self, at: tuple[int, int] | None, button: str, count: int) -> None:
+        with self._input() as pg:
+            if at is None:
+                pg.click(button=button, clicks=count, interval=0.0, _pause=False)
+            else:
+                pg.click(at[0], at[1], button=button, clicks=count, interval=0.0, _pause=False)
+
+    def _hold(self, at: tuple[int, int], seconds: float) -> None:
+        """Press the left button at ``at`` for ``seconds``; released whatever happens."""
+        with self._input() as pg:
+            pg.moveTo(at[0], at[1], _pause=False)
+            pg.mouseDown(button="left", _pause=False)
+            try:
+                time.sleep(seconds)
+            finally:
+                pg.mouseUp(button="left", _pause=False)
 
     @classmethod
     def wheel_clicks(cls, pixels: int) -> int:
