@@ -484,7 +484,11 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 
 def _finish_eval(report: dict[str, Any], table: str, out: Path | None) -> int:
     """Print the table (first, whatever happens next), write the results, and say how the run ended."""
-    print(table, flush=True)
+    try:
+        print(table, flush=True)
+    except BrokenPipeError:  # nobody reads the table (`| head`): the results are still written
+        _write_json(out, report)
+        raise
     _write_json(out, report)
     if report["interrupted_by"]:
         print(f"screenpilot: interrupted ({report['interrupted_by']})", file=sys.stderr)
