@@ -196,13 +196,14 @@ def stages(args: argparse.Namespace, out: Path) -> list[Stage]:
     ]
 
 
-def stage_env(out: Path) -> dict[str, str]:
+def stage_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("HF_HUB_OFFLINE", "1")  # random weights: nothing to fetch, and no waiting on a hub
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(out / ".inductor"))
+    # The compiler's cache holds thousands of files: outside the output folder, which should hold only logs.
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="gpu-check-inductor-"))
     return env
 
 
@@ -210,7 +211,7 @@ def check(args: argparse.Namespace) -> int:
     out = Path(args.out or os.environ.get("OUT") or tempfile.mkdtemp(prefix="gpu-check-"))
     out.mkdir(parents=True, exist_ok=True)
     budget_end = time.monotonic() + args.budget_s
-    env = stage_env(out)
+    env = stage_env()
     todo = stages(args, out)
     for stage in todo:
         if stage.name != "env" and todo[0].status != "passed":
