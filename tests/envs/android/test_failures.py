@@ -142,9 +142,9 @@ def test_a_phone_is_claimed_until_the_last_environment_of_the_process_closes(
 
 def _try_to_claim(port: int) -> str:
     script = (
-        "import sys\nfrom screenpilot.envs.android import AndroidEnv\nfrom screenpilot.errors import SetupError\n"
+        "import sys\nfrom screenpilot.envs.android import AndroidEnv, DeviceBusyError\n"
         "try:\n    AndroidEnv(port=int(sys.argv[1]))\n    print('claimed')\n"
-        "except SetupError as exc:\n    print(exc)\n"
+        "except DeviceBusyError as exc:\n    print(exc)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(port)], capture_output=True, text=True, timeout=60
