@@ -17,6 +17,7 @@ Rows: processor, vision encoder, prefill (time to the first token less the proce
 whole step, the first step (compilation), the step at two longer prompts as history grows (their first call
 shows whether a longer prompt recompiles), peak GPU memory; the last column is stock / screenpilot. Random
 weights rarely emit the stop token, so a step decodes close to ``--new-tokens`` tokens; the count is printed.
+``--json FILE`` also writes the numbers, rewritten after each path, so a run cut short keeps what it finished.
 """
 
 from __future__ import annotations
