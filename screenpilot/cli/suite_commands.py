@@ -423,8 +423,9 @@ EVAL_EXIT_STATUS = (
     "Exit status: 0 every planned example finished (whatever the accuracy); 1 the run stopped early because the "
     "model failed for the whole run (finished results printed and written, reason printed); 2 usage or setup "
     "error, bad data lines included (nothing ran), or the results could not be written; 130 Ctrl-C, 143 SIGTERM, "
-    "129 SIGHUP (finished results printed and written, marked incomplete). With --out, the same command again "
-    "resumes: examples already in the .items.jsonl file beside it are not asked again."
+    "129 SIGHUP (finished results printed and written, marked incomplete); 141 the reader of its output went "
+    "away (| head; the finished examples kept). With --out, the same command again resumes: examples already in "
+    "the .items.jsonl file beside it are not asked again."
 )
 
 
