@@ -31,7 +31,7 @@ from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
 from screenpilot.model.base import Completion, Message, ModelBackend, ModelBackendError
 from screenpilot.settings import Settings
-from screenpilot.tasks.ray_reaper import Reaper
+from screenpilot.tasks.reaper import Reaper
 from screenpilot.tasks.runner import (
     BenchSettings,
     EnvSource,

@@ -171,3 +171,61 @@ def test_a_worker_without_chromium_is_refused_in_one_line_naming_the_packages(
         SetupError, match=r"^MINIWOB_CHROMEDRIVER=\S+/chromedriver is not an executable file$"
     ):
         MiniwobWorkerEnvs()(0)
+
+
+def _carrying(variable: str) -> list[str]:
+    """Running processes (not zombies) whose environment holds ``variable``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if variable.encode() in (proc / "environ").read_bytes().split(b"\0"):
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(f"{(proc / 'comm').read_text().strip()} (pid {proc.name})")
+        except OSError:
+            continue
+    return found
+
+
+@browser
+def test_kill_9_of_bench_leaves_no_browser_running_and_the_run_resumes(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    model = _replay(tmp_path / "answers.jsonl", CLICK, GIVE_UP)
+    out = tmp_path / "o"
+    cmd = [
+        "bench",
+        "miniwob:click-test",
+        "--env",
+        "sandbox",
+        "--model",
+        model,
+        "--no-progress",
+        "--trials",
+        "4",
+    ]
+    cmd += ["--out", str(out), "--no-report"]
+    mark = f"SCREENPILOT_TEST_MARK={uuid.uuid4().hex}"  # inherited by everything the bench starts
+    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
+    bench = subprocess.Popen([sys.executable, "-m", "screenpilot", *cmd], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(read_results(out)) < 1:
+            assert bench.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert any(p.startswith("chromium") for p in _carrying(mark))
+    finally:
+        bench.kill()
+        bench.wait(10)
+    deadline = time.monotonic() + 15
+    while any(p.startswith(("chromium", "chromedriver")) for p in _carrying(mark)):
+        assert time.monotonic() < deadline, _carrying(mark)
+        time.sleep(0.2)
+    done = len(read_results(out))
+    assert main(cmd) == 0  # the same command resumes: every trial once
+    lines = read_results(out)
+    assert sorted(r["trial"] for r in lines) == [1, 2, 3, 4] and done < 4

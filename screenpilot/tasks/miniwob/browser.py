@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from screenpilot.errors import DeviceError, MissingExtraError, SetupError
+from screenpilot.tasks.reaper import TOKEN_VAR, Reaper
 
 #: Flags that work without a network and without a GPU; the profile is a fresh folder each start.
 CHROMIUM_FLAGS = (
@@ -94,6 +95,7 @@ class Browser:
         self.driver: Any = None
         self.version: str | None = None
         self._profile: tempfile.TemporaryDirectory[str] | None = None
+        self._reaper: Reaper | None = None
 
     def ensure(self, environ: dict[str, str]) -> None:
         """Start Chromium on the display ``environ`` names, unless it is running and answers."""
@@ -124,6 +126,10 @@ class Browser:
             f"--window-size={width},{height}",
         ):
             options.add_argument(flag)
+        self._reaper = Reaper(
+            mark=False
+        )  # the driver and its Chromium end with this process, even on kill -9
+        environ = {**environ, TOKEN_VAR: self._reaper.token}
         try:
             self.driver = webdriver.Chrome(service=Service(driver, env=environ), options=options)
         except Exception as exc:
@@ -159,6 +165,9 @@ class Browser:
             if driver is not None:
                 driver.quit()
         finally:
+            if self._reaper is not None:
+                self._reaper.close()
+                self._reaper = None
             if self._profile is not None:
                 self._profile.cleanup()
                 self._profile = None

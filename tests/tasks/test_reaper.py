@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from screenpilot.tasks.ray_reaper import TOKEN_VAR, Reaper
+from screenpilot.tasks.reaper import TOKEN_VAR, Reaper
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="the watchdog reads /proc")
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 # as an X server or a browser driver may be), says its pid, and waits (closing its watchdog first if told to).
 WORKER = """
 import subprocess, sys, time
-from screenpilot.tasks.ray_reaper import Reaper
+from screenpilot.tasks.reaper import Reaper
 reaper = Reaper()
 child = subprocess.Popen(["sleep", "60"], start_new_session=True)
 print(child.pid, flush=True)

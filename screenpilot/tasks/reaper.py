@@ -1,14 +1,18 @@
-"""Ends what a Ray episode worker started when the worker dies without closing it.
+"""Ends what a process started when that process dies without closing it.
 
-A worker normally closes its device (quits its browser, stops its X server and apps) before it ends. When it is
-killed instead (the driver that started a local Ray was killed with ``kill -9``, its node's Ray went down), those
-processes would be orphaned and run for ever, one set per worker and run. So each worker marks its own
-environment with a token that every process it starts inherits, and starts this watchdog: when the worker is
-gone (the watchdog's parent changes), it sends SIGTERM to every process that carries the token, then SIGKILL to
-those still there 2 s later. A worker that closes normally ends its watchdog first (:meth:`Reaper.close`).
+A bench worker normally closes its device (quits its browser, stops its X server and apps) before it ends. When
+it is killed instead (``kill -9`` of the bench, of a driver that started a local Ray, a node's Ray going down),
+those processes would be orphaned and run for ever, one set per worker and run. So they are marked with a token
+in their environment (inherited by everything they start in turn), and a watchdog process waits: when the process
+that started it is gone (the watchdog's parent changes), it sends SIGTERM to every process that carries the
+token, then SIGKILL to those still there 2 s later. A process that closes normally ends its watchdog first
+(:meth:`Reaper.close`).
+
+Two ways to mark: a Ray worker or driver marks its own environment (everything it starts after that inherits
+the token); a browser puts the token only in the environment it starts its driver with (:attr:`Reaper.token`).
 
 Linux only (it reads ``/proc``); elsewhere nothing is started. Run as
-``python -m screenpilot.tasks.ray_reaper PARENT_PID TOKEN``.
+``python -m screenpilot.tasks.reaper PARENT_PID TOKEN``.
 """
 
 from __future__ import annotations
@@ -77,17 +81,19 @@ def watch(parent: int, token: str) -> None:
 
 
 class Reaper:
-    """A worker's watchdog: marks this process's environment with a fresh token and starts the watchdog process
-    (nothing where ``/proc`` is missing)."""
+    """A watchdog for this process: a fresh token, with which this process's environment is marked when
+    ``mark`` (else the caller puts ``{TOKEN_VAR: token}`` in the environment of what it starts), and the
+    watchdog process (nothing where ``/proc`` is missing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, mark: bool = True) -> None:
         self.token = uuid.uuid4().hex
         self._proc: subprocess.Popen[bytes] | None = None
         if not Path("/proc/self/environ").exists():
             return
-        os.environ[TOKEN_VAR] = self.token
+        if mark:
+            os.environ[TOKEN_VAR] = self.token
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "screenpilot.tasks.ray_reaper", str(os.getpid()), self.token],
+            [sys.executable, "-m", "screenpilot.tasks.reaper", str(os.getpid()), self.token],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # out of the worker's process group, so a kill of the group spares it
