@@ -73,8 +73,9 @@ class AndroidEnv(Environment):
     ``serial`` picks the device (else ``ANDROID_SERIAL``, else the only one connected); ``host``/``port``
     override ``ANDROID_ADB_SERVER_HOST``/``ANDROID_ADB_SERVER_PORT``. ``capture`` chooses raw ``screencap``
     (fast), PNG, or raw with PNG as the fallback. ``text_route`` chooses how non-ASCII text is typed.
-    ``exclusive`` (the default) claims the device until ``close()``: a second environment on it, in this
-    or another process of this machine, raises :class:`~screenpilot.envs.android.claim.DeviceBusyError`.
+    ``exclusive`` (the default) claims the device until ``close()``: an environment on it in another process
+    of this machine raises :class:`~screenpilot.envs.android.claim.DeviceBusyError` (environments of one
+    process share the claim).
     """
 
     name: ClassVar[str] = "android"
@@ -124,6 +125,7 @@ class AndroidEnv(Environment):
         self._clipboard_help: str | None = None
         self.wake_timeout_s = wake_timeout_s
         self._woken = False
+        self._seen_on_at: float | None = None
         # last: an __init__ that failed after claiming would hold the phone until the process ends
         self._claim = DeviceClaim(self.device.host, self.device.port, self.serial) if exclusive else None
 
@@ -207,14 +209,21 @@ class AndroidEnv(Environment):
         """One screenshot in capture pixels. A dark one may be a screen that went off (its timeout ran
         out while the model thought): the screen is woken and captured again, once it shows something."""
         image = self._capture()
-        if looks_dark(image) and self._wake_screen():
+        if looks_dark(image) and not self._known_on() and self._wake_screen():
             image = self._capture_after_wake()
         return image
+
+    def _known_on(self) -> bool:
+        """Whether ``dumpsys power`` said the screen was on so recently that it cannot have timed out since
+        (Android's shortest screen timeout is 15 s): a dark-themed app costs one query, not one a frame."""
+        return self._seen_on_at is not None and time.monotonic() - self._seen_on_at < _SCREEN_ON_FOR_S
 
     def _wake_screen(self) -> bool:
         """Turn the screen on if ``dumpsys power`` says it is off; whether it was off."""
         if parse_screen_awake(self.device.text(["dumpsys", "power"])) is not False:
+            self._seen_on_at = time.monotonic()
             return False
+        self._seen_on_at = None
         self._input(["input", "keyevent", "KEYCODE_WAKEUP"])
         self._woken = True
         return True
@@ -375,6 +384,7 @@ class AndroidEnv(Environment):
 
     def _key(self, keys: Sequence[str]) -> None:
         codes = [keycode(k) for k in keys]
+        self._seen_on_at = None  # a power key may have turned the screen off
         if len(codes) == 1:
             self._input(["input", "keyevent", keycode_name(codes[0])])
             return
@@ -645,6 +655,10 @@ def _batched(commands: Sequence[Sequence[str]], limit: int = 3000) -> list[str]:
     if current:
         lines.append(current)
     return lines
+
+
+#: How long a screen ``dumpsys power`` found on is taken to stay on (well under the shortest timeout, 15 s).
+_SCREEN_ON_FOR_S = 5.0
 
 
 def _ms(seconds: float) -> str:

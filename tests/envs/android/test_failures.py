@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from screenpilot.actions.types import Click
+from screenpilot.actions.types import Click, Key
 from screenpilot.agent.record import load_run
 from screenpilot.cli.main import main
 from screenpilot.envs.android import AndroidEnv, list_devices
@@ -217,6 +217,13 @@ def test_a_black_but_lit_screen_is_shown_as_it_is(env: AndroidEnv, phone: FakePh
     seen = env.observe()
     assert seen.screenshot.getbbox() is None and "screen_woken" not in seen.info
     assert phone.inputs == []
+    env.settle(timeout_s=1.0)
+    env.observe()
+    assert phone.commands.count("dumpsys power") == 1  # a dark-themed app is not asked about every frame
+    env.execute(Key(keys=["power"]))  # the model turned the screen off
+    assert not phone.awake
+    assert env.observe().info["screen_woken"] is True
+    assert phone.inputs == ["input keyevent KEYCODE_POWER", "input keyevent KEYCODE_WAKEUP"]
 
 
 def test_a_screen_that_will_not_turn_on_is_a_device_error(make_env: MakeEnv, phone: FakePhone) -> None:
