@@ -290,7 +290,12 @@ def _key_names(text: str) -> list[str]:
     text = text.strip()
     # "ctrl+c", "ctrl + shift + t"; a "+" right after a separator is the plus key ("ctrl++")
     if "+" in text[1:]:
-        return [k for k in re.split(r"(?<=[^+\s])\s*\+\s*", text) if k] or [text]
+        names = re.split(r"(?<=[^+\s])\s*\+\s*", text)
+        if not names[-1]:  # never pressed as the modifiers alone
+            raise ToolCallParseError(
+                f"`keys` {text[:40]!r} ends with '+' and no key after it; write 'ctrl++' for the plus key."
+            )
+        return names
     return text.split() or [text]
 
 

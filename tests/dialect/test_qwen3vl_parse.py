@@ -124,6 +124,15 @@ def test_every_desktop_action(args: str, action: object) -> None:
     assert one(DESK, call("computer_use", args), Size(1920, 1080))[1] == action
 
 
+@pytest.mark.parametrize("keys", ['"ctrl+"', '"ctrl + shift +"', '["alt+"]'])
+def test_a_key_string_ending_in_a_separator_is_refused(keys: str) -> None:
+    with pytest.raises(ModelOutputError, match="ends with '\\+' and no key after it"):
+        DESK.parse(
+            call("computer_use", f'{{"action": "key", "keys": {keys}}}'),
+            DESK.coordinate_space(Size(1920, 1080)),
+        )
+
+
 @pytest.mark.parametrize(
     "text",
     [
