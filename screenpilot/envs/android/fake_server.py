@@ -105,6 +105,8 @@ class FakePhone:
     draganddrop: bool = True
     screencap_header: int = 16
     screencap_format: int = 1
+    screencap_delay_s: float = 0.0
+    """How long each screencap takes before it writes anything (an old phone, a 4K tablet, a busy device)."""
     broken_screencap: bool = False
     broken_png: bool = False
     capture_follows_rotation: bool = True
@@ -430,6 +432,7 @@ class FakePhone:
         return self._ok(f"UI hierchary dumped to: {path}\n")
 
     def _cmd_screencap(self, argv: list[str]) -> tuple[bytes, int]:
+        time.sleep(self.screencap_delay_s)
         with self.lock:
             image = (
                 self.screen.copy() if self.awake else _dark_screen(self.screen.size, self.always_on_display)

@@ -119,6 +119,16 @@ def test_a_slow_screencap_times_out_and_says_how_long_it_waited(env: AndroidEnv,
         env.observe()
 
 
+def test_a_slow_but_answering_screencap_is_waited_for_once(env: AndroidEnv, phone: FakePhone) -> None:
+    env.device.timeout_s = 2.0
+    phone.screencap_delay_s = 0.4
+    before = phone.commands.count("screencap")
+    assert env.observe().size == (1080, 2400)
+    assert phone.commands.count("screencap") == before + 1  # not given up on and asked again
+    settled = env.settle(timeout_s=0.5)  # bounded even when each frame takes longer than the timeout allows
+    assert settled.frames >= 1
+
+
 def test_describe_before_reset_names_the_screen(make_env: MakeEnv, phone: FakePhone) -> None:
     phone.physical_size = (720, 1600)
     described = make_env().describe()
