@@ -106,6 +106,11 @@ def write_run_report(folder: Path, *, quiet: bool) -> None:
     say(f"report: {path}", quiet=quiet)
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``: a count with its noun, for the lines people read."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def one_line(text: str, limit: int = STEP_ERROR_CHARS) -> str:
     """``text`` on one line, at most ``limit`` characters."""
     flat = " ".join(text.split())
@@ -169,8 +174,9 @@ def run_task(settings: Settings, task: str, policy: Policy, folder: RunFolder, *
 
 
 def _print_result(result: EpisodeResult) -> None:
-    steps = "1 step" if result.steps == 1 else f"{result.steps} steps"
-    line = f"{result.status}: {result.reason} after {steps} in {result.duration_s:.1f}s"
+    line = (
+        f"{result.status}: {result.reason} after {counted(result.steps, 'step')} in {result.duration_s:.1f}s"
+    )
     if result.answer is not None:
         line += f"; answer: {result.answer}"
     if result.error:

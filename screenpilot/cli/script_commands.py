@@ -111,6 +111,7 @@ def _connect_options(settings: Settings) -> dict[str, Any]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from screenpilot.agent.record import load_run
+    from screenpilot.cli.run_command import counted
     from screenpilot.session.export import write_export
     from screenpilot.session.replay import read_run
 
@@ -123,7 +124,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if name != "api_key":  # never written into a script; the script reads $OPENAI_API_KEY
             options[name] = _plain(value)
     sidecar = write_export(recording, actions, args.output, options, force=args.force)
-    print(f"wrote {args.output} ({len(actions)} actions) and {sidecar}", file=sys.stderr)
+    print(f"wrote {args.output} ({counted(len(actions), 'action')}) and {sidecar}", file=sys.stderr)
     return 0
 
 

@@ -173,3 +173,15 @@ def test_a_one_step_run_says_step(tmp_path):
     model = _replay(tmp_path, call("terminate", status="success"))
     out = sp("run", "x", "--env", "fake", "--model", model, "--out", str(tmp_path / "r"), "--no-settle")
     assert out.returncode == 0 and out.stdout.startswith("success: terminated after 1 step in "), out.stdout
+
+
+def test_export_counts_its_actions_in_words(tmp_path):
+    model = _replay(tmp_path, call("click", coordinate=[935, 406]), call("terminate", status="success"))
+    run = tmp_path / "run"
+    assert (
+        sp("run", "Tap it", "--env", "fake", "--model", model, "--out", str(run), "--no-settle").returncode
+        == 0
+    )
+    out = sp("export", str(run), "-o", str(tmp_path / "flow.py"))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith(f"wrote {tmp_path / 'flow.py'} (1 action) and "), out.stderr
