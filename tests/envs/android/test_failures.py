@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from screenpilot.actions.types import Click, Key
+from screenpilot.actions.types import Click, Key, TypeText
 from screenpilot.agent.record import load_run
 from screenpilot.cli.main import main
 from screenpilot.envs.android import AndroidEnv, list_devices
 from screenpilot.envs.android.claim import claim_path
 from screenpilot.envs.android.device import DeviceListing
-from screenpilot.envs.android.fake_server import FakeAdbServer, FakePhone
+from screenpilot.envs.android.fake_server import LATIN_IME, FakeAdbServer, FakePhone
 from screenpilot.errors import DeviceError, SetupError
 
 MakeEnv = Callable[..., AndroidEnv]
@@ -279,3 +281,23 @@ def test_a_dark_lock_screen_is_shown_once_the_screen_is_on(make_env: MakeEnv, ph
     seen = make_env(wake_timeout_s=5.0).reset()
     assert seen.info["screen_woken"] is True and phone.awake
     assert seen.screenshot.getpixel((540, 1200)) == (10, 10, 10)
+
+
+def test_ctrl_c_while_typing_through_adb_keyboard_gives_the_user_their_keyboard_back(
+    make_env: MakeEnv, phone: FakePhone
+) -> None:
+    phone.adb_keyboard = True
+
+    def broadcast_then_ctrl_c(p: FakePhone, argv: list[str]) -> tuple[bytes, int]:
+        _thread.interrupt_main()  # what Ctrl-C does, while the phone is still answering
+        return FakePhone._cmd_am(p, argv)
+
+    env = make_env()
+    env.reset()
+    phone.handlers["am"] = broadcast_then_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        env.execute(TypeText(text="café\ncafé"))
+        time.sleep(5)  # the interrupt lands at the latest here
+    assert phone.text == "café"  # stopped where the user pressed Ctrl-C
+    assert phone.ime == LATIN_IME
+    assert phone.ran[-2:] == [f"ime set {LATIN_IME}", "settings get secure default_input_method"]
