@@ -126,9 +126,8 @@ class Browser:
             f"--window-size={width},{height}",
         ):
             options.add_argument(flag)
-        self._reaper = Reaper(
-            mark=False
-        )  # the driver and its Chromium end with this process, even on kill -9
+        # The driver and its Chromium end with this process, even on kill -9.
+        self._reaper = Reaper(mark=False)
         environ = {**environ, TOKEN_VAR: self._reaper.token}
         try:
             self.driver = webdriver.Chrome(service=Service(driver, env=environ), options=options)
