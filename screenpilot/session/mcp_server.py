@@ -123,7 +123,10 @@ class SessionServer(MCPServer[Any]):
     """An :class:`~mcp.server.mcpserver.MCPServer` whose tool errors are always one line."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        """Call a tool; a bad argument or a failure is a :class:`ToolError` with a one-line message."""
+        """Call a tool; a bad argument or a failure is a :class:`ToolError` with a one-line message. An
+        argument the tool does not take is refused too (a misspelt ``buton`` would otherwise be dropped and the
+        verb done with its default)."""
+        await self._refuse_unknown_arguments(name, arguments)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -132,6 +135,18 @@ class SessionServer(MCPServer[Any]):
                 raise ToolError(f"{name}: {_bad_arguments(cause)}") from cause
             text = _one_line(str(exc)).removeprefix(f"Error executing tool {name}: ")
             raise ToolError(text if text.startswith("Unknown tool") else f"{name}: {text}") from cause
+
+    async def _refuse_unknown_arguments(self, name: str, arguments: dict[str, Any]) -> None:
+        tool = next((t for t in await self.list_tools() if t.name == name), None)
+        if tool is None:
+            return  # the SDK says "Unknown tool"
+        takes = list(tool.input_schema.get("properties", {}))
+        unknown = sorted(set(arguments) - set(takes))
+        if unknown:
+            takes_text = ", ".join(takes) if takes else "none"
+            raise ToolError(
+                f"{name}: bad arguments: {', '.join(unknown)}: not an argument (it takes: {takes_text})"
+            )
 
 
 def build_server(session: Session, calls: MainThreadCalls) -> SessionServer:
@@ -193,13 +208,20 @@ class _Tools:
         return f"typed {len(text)} characters" + ("" if into is None else f" into {_shown(into)}")
 
     async def key(
-        self, keys: Annotated[str, Field(description="e.g. 'ctrl+s', 'Return', 'volume_up'")]
+        self,
+        keys: Annotated[
+            str | list[str],
+            Field(
+                description="e.g. 'ctrl+s', 'Return', 'volume_up', or a list pressed together: ['ctrl', 's']"
+            ),
+        ],
     ) -> str:
         """Press a key or keys together."""
-        if not keys.strip():
+        names = [keys] if isinstance(keys, str) else keys
+        if not names or not all(name.strip() for name in names):
             raise ToolError("give key names, like 'ctrl+s' or 'Return'")
-        await self._call(lambda: self.session.key(keys))
-        return f"pressed {keys}"
+        await self._call(lambda: self.session.key(*names))
+        return f"pressed {'+'.join(names)}"
 
     async def swipe(
         self,

@@ -180,7 +180,7 @@ class Session:
         try:
             names = keys if len(keys) != 1 else split_combo(keys[0])
         except UnknownKeyError as error:
-            raise SetupError(f"key() {error}") from None
+            raise SetupError(str(error)) from None
         self._step(f"key({'+'.join(names)!r})", lambda d: self._act(d, [Key(keys=names)]))
 
     def back(self) -> None:

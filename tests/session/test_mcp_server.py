@@ -308,3 +308,35 @@ def test_sigterm_closes_the_session_and_the_sandbox(demo: Demo, tmp_path: Path) 
     assert record.result is not None and record.result.reason == "interrupted"
     assert len(record.steps) == 1
     assert "stopped by SIGTERM" in (tmp_path / "stderr.txt").read_text()
+
+
+def test_an_argument_a_tool_does_not_take_is_refused_and_keys_come_as_a_list_too(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    answers: list[str] = []
+
+    async def scenario() -> None:
+        model = replay_file(tmp_path / "none.jsonl")
+        async with served(tmp_path, "--env", "fake", "--model", model, "--out", str(out), "--no-cache") as c:
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("click", {"target": {"x": 5, "y": 5}, "buton": "right"}),  # misspelt: not a left click
+                ("back", {"now": True}),
+                ("key", {"keys": "ctrl+"}),
+                ("key", {"keys": []}),
+            ]
+            for name, arguments in calls:
+                result = await c.call_tool(name, arguments)
+                assert result.is_error, (name, result)
+                answers.append(text(result))
+            answers.append(text(await c.call_tool("key", {"keys": ["ctrl", "s"]})))
+
+    run(scenario)
+    assert answers == [
+        "click: bad arguments: buton: not an argument (it takes: target, button)",
+        "back: bad arguments: now: not an argument (it takes: none)",
+        "key: The key combination 'ctrl+' ends with '+' and no key after it; "
+        "write 'ctrl++' or 'ctrl+plus' for the plus key.",
+        "key: give key names, like 'ctrl+s' or 'Return'",
+        "pressed ctrl+s",
+    ]
+    (step,) = load_run(out).steps  # only the key that was pressed
+    assert step.actions[0].call == "key('ctrl+s')" and step.actions[0].executed
