@@ -26,7 +26,7 @@ def _add(group: Any, *flags: str, dest: str, **kwargs: Any) -> None:
     """Add an option whose default is "not given"; its help names the settings' default."""
     help_text = kwargs.pop("help", "")
     shown = kwargs.pop("shown_default", _default(dest))
-    if shown not in (None, False, ()) and "default:" not in help_text:
+    if shown is not None and shown is not False and shown != () and "default:" not in help_text:
         help_text = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
     group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, help=help_text, **kwargs)
 
@@ -76,13 +76,18 @@ MODEL_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             "minute; dynamic elsewhere); dynamic skips the compilation",
         },
     ),
-    ("--min-pixels", "min_pixels", {"type": positive_int, "help": "image pixel floor"}),
+    (
+        "--min-pixels",
+        "min_pixels",
+        {"type": positive_int, "help": "image pixel floor (default: the dialect's own; Qwen2.5-VL: 3136)"},
+    ),
     (
         "--max-pixels",
         "max_pixels",
         {
             "type": positive_int,
-            "help": "image pixel cap; lower it (e.g. 1003520 = 1280*28*28) to trade grounding for speed",
+            "help": "image pixel cap; lower it (e.g. 1003520 = 1280*28*28) to trade grounding for speed "
+            "(default: the dialect's own; Qwen2.5-VL: 12845056)",
         },
     ),
     (
@@ -144,7 +149,7 @@ def env_options() -> argparse.ArgumentParser:
         "--no-settle",
         dest="settle",
         action="store_false",
-        help="do not wait for the screen to settle after actions",
+        help="do not wait for the screen to settle after actions (default: wait, up to --settle-timeout)",
     )
     _add(
         g,

@@ -78,3 +78,11 @@ if __name__ == "__main__":
     GOLDEN.write_text(
         json.dumps(describe(build_parser()), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
     )
+
+
+def test_no_help_shows_a_bare_truth_value_and_zero_defaults_are_shown():
+    commands = describe(build_parser())
+    helps = {o["help"] for c in commands.values() for o in c["options"] if o.get("help")}
+    assert not [h for h in helps if "(default: True)" in h or "(default: False)" in h]
+    keep_images = next(o for o in commands["screenpilot run"]["options"] if o["dest"] == "keep_images")
+    assert keep_images["help"].endswith("(default: 0)")
