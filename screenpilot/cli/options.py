@@ -66,7 +66,11 @@ MODEL_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         },
     ),
     ("--dtype", "dtype", {"help": "torch dtype for a local model (default: bf16 on GPU, fp32 on CPU)"}),
-    ("--max-new-tokens", "max_new_tokens", {"type": positive_int, "help": "generation limit"}),
+    (
+        "--max-new-tokens",
+        "max_new_tokens",
+        {"type": positive_int, "metavar": "N", "help": "generation limit"},
+    ),
     (
         "--cache-implementation",
         "cache_implementation",
@@ -104,7 +108,7 @@ MODEL_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     (
         "--max-retries",
         "max_retries",
-        {"type": non_negative_int, "help": "re-asks per step after an unusable answer"},
+        {"type": non_negative_int, "metavar": "N", "help": "re-asks per step after an unusable answer"},
     ),
 )
 
@@ -133,6 +137,7 @@ def env_options() -> argparse.ArgumentParser:
         "--monitor",
         dest="monitor",
         type=positive_int,
+        metavar="N",
         help="desktop: monitor number, 1 = primary",
         shown_default=1,
     )
@@ -141,6 +146,7 @@ def env_options() -> argparse.ArgumentParser:
         "--screen-size",
         dest="screen_size",
         type=screen_size,
+        metavar="WxH",
         help="sandbox/fake: screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)",
     )
     _add(g, "--app", dest="app", help="sandbox: command to launch on the virtual display, e.g. 'xterm'")
@@ -165,13 +171,14 @@ def env_options() -> argparse.ArgumentParser:
 def loop_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("episode")
-    _add(g, "--max-steps", dest="max_steps", type=positive_int, help="step budget")
+    _add(g, "--max-steps", dest="max_steps", type=positive_int, metavar="N", help="step budget")
     _add(g, "--max-seconds", dest="max_seconds", type=float, metavar="S", help="time budget per episode")
     _add(
         g,
         "--max-failed-steps",
         dest="max_failed_steps",
         type=positive_int,
+        metavar="N",
         help="consecutive failed steps allowed",
     )
     return p
