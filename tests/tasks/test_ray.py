@@ -231,6 +231,11 @@ def test_an_episode_that_keeps_losing_its_worker_is_recorded_as_crashed(tmp_path
     boom = lines["boom"]
     assert boom["infra_error"] and boom["error"].startswith("crashed: the Ray worker on ")
     assert boom["error"].endswith("(2 tries)") and outcome.summary["ray"]["workers_lost"] == 2
+    # The crashed episode counts, once, as a failure: in the denominator, not left out of it.
+    stats = {t["task"]: t for t in outcome.summary["tasks"]}
+    assert (stats["boom"]["trials"], stats["boom"]["successes"], stats["boom"]["infra_errors"]) == (1, 0, 1)
+    assert outcome.summary["finished"] == outcome.summary["planned"] == 2
+    assert outcome.summary["overall"]["success_rate"] == 0.5 and outcome.summary["overall"]["episodes"] == 2
 
 
 def test_ctrl_c_keeps_finished_episodes_and_marks_running_ones_interrupted(
