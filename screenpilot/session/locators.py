@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +179,7 @@ class LocatorCache:
             "version": VERSION,
             "entries": [entry.model_dump(mode="json") for entry in sorted(entries.values(), key=_order)],
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = _temporary_beside(self.path)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(data, out, ensure_ascii=False, indent=1)
@@ -200,6 +201,21 @@ class LocatorCache:
         known = {entry.anchor.patch_png: entry.anchor for entry in self._entries.values()}
         self._entries = {key: _reuse(entry, known) for key, entry in entries.items()}
         self._stamp = stamp
+
+
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A new file next to ``path`` to replace it with: with ``path``'s permissions when it exists (a cache
+    shared by a group stays shared), else the usual ones for a new file (the umask applies). ``mkstemp`` would
+    make every cache readable by its owner only."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        return fd, str(tmp)
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -217,6 +219,23 @@ def test_concurrent_writers_never_corrupt_or_lose_entries(tmp_path: Path) -> Non
         assert out.strip() == str(rounds)
     targets = {entry.target for entry in LocatorCache(path).entries()}
     assert targets == {f"writer{n} {i}" for n in range(writers) for i in range(rounds)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locators.json", "locators.json.lock"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_the_file_gets_the_usual_permissions_and_keeps_a_shared_files(tmp_path: Path) -> None:
+    path = tmp_path / "locators.json"
+    old = os.umask(0o022)
+    try:
+        LocatorCache(path).store("the OK button", _screen(), BUTTON)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # like any new file; not owner-only
+        path.chmod(0o664)  # shared with a group
+        LocatorCache(path).store(
+            "the OK button", _screen(at=(250, 200)), Point(BUTTON.x + 210, BUTTON.y + 160)
+        )
+        assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    finally:
+        os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locators.json", "locators.json.lock"]
 
 
