@@ -17,6 +17,34 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
+#: The normal quantile of a two-sided 95 % interval.
+Z95 = 1.959964
+
+
+def wilson_interval(c: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of ``c`` successes in ``n`` trials: sound at 0 and n successes and for few
+    trials, where the normal approximation gives an interval of width 0."""
+    if not 0 <= c <= n or n < 1:
+        raise ValueError(f"need 0 <= c <= n and n >= 1, got n={n} c={c}")
+    p, z2 = c / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_rate_interval(counts: Sequence[tuple[int, int]], z: float = Z95) -> tuple[float, float]:
+    """An interval for the mean of several tasks' success rates (``(successes, trials)`` each; every task
+    counts once): what the trials' chance alone leaves open on these tasks, not which tasks were chosen. Normal
+    approximation, each task's variance taken at its Agresti-Coull rate ``(c + 2) / (n + 4)``, so a task at 0 or
+    100 % still adds its uncertainty."""
+    if not counts:
+        raise ValueError("no tasks")
+    mean = statistics.fmean(c / n for c, n in counts)
+    variance = sum(((c + 2) / (n + 4)) * (1 - (c + 2) / (n + 4)) / (n + 4) for c, n in counts)
+    half = z * math.sqrt(variance) / len(counts)
+    return max(0.0, mean - half), min(1.0, mean + half)
+
+
 def is_infra_error(line: Mapping[str, Any]) -> bool:
     """Whether the episode ended on an infrastructure error (device or model failure, a crash, a failed setup)
     rather than on the agent's own doing. Lines written before ``infra_error`` existed: any error but a
@@ -83,6 +111,7 @@ def _task_stats(task: str, lines: list[Mapping[str, Any]]) -> dict[str, Any]:
         "trials": n,
         **counts,
         "success_rate": c / n,
+        "success_ci95": list(wilson_interval(c, n)),
         "pass_at_k": {str(k): pass_at_k(n, c, k) for k in range(1, n + 1)},
     }
 
@@ -95,6 +124,7 @@ def _group_stats(tasks: Sequence[Mapping[str, Any]], lines: list[Mapping[str, An
         "episodes": len(lines),
         **_counts(lines),
         "success_rate": statistics.fmean(t["success_rate"] for t in tasks),
+        "success_ci95": list(mean_rate_interval([(t["successes"], t["trials"]) for t in tasks])),
         "pass_at_k": {
             str(k): statistics.fmean(t["pass_at_k"][str(k)] for t in tasks) for k in range(1, k_max + 1)
         },
@@ -262,6 +292,12 @@ def _notes(summary: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"{infra} episode{'s' if infra != 1 else ''} ended on infrastructure errors (counted as failures; "
             "bench --rerun-errors runs them again)"
+        )
+    ci = overall.get("success_ci95")
+    if ci:
+        lines.append(
+            f"95 % interval of the overall success rate: {_pct(ci[0])} to {_pct(ci[1])} (the trials' chance "
+            "on these tasks)"
         )
     spread = overall.get("trial_spread")
     if spread:

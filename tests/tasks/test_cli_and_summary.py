@@ -428,3 +428,21 @@ def test_bench_writes_the_tag_table_and_the_planned_episodes(
     assert "INCOMPLETE" not in out
     assert any(line.split()[:2] == ["overall", "4/4"] for line in out.splitlines())
     assert any(line.split()[:2] == ["math", "4"] for line in out.splitlines())
+
+
+def test_success_rate_intervals_cover_every_finished_episode() -> None:
+    from screenpilot.tasks.summary import mean_rate_interval, wilson_interval
+
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))  # published Wilson values
+    assert wilson_interval(5, 10) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert wilson_interval(3, 3)[1] == 1.0 and wilson_interval(3, 3)[0] == pytest.approx(0.4385, abs=1e-4)
+    lo, hi = mean_rate_interval([(3, 3), (0, 3)])  # 100 % and 0 %: still uncertain, centred on their mean
+    assert lo < 0.5 < hi and hi - 0.5 == pytest.approx(0.5 - lo)
+    # A crashed episode (an infrastructure error) is a finished failure: in the interval as in the rate, 2 of 3.
+    lines = [{"task": "a", "trial": k, "success": k != 3, "steps": 1} for k in (1, 2, 3)]
+    lines[2].update(error="crashed: the Ray worker was lost", infra_error=True)
+    summary = summarize(lines, ["a"])
+    (task,) = summary["tasks"]
+    assert task["success_ci95"] == list(wilson_interval(2, 3))
+    assert summary["overall"]["success_ci95"] == list(mean_rate_interval([(2, 3)]))
+    assert "95 % interval of the overall success rate: " in format_table(summary)
