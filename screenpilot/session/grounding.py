@@ -10,11 +10,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import assert_never
 
 from PIL import Image
 
 from screenpilot.actions.coords import CoordinateSpace, Point, Size
-from screenpilot.actions.types import Answer, Terminate
+from screenpilot.actions.types import (
+    Action,
+    Answer,
+    Click,
+    Drag,
+    Key,
+    LongPress,
+    MouseMove,
+    OpenApp,
+    Scroll,
+    Swipe,
+    SystemButton,
+    Terminate,
+    TypeText,
+    Wait,
+)
 from screenpilot.agent.agent import Attempt
 from screenpilot.errors import ModelOutputError, SetupError
 from screenpilot.model.base import Message, ModelBackend, TextPart
@@ -115,9 +131,9 @@ def _point_of(actions: list[ParsedAction]) -> _Reading:
             return None, None, "the model says it is not on the screen"
         if isinstance(action, Answer):
             return None, None, f"the model answered instead of pointing: {action.text[:200]!r}"
-        x, y = getattr(action, "x", None), getattr(action, "y", None)
-        if isinstance(x, int) and isinstance(y, int):
-            return Point(x, y), None, None
+        point = action_point(action)
+        if point is not None:
+            return point, None, None
     calls = "; ".join(p.call for p in actions)
     return None, None, f"the model gave no point: {calls[:300]}"
 
@@ -129,3 +145,14 @@ def _answer_of(actions: list[ParsedAction]) -> _Reading:
             return None, parsed.device.text, None
     calls = "; ".join(p.call for p in actions)
     return None, None, f"the model did not answer: {calls[:300]}"
+
+
+def action_point(action: Action) -> Point | None:
+    """The device point an action acts at (a gesture's start), or None for one without a point."""
+    match action:
+        case Click() | LongPress() | MouseMove() | Scroll() | Swipe() | Drag():
+            return None if action.x is None or action.y is None else Point(action.x, action.y)
+        case TypeText() | Key() | SystemButton() | OpenApp() | Wait() | Answer() | Terminate():
+            return None
+        case _:
+            assert_never(action)

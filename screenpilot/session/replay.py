@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from screenpilot.actions.coords import Point
-from screenpilot.actions.types import Action, action_from_dict
+from screenpilot.actions.types import Action, Drag, Swipe, action_from_dict
 from screenpilot.agent.agent import Agent, Decision
 from screenpilot.agent.loop import EpisodeResult, StepRecord
 from screenpilot.agent.record import load_run
@@ -33,6 +32,7 @@ from screenpilot.errors import ScreenpilotError, SetupError, TargetNotFound
 from screenpilot.model.base import Completion, Message, ModelBackendError
 from screenpilot.model.dialect import PastStep
 from screenpilot.session.anchors import Anchor, AnchorError, find_anchor, make_anchor
+from screenpilot.session.grounding import action_point
 
 if TYPE_CHECKING:
     from screenpilot.session.session import Session
@@ -176,19 +176,14 @@ def load_recording(path: str | Path) -> Recording:
         raise SetupError(f"{path} is not a screenpilot anchors file ({why})") from None
 
 
-def action_point(action: Action) -> Point | None:
-    """The device point an action acts at (a gesture's start), or None for one without a point."""
-    x, y = getattr(action, "x", None), getattr(action, "y", None)
-    return Point(x, y) if isinstance(x, int) and isinstance(y, int) else None
-
-
 def moved(action: Action, dx: int, dy: int) -> Action:
     """``action`` with every point it has moved by (``dx``, ``dy``)."""
     update: dict[str, int] = {}
-    for xs, ys in (("x", "y"), ("x2", "y2")):
-        x, y = getattr(action, xs, None), getattr(action, ys, None)
-        if isinstance(x, int) and isinstance(y, int):
-            update |= {xs: x + dx, ys: y + dy}
+    start = action_point(action)
+    if start is not None:
+        update |= {"x": start.x + dx, "y": start.y + dy}
+    if isinstance(action, Swipe | Drag):
+        update |= {"x2": action.x2 + dx, "y2": action.y2 + dy}
     return action.model_copy(update=update)
 
 
