@@ -201,6 +201,74 @@ def print_step_path(root: Path, episodes: int, steps: int, delay: float) -> None
     )
 
 
+def print_validation(root: Path) -> None:
+    """Time to load and validate a 500-task suite."""
+    tasks = "".join(
+        f"  - id: t{i}\n    goal: task {i}\n    setup: [{{shell: 'true'}}]\n"
+        f"    success: {{all: [{{shell: 'echo {i}', equals: '{i}'}}, {{not: {{answer: {{regex: 'x+'}}}}}}]}}\n"
+        for i in range(500)
+    )
+    suite_file = root / "big.yaml"
+    suite_file.write_text("defaults: {env: android}\ntasks:\n" + tasks)
+    t0 = time.perf_counter()
+    load_suite(suite_file)
+    print(f"validate a 500-task suite: {(time.perf_counter() - t0) * 1000:.0f} ms")
+
+
+def print_runner(root: Path, size: Size, episodes: int, steps_per_episode: int) -> None:
+    """The runner's overhead per episode and step, then the report's rendering time, at one screen size."""
+    small = root / f"suite-{size}.yaml"
+    small.write_text(
+        "defaults: {env: android}\ntasks:\n"
+        + "".join(f"  - {{id: e{i}, goal: g, success: {{answer: {{exact: ok}}}}}}\n" for i in range(episodes))
+    )
+    outputs = [call(action="click", coordinate=[100 + 10 * s, 200]) for s in range(steps_per_episode - 1)]
+    outputs.append(call(action="answer", text="ok"))
+    answers: list[tuple[str | None, str]] = [(None, o) for o in outputs]
+    out = root / f"run-{size}"
+    t0 = time.perf_counter()
+    outcome = run_suite(
+        load_suite(small),
+        out,
+        Source(size),
+        ModelPerEpisode(lambda a=answers: ReplayModel(a, name="replay:bench")),  # type: ignore[misc]
+        BenchSettings(progress=False, dialect_options={"answer_action": True}),
+    )
+    wall = time.perf_counter() - t0
+    assert outcome.summary["overall"]["success_rate"] == 1.0
+    steps = episodes * steps_per_episode
+    print(
+        f"runner at {size}: {episodes} episodes x {steps_per_episode} steps in {wall:.2f} s = "
+        f"{wall / episodes * 1000:.1f} ms/episode, {wall / steps * 1000:.1f} ms/step "
+        "(replay model, fake env, PNG recording included)"
+    )
+    t0 = time.perf_counter()
+    html = render_report(out)
+    took = time.perf_counter() - t0
+    print(
+        f"report at {size}: {steps} steps in {took:.2f} s = {took / steps * 1000:.1f} ms/step, "
+        f"{len(html) / steps / 1024:.1f} KiB/step"
+    )
+
+
+def print_sandbox(root: Path) -> None:
+    """The example sandbox suite's wall time with one and two parallel sandboxes (needs Xvfb)."""
+    for jobs in (1, 2):
+        out = root / f"sandbox-{jobs}"
+        cmd = [sys.executable, "-m", "screenpilot", "bench", str(EXAMPLES / "sandbox.yaml")]
+        cmd += ["--env", "sandbox", "--trials", "2", "--jobs", str(jobs), "--no-progress", "--no-report"]
+        cmd += ["--model", f"replay:{EXAMPLES / 'sandbox.replay.jsonl'}", "--out", str(out)]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+        ok = sum(r["success"] for r in lines)
+        print(
+            f"sandbox example suite, 3 tasks x 2 trials, --jobs {jobs}: {wall:.1f} s wall "
+            f"({ok}/{len(lines)} succeeded, exit {done.returncode})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=40)
@@ -213,81 +281,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
     try:
         print_step_path(root, max(2, args.episodes // 5), args.steps, args.model_s)
-        # -- validation -------------------------------------------------------------------------------------
-        tasks = "".join(
-            f"  - id: t{i}\n    goal: task {i}\n    setup: [{{shell: 'true'}}]\n"
-            f"    success: {{all: [{{shell: 'echo {i}', equals: '{i}'}}, {{not: {{answer: {{regex: 'x+'}}}}}}]}}\n"
-            for i in range(500)
-        )
-        suite_file = root / "big.yaml"
-        suite_file.write_text("defaults: {env: android}\ntasks:\n" + tasks)
-        t0 = time.perf_counter()
-        load_suite(suite_file)
-        print(f"validate a 500-task suite: {(time.perf_counter() - t0) * 1000:.0f} ms")
-
-        # -- runner overhead --------------------------------------------------------------------------------
+        print_validation(root)
         for size in (Size(1080, 2400), Size(1280, 800)):
-            small = root / f"suite-{size}.yaml"
-            small.write_text(
-                "defaults: {env: android}\ntasks:\n"
-                + "".join(
-                    f"  - {{id: e{i}, goal: g, success: {{answer: {{exact: ok}}}}}}\n"
-                    for i in range(args.episodes)
-                )
-            )
-            outputs = [call(action="click", coordinate=[100 + 10 * s, 200]) for s in range(args.steps - 1)]
-            outputs.append(call(action="answer", text="ok"))
-            answers: list[tuple[str | None, str]] = [(None, o) for o in outputs]
-            out = root / f"run-{size}"
-            t0 = time.perf_counter()
-            outcome = run_suite(
-                load_suite(small),
-                out,
-                Source(size),
-                ModelPerEpisode(lambda a=answers: ReplayModel(a, name="replay:bench")),  # type: ignore[misc]
-                BenchSettings(progress=False, dialect_options={"answer_action": True}),
-            )
-            wall = time.perf_counter() - t0
-            assert outcome.summary["overall"]["success_rate"] == 1.0
-            steps = args.episodes * args.steps
-            print(
-                f"runner at {size}: {args.episodes} episodes x {args.steps} steps in {wall:.2f} s = "
-                f"{wall / args.episodes * 1000:.1f} ms/episode, {wall / steps * 1000:.1f} ms/step "
-                "(replay model, fake env, PNG recording included)"
-            )
-            t0 = time.perf_counter()
-            html = render_report(out)
-            took = time.perf_counter() - t0
-            print(
-                f"report at {size}: {steps} steps in {took:.2f} s = {took / steps * 1000:.1f} ms/step, "
-                f"{len(html) / steps / 1024:.1f} KiB/step"
-            )
-
-        # -- parallel sandboxes -----------------------------------------------------------------------------
+            print_runner(root, size, args.episodes, args.steps)
         if not args.no_sandbox and shutil.which("Xvfb"):
-            for jobs in (1, 2):
-                out = root / f"sandbox-{jobs}"
-                cmd = [sys.executable, "-m", "screenpilot", "bench", str(EXAMPLES / "sandbox.yaml")]
-                cmd += [
-                    "--env",
-                    "sandbox",
-                    "--trials",
-                    "2",
-                    "--jobs",
-                    str(jobs),
-                    "--no-progress",
-                    "--no-report",
-                ]
-                cmd += ["--model", f"replay:{EXAMPLES / 'sandbox.replay.jsonl'}", "--out", str(out)]
-                t0 = time.perf_counter()
-                done = subprocess.run(cmd, capture_output=True, text=True)
-                wall = time.perf_counter() - t0
-                lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
-                ok = sum(r["success"] for r in lines)
-                print(
-                    f"sandbox example suite, 3 tasks x 2 trials, --jobs {jobs}: {wall:.1f} s wall "
-                    f"({ok}/{len(lines)} succeeded, exit {done.returncode})"
-                )
+            print_sandbox(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
