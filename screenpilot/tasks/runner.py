@@ -48,7 +48,7 @@ from screenpilot.agent.agent import Agent
 from screenpilot.agent.loop import Episode, EpisodeResult, Limits, Settle, run_episode
 from screenpilot.agent.record import RESULT, RunRecorder, record_episode, write_json_atomic
 from screenpilot.envs.base import Environment, Observation, Platform
-from screenpilot.envs.settle import SettleResult, wait_until_stable
+from screenpilot.envs.settle import SettleResult, SupportsSettle, wait_until_stable
 from screenpilot.errors import MissingExtraError, ScreenpilotError, SetupError
 from screenpilot.jsonl import read_lines
 from screenpilot.model.base import Completion, Message, ModelBackend
@@ -405,10 +405,8 @@ class PreparedEnv(Environment):
     def settle(self, timeout_s: float | None = None) -> SettleResult:
         """Wait for the screen to stop changing: the inner environment's own ``settle`` (a faster capture
         path) where it has one, else polling its observations."""
-        own = getattr(self.inner, "settle", None)
-        if callable(own):
-            result: SettleResult = own(timeout_s=timeout_s)
-            return result
+        if isinstance(self.inner, SupportsSettle):
+            return self.inner.settle(timeout_s=timeout_s)
         if timeout_s is None:
             return wait_until_stable(lambda: self.inner.observe().screenshot)
         return wait_until_stable(lambda: self.inner.observe().screenshot, timeout_s=timeout_s)
