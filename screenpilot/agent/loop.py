@@ -55,8 +55,8 @@ class Limits:
     ``max_failed_steps`` counts consecutive steps whose answer stayed unusable after retries (or whose action
     the environment refused). ``warn_repeats`` identical actions on an unchanged screen earn the model a
     warning; ``stop_repeats`` end the episode as stuck. ``max_seconds`` is checked before each step and after
-    it (model calls are cut at that deadline); when it is used up the episode ends as ``time_budget``, whatever
-    else the step's end would have counted towards.
+    it (model calls are cut at that deadline); used up after a step that did not end the episode by itself, it
+    ends it as ``time_budget``, before failed steps, repeats or ``max_steps`` are counted.
     """
 
     max_steps: int = 30
