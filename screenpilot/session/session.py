@@ -156,8 +156,8 @@ class Session:
     def scroll(
         self, direction: Direction = "down", *, at: Target | None = None, amount: int = DEFAULT_SCROLL
     ) -> None:
-        """Scroll to reveal what is ``direction`` of the view: the wheel on a desktop (up or down), a swipe on
-        a phone. ``at`` is where (words or a point; default: where the pointer is, or the screen's middle)."""
+        """Scroll to reveal what is ``direction`` of the view: the wheel on a desktop (the sideways wheel for
+        left and right), a swipe on a phone. ``at`` is where (words or a point; default: where the pointer is, or the screen's middle)."""
         self._step(f"scroll({direction!r}, at={at!r})", lambda d: self._scroll(d, direction, at, amount))
 
     # -- keyboard and buttons -------------------------------------------------------------------------------
@@ -527,11 +527,10 @@ class Session:
             a, b = _across(Size(*draft.screenshot.size), opposite, around=point)  # type: ignore[arg-type]
             self._act(draft, [Swipe(x=a.x, y=a.y, x2=b.x, y2=b.y)])
             return
-        if direction not in ("up", "down"):
-            raise SetupError("on a desktop, scroll() goes up or down")
-        pixels = amount if direction == "up" else -amount
+        pixels = amount if direction in ("up", "left") else -amount  # positive reveals what is above or left
+        axis: Literal["vertical", "horizontal"] = "vertical" if direction in ("up", "down") else "horizontal"
         where = {} if point is None else {"x": point.x, "y": point.y}
-        self._act(draft, [Scroll(pixels=pixels, **where)])
+        self._act(draft, [Scroll(pixels=pixels, axis=axis, **where)])
 
 
 class _Continuing(Environment):

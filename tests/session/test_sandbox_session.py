@@ -69,6 +69,25 @@ def test_keyboard_and_pointer_verbs_reach_the_app(demo: Demo, tmp_path: Path) ->
     assert demo.oracle.calls == 2  # "the text field" and "the pad"; points need no model
 
 
+def test_scrolling_left_and_right_turns_the_sideways_wheel(demo: Demo, tmp_path: Path) -> None:
+    with open_session(demo, tmp_path / "run") as s:
+        pad = demo.centre("pad")
+        s.scroll("left", at=pad, amount=200)
+        s.scroll("right", at=pad, amount=100)
+        demo.wait_for("hwheel", direction="right")
+    assert [(w["direction"], w["x"], w["y"]) for w in demo.events("hwheel")] == [
+        ("left", *pad),
+        ("left", *pad),
+        ("right", *pad),
+    ]
+    assert demo.events("wheel") == []
+    steps = load_run(tmp_path / "run").steps
+    assert [(a.device["axis"], a.device["pixels"]) for step in steps for a in step.actions] == [
+        ("horizontal", 200),
+        ("horizontal", -100),
+    ]
+
+
 def test_a_target_the_model_cannot_find_raises_with_the_screenshot_saved(demo: Demo, tmp_path: Path) -> None:
     demo.layout = "renamed"  # the button says Submit now
     with open_session(demo, tmp_path / "run", max_retries=1) as s:
