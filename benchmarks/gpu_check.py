@@ -16,7 +16,8 @@ Stages, each in its own process group with its own time limit (killed, never wai
    path's numbers are written to ``bench_model.json`` as soon as that path is done).
 
 Each stage's output goes to ``<stage>.log`` in ``$OUT`` (or ``--out``; a temporary folder when neither is
-set) and its last lines to stdout; ``summary.txt`` lists every stage as passed, failed, timed out or skipped.
+set) and its last lines to stdout; ``summary.txt`` lists every stage as passed, failed, timed out or skipped,
+then bench_model's headline numbers for each path it finished.
 The exit status is 0 only when every stage passed.
 
 A machine without internet access cannot ``pip install``: screenpilot's own dependencies that the GPU image
@@ -29,6 +30,7 @@ installed here for CPython 3.12 on x86-64 Linux; on the GPU machine install them
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -219,9 +221,31 @@ def check(args: argparse.Namespace) -> int:
             continue
         run_stage(stage, out, env, budget_end)
     summary = [f"{s.name:12s} {s.status}" + (f" ({s.seconds:.0f} s)" if s.seconds else "") for s in todo]
+    summary += bench_summary(out / "bench_model.json")
     (out / "summary.txt").write_text("\n".join(summary) + "\n")
     print("\nsummary (" + str(out) + "):\n  " + "\n  ".join(summary))
     return 0 if all(s.status == "passed" for s in todo) else 1
+
+
+#: The rows of bench_model's table that the summary repeats.
+HEADLINE = ("vision_ms", "prefill_ms", "decode_ms_per_token", "step_ms", "first_step_ms", "peak_gib")
+
+
+def bench_summary(path: Path) -> list[str]:
+    """bench_model's headline numbers, stock and screenpilot, from whatever paths it finished."""
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    lines = [f"{'bench_model':28s} {'stock':>10s} {'screenpilot':>12s}"]
+    for key in HEADLINE:
+        cells = [rows.get(name, {}).get(key) for name in ("stock", "screenpilot")]
+        lines.append(f"  {key:26s} " + " ".join(_number(c, w) for c, w in zip(cells, (10, 12), strict=True)))
+    return lines
+
+
+def _number(value: object, width: int) -> str:
+    return f"{value:{width}.1f}" if isinstance(value, int | float) else f"{'-':>{width}s}"
 
 
 def download_wheels(folder: Path, names: Sequence[str] = WHEELS) -> int:

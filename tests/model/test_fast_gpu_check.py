@@ -64,3 +64,12 @@ def test_a_cpu_build_of_torch_fails_the_environment_and_skips_the_rest(
     env_log = (tmp_path / "env.log").read_text()
     assert "is a CPU build: run this with the python of a CUDA build of torch" in env_log
     assert "pydantic" in env_log and "MISSING" not in env_log
+
+
+def test_the_summary_repeats_the_paths_bench_model_finished(tmp_path: Path) -> None:
+    (tmp_path / "rows.json").write_text('{"stock": {"vision_ms": 400.25, "step_ms": 2500}}')
+    lines = gpu_check.bench_summary(tmp_path / "rows.json")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert rows["vision_ms"] == ["400.2", "-"] and rows["step_ms"] == ["2500.0", "-"]
+    assert rows["peak_gib"] == ["-", "-"]
+    assert gpu_check.bench_summary(tmp_path / "missing.json") == []
