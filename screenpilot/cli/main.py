@@ -180,21 +180,29 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 def cmd_parse(args: argparse.Namespace) -> int:
     dialect, space = _space(args)
-    if args.file == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = Path(args.file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SetupError(f"cannot read {args.file}: {exc.strerror}") from exc
     try:
-        actions = dialect.parse(text, space)
+        actions = dialect.parse(_answer_text(args.file), space)
     except ModelOutputError as exc:
         print(f"screenpilot: cannot parse: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     for parsed in actions:
         print(json.dumps(action_to_dict(parsed.device), ensure_ascii=False))
     return 0
+
+
+def _answer_text(file: str) -> str:
+    """The text of ``file`` (``-``: stdin) as UTF-8; a file that cannot be read or is not UTF-8 is a SetupError."""
+    name = "stdin" if file == "-" else file
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise SetupError(f"cannot read {name}: {exc.strerror}") from exc
+    try:
+        return data.decode("utf-8-sig")  # a byte order mark (Notepad) is not part of the answer
+    except UnicodeDecodeError as exc:
+        raise SetupError(
+            f"{name} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})"
+        ) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

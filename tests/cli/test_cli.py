@@ -185,3 +185,23 @@ def test_export_counts_its_actions_in_words(tmp_path):
     out = sp("export", str(run), "-o", str(tmp_path / "flow.py"))
     assert out.returncode == 0, out.stderr
     assert out.stderr.startswith(f"wrote {tmp_path / 'flow.py'} (1 action) and "), out.stderr
+
+
+def test_parse_refuses_bytes_that_are_not_utf8_in_one_line(tmp_path):
+    f = tmp_path / "answer.bin"
+    f.write_bytes(b"<tool_call>\xcd\xff</tool_call>")
+    for args, stdin, name in ((str(f),), None, str(f)), (("-",), f.read_bytes(), "stdin"):
+        cmd = [sys.executable, "-m", "screenpilot", "parse", "--tool", "mobile_use", "--screen", "1080x2400"]
+        out = subprocess.run([*cmd, *args], input=stdin, capture_output=True, timeout=60)
+        assert out.returncode == 2
+        assert (
+            out.stderr.decode() == f"screenpilot: error: {name} is not UTF-8 text (byte 0xcd at offset 11)\n"
+        )
+
+
+def test_parse_reads_a_file_with_a_byte_order_mark(tmp_path):
+    f = tmp_path / "answer.txt"
+    f.write_bytes(b"\xef\xbb\xbf" + call("click", coordinate=[935, 406]).encode())
+    out = sp("parse", "--tool", "mobile_use", "--screen", "1080x2400", str(f))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["x"] == 925
