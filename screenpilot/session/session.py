@@ -17,9 +17,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from PIL import Image
+from pydantic import ValidationError
 
 from screenpilot.actions.coords import Point, Size
 from screenpilot.actions.types import (
+    MAX_SCROLL_PIXELS,
     Action,
     Answer,
     Click,
@@ -151,18 +153,25 @@ class Session:
     def swipe(self, start: Direction | Target, end: Target | None = None, *, seconds: float = 0.3) -> None:
         """Swipe a finger: ``swipe("up")`` across the middle of the screen, or ``swipe(start, end)`` between
         two targets (words or points)."""
+        _checked("swipe", lambda: Swipe(x=0, y=0, x2=0, y2=0, seconds=seconds))
         self._step(f"swipe({start!r}, {end!r})", lambda d: self._swipe(d, start, end, seconds))
 
     def scroll(
         self, direction: Direction = "down", *, at: Target | None = None, amount: int = DEFAULT_SCROLL
     ) -> None:
         """Scroll to reveal what is ``direction`` of the view: the wheel on a desktop (the sideways wheel for
-        left and right), a swipe on a phone. ``at`` is where (words or a point; default: where the pointer is, or the screen's middle)."""
+        left and right), a swipe on a phone. ``at`` is where (words or a point; default: where the pointer is,
+        or the screen's middle)."""
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MAX_SCROLL_PIXELS:
+            raise SetupError(
+                f"scroll() amount is a whole number of pixels, 1 to {MAX_SCROLL_PIXELS}, not {amount!r}"
+            )
         self._step(f"scroll({direction!r}, at={at!r})", lambda d: self._scroll(d, direction, at, amount))
 
     # -- keyboard and buttons -------------------------------------------------------------------------------
     def type_text(self, text: str, *, into: Target | None = None) -> None:
         """Type ``text``; with ``into``, click that field first."""
+        _checked("type_text", lambda: TypeText(text=text))
 
         def work(draft: Draft) -> None:
             before: list[Action] = []
@@ -411,6 +420,7 @@ class Session:
 
     def _on(self, verb: str, target: Target, actions: Callable[[Point], list[Action]], **extra: str) -> Point:
         shown = "".join(f", {k}={v}" for k, v in extra.items() if v)
+        _checked(verb, lambda: actions(Point(0, 0)))  # the other arguments, before anything is asked or done
 
         def work(draft: Draft) -> Point:
             point = self._resolve(target, draft)
@@ -570,6 +580,16 @@ def _as_point(target: Point | tuple[int, int]) -> Point:
     except (TypeError, ValueError):
         raise SetupError(f"a target is words or a point (x, y) in whole pixels, not {target!r}") from None
     return Point(x, y)
+
+
+def _checked(verb: str, make: Callable[[], T]) -> T:
+    """``make()``, the action a verb's arguments describe; a bad argument is a one-line :class:`SetupError`."""
+    try:
+        return make()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SetupError(f"{verb}(): {where}: {first['msg']}, not {first.get('input')!r}") from None
 
 
 def _across(screen: Size, direction: str, *, around: Point | None = None) -> tuple[Point, Point]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,33 @@ def test_a_combination_ending_in_plus_is_refused_not_pressed_as_ctrl_alone(
             s.key(*keys)
         s.key("ctrl++")
     assert env.executed == [Key(keys=("ctrl", "+"))]
+
+
+BAD_ARGUMENTS: list[tuple[Callable[[screenpilot.Session], object], str]] = [
+    (
+        lambda s: s.click("the OK button", button="side"),
+        "click(): button: Input should be 'left', 'right' or",
+    ),
+    (lambda s: s.long_press("the list", seconds=-1), "long_press(): seconds: Input should be greater than 0"),
+    (lambda s: s.swipe("the list", "the OK button", seconds=0), "swipe(): seconds: Input should be greater"),
+    (lambda s: s.type_text(None, into="the field"), "type_text(): text: Input should be a valid string"),  # type: ignore[arg-type]
+    (lambda s: s.scroll(amount=0), "scroll() amount is a whole number of pixels, 1 to 10000, not 0"),
+    (lambda s: s.scroll(amount=10**9), "scroll() amount is a whole number of pixels, 1 to 10000, not 1000"),
+]
+
+
+@pytest.mark.parametrize(("verb", "message"), BAD_ARGUMENTS)
+def test_a_bad_argument_is_one_line_before_the_model_is_asked_or_a_step_recorded(
+    tmp_path: Path, verb: Callable[[screenpilot.Session], object], message: str
+) -> None:
+    s, env = fake_session(tmp_path, replay())  # no answers: asking the model would fail otherwise
+    with s:
+        with pytest.raises(screenpilot.SetupError) as error:
+            verb(s)
+        assert str(error.value).startswith(message) and "\n" not in str(error.value)
+    assert env.executed == []
+    run = load_run(tmp_path / "run")
+    assert run.steps == [] and run.result is not None and run.result.status == "success"
 
 
 def test_refused_locator_stores_are_counted_and_printed(
