@@ -25,6 +25,7 @@ from screenpilot.actions.types import (
     Action,
     Answer,
     Click,
+    Drag,
     Key,
     LongPress,
     MouseMove,
@@ -152,7 +153,7 @@ class Session:
 
     def swipe(self, start: Direction | Target, end: Target | None = None, *, seconds: float = 0.3) -> None:
         """Swipe a finger: ``swipe("up")`` across the middle of the screen, or ``swipe(start, end)`` between
-        two targets (words or points)."""
+        two targets (words or points), which on a desktop drags the mouse from one to the other."""
         _checked("swipe", lambda: Swipe(x=0, y=0, x2=0, y2=0, seconds=seconds))
         self._step(f"swipe({start!r}, {end!r})", lambda d: self._swipe(d, start, end, seconds))
 
@@ -526,6 +527,9 @@ class Session:
             a, b = _across(Size(*draft.screenshot.size), start)  # type: ignore[arg-type]
         else:
             a, b = self._resolve(start, draft), self._resolve(end, draft)
+            if self.env.platform != "mobile":  # a mouse drags with its left button held
+                self._act(draft, [Drag(x=a.x, y=a.y, x2=b.x, y2=b.y, seconds=seconds)])
+                return
         self._act(draft, [Swipe(x=a.x, y=a.y, x2=b.x, y2=b.y, seconds=seconds)])
 
     def _scroll(self, draft: Draft, direction: Direction, at: Target | None, amount: int) -> None:

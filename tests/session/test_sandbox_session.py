@@ -88,6 +88,19 @@ def test_scrolling_left_and_right_turns_the_sideways_wheel(demo: Demo, tmp_path:
     ]
 
 
+def test_swiping_between_two_targets_drags_the_mouse_on_a_desktop(demo: Demo, tmp_path: Path) -> None:
+    with open_session(demo, tmp_path / "run") as s:
+        x, y = demo.centre("pad")
+        s.swipe((x - 100, y), (x + 100, y + 50))
+        release = demo.wait_for("release", button=1)
+    press = demo.wait_for("press", button=1)
+    assert (press["x"], press["y"], release["x"], release["y"]) == (x - 100, y, x + 100, y + 50)
+    (step,) = load_run(tmp_path / "run").steps
+    assert step.actions[0].device == {
+        "action": "drag", "x": x - 100, "y": y, "x2": x + 100, "y2": y + 50, "seconds": 0.3
+    }  # fmt: skip
+
+
 def test_a_target_the_model_cannot_find_raises_with_the_screenshot_saved(demo: Demo, tmp_path: Path) -> None:
     demo.layout = "renamed"  # the button says Submit now
     with open_session(demo, tmp_path / "run", max_retries=1) as s:
