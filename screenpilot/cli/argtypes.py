@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from screenpilot.actions.coords import Size
 
@@ -14,6 +14,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def name_choices(subcommands: Any) -> None:
+    """Show a subcommand group by its choices (``{grounding,steps}``) in a usage error too, where argparse
+    would name its ``dest`` ("the following arguments are required: eval_kind"); ``--help`` looks the same."""
+    subcommands.metavar = "{" + ",".join(subcommands.choices) + "}"
 
 
 def screen_size(text: str) -> Size:

@@ -24,7 +24,7 @@ from screenpilot import __version__
 from screenpilot.actions.coords import CoordinateSpace
 from screenpilot.actions.types import action_to_dict
 from screenpilot.cli import mcp_command, script_commands, suite_commands, wiring
-from screenpilot.cli.argtypes import Parser, non_empty_text, positive_int, screen_size
+from screenpilot.cli.argtypes import Parser, name_choices, non_empty_text, positive_int, screen_size
 from screenpilot.cli.options import env_options, loop_options, model_options, settings_from_args
 from screenpilot.errors import ModelOutputError, SetupError
 from screenpilot.model.base import render_chatml
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     script_commands.register(
         sub, model_options=model_options, env_options=env_options, loop_options=loop_options
     )
+    name_choices(sub)
     return parser
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from screenpilot.cli.argtypes import positive_int
+from screenpilot.cli.argtypes import name_choices, positive_int
 from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
 from screenpilot.settings import Settings
@@ -47,6 +47,7 @@ def register(
     evals = p.add_subparsers(dest="eval_kind", required=True)
     _add_eval_grounding(evals, parents=[model_options()])
     _add_eval_steps(evals, parents=[model_options()])
+    name_choices(evals)
 
 
 def _add_bench(sub: Any, parents: list[argparse.ArgumentParser]) -> None:

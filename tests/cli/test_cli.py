@@ -160,7 +160,16 @@ def test_desktop_without_a_display_is_a_setup_error(tmp_path):
             "screenpilot eval grounding: error: the following arguments are required: data "
             "(see screenpilot eval grounding --help)",
         ),
-        ([], "screenpilot: error: the following arguments are required: command (see screenpilot --help)"),
+        (
+            [],
+            "screenpilot: error: the following arguments are required: {prompt,parse,run,bench,validate,report,"
+            "eval,mcp,export,replay} (see screenpilot --help)",
+        ),
+        (
+            ["eval"],
+            "screenpilot eval: error: the following arguments are required: {grounding,steps} "
+            "(see screenpilot eval --help)",
+        ),
     ],
 )
 def test_a_usage_error_is_one_line_naming_the_help_to_read(args, line):
