@@ -38,12 +38,15 @@ class SystemPromptKV:
 
     :meth:`cache_for` returns the cache to pass to ``generate`` (filled with the prompt's opening message);
     :meth:`rewind` cuts it back after the step. A different opening message, or a static cache too short for
-    the step, is computed afresh.
+    the step, is computed afresh. A static cache keeps its length while it is long enough, and grows to what
+    the step needs plus ``headroom`` tokens (in whole buckets), so a prompt that grows step by step seldom
+    meets a new shape (each new shape compiles the decoding step again).
     """
 
-    def __init__(self, model: Any, *, static: bool) -> None:
+    def __init__(self, model: Any, *, static: bool, headroom: int = 0) -> None:
         self.model = model
         self.static = static
+        self.headroom = headroom
         self.prefix: tuple[int, ...] = ()
         self.cache: Any = None
         self.prefills = 0
@@ -60,7 +63,8 @@ class SystemPromptKV:
         """The cache holding ``prefix``'s KV, room for ``needed`` tokens in all (static caches)."""
         capacity = self.capacity
         if self.cache is None or prefix != self.prefix or (capacity is not None and capacity < needed):
-            self._prefill(prefix, bucketed(max(needed, capacity or 0)))
+            long_enough = capacity is not None and capacity >= needed
+            self._prefill(prefix, self._length if long_enough else bucketed(needed + self.headroom))
         self.model.model.rope_deltas = None  # the step's image positions are computed afresh
         return self.cache
 

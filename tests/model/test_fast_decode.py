@@ -17,7 +17,7 @@ from screenpilot.model.base import Message, render_chatml
 from screenpilot.model.dialect import PastStep
 from screenpilot.model.prompt_cache import SystemPromptKV, bucketed, system_prefix
 from screenpilot.model.qwen25vl import Qwen25VLDialect
-from screenpilot.model.transformers_backend import TransformersBackend
+from screenpilot.model.transformers_backend import STATIC_CACHE_HEADROOM, TransformersBackend
 from tests.model.conftest import TEST_MAX_PIXELS, TEST_MIN_PIXELS
 from tests.model.tiny_qwen import build_tiny_qwen25vl
 
@@ -128,9 +128,10 @@ def test_a_static_cache_keeps_its_memory_and_grows_by_whole_buckets(tiny_qwen_di
     try:
         held = static._system_kv
         assert held is not None and held.static
-        static.complete(STEPS[0])
+        tokens = static.complete(STEPS[0]).usage.prompt_tokens
+        assert tokens is not None
         first, capacity = held.cache, held.capacity
-        assert capacity is not None and capacity % 1024 == 0
+        assert capacity == bucketed(tokens + 12 + STATIC_CACHE_HEADROOM)  # room for the prompt to grow
         static.complete(STEPS[1])
         assert (
             held.cache is first and held.prefills == 1
@@ -138,10 +139,23 @@ def test_a_static_cache_keeps_its_memory_and_grows_by_whole_buckets(tiny_qwen_di
         static.max_new_tokens = capacity  # a step that cannot fit: the next bucket up
         answer = static.complete(STEPS[1])
         assert answer.usage.prompt_tokens is not None
-        assert held.capacity == bucketed(answer.usage.prompt_tokens + capacity) > capacity
-        assert held.prefills == 2
+        grown = bucketed(answer.usage.prompt_tokens + capacity + STATIC_CACHE_HEADROOM)
+        assert held.capacity == grown and held.prefills == 2
+        static.max_new_tokens = 12
+        static.complete(STEPS[3])  # another system prompt, in a cache of the same length
+        assert held.capacity == grown and held.prefills == 3
     finally:
         static.close()
+
+
+def test_without_reuse_the_static_cache_keeps_its_length_until_a_step_needs_more(tiny_qwen_dir: Path) -> None:
+    static = backend_for(tiny_qwen_dir, cache_implementation="static", reuse_system_kv=False)
+    try:
+        lengths = [static._generation_config_for(n, None).max_cache_len for n in (900, 300, 1500, 3100)]
+    finally:
+        static.close()
+    first = bucketed(900 + 12 + STATIC_CACHE_HEADROOM)
+    assert lengths == [first, first, first, bucketed(3100 + 12 + STATIC_CACHE_HEADROOM)] and first == 3072
 
 
 def test_prompts_without_a_plain_system_message_are_not_reused() -> None:
