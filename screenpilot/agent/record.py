@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image
 
-from screenpilot.agent.loop import Episode, EpisodeResult, Step, StepRecord
+from screenpilot.agent.loop import EndReason, Episode, EpisodeResult, Step, StepRecord
 from screenpilot.errors import ScreenpilotError, SetupError
 from screenpilot.jsonl import read_lines
 
@@ -207,31 +207,47 @@ def record_episode(
     only once every recorded step is on disk.
 
     When the run stops on an error, that error is raised once ``result.json`` is written (or could not be: then
-    the first error is still the one raised).
+    the first error is still the one raised). A step that could not be handed to the recorder is not on disk, so
+    its failure is the episode's end (``crashed``, or ``interrupted`` on Ctrl-C), even for a step that ended
+    the episode by itself.
     """
     episode.before_acting = recorder.drain
+    recording = False  # True while a step is being handed to the recorder: what fails there loses that step
     try:
         for step in episode:
+            recording = True
             record = recorder.record(step)
+            recording = False
             if on_step is not None:
                 on_step(record)
         recorder.drain()
     except KeyboardInterrupt as exc:
-        episode.stop("interrupted", str(exc) or "interrupted by the user")
+        error = str(exc) or "interrupted by the user"
+        episode.stop("interrupted", error)
+        if recording:
+            _override_end(episode, "interrupted", error)
         _finish_after_error(recorder, episode)
         raise
     except BaseException as exc:
         error = str(exc) if isinstance(exc, RecordingError) else f"{type(exc).__name__}: {exc}"
+        error = " ".join(error.split())
         episode.stop("crashed", error)
-        if isinstance(exc, RecordingError) and episode.result is not None:  # the episode may have ended
-            episode.result = episode.result.model_copy(
-                update={"status": "failure", "reason": "crashed", "error": error}
-            )
+        if recording or isinstance(exc, RecordingError):
+            _override_end(episode, "crashed", error)
         _finish_after_error(recorder, episode)
         raise
     recorder.finish(episode.result)
     assert episode.result is not None
     return episode.result
+
+
+def _override_end(episode: Episode, reason: EndReason, error: str) -> None:
+    """A step the episode ended with by itself (an answer, ``terminate``) may not be on disk: the run folder
+    must not claim an end it does not hold, so the failure to record it is the end."""
+    if episode.result is not None:
+        episode.result = episode.result.model_copy(
+            update={"status": "failure", "reason": reason, "error": error}
+        )
 
 
 def _finish_after_error(recorder: RunRecorder, episode: Episode) -> None:

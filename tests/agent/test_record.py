@@ -135,3 +135,27 @@ def test_an_error_while_recording_a_step_is_the_result(tmp_path, make_agent, err
     assert [s.index for s in run.steps] == [1, 2]
     assert run.result is not None and (run.result.reason, run.result.steps) == (reason, 2)
     assert run.result.duration_s > 0
+
+
+@pytest.mark.parametrize(("error", "reason"), [(TypeError, "crashed"), (KeyboardInterrupt, "interrupted")])
+@pytest.mark.parametrize("final", [call("answer", text="42"), call("terminate", status="success")])
+def test_a_final_step_that_could_not_be_recorded_does_not_keep_its_end(
+    tmp_path, make_agent, error, reason, final
+):
+    """The last step ends the episode by itself, but it never reached the disk: the result must not say
+    ``answered`` or ``terminated`` for a step the run folder does not hold."""
+
+    class Recorder(RunRecorder):
+        def record(self, step):
+            if step.record.index == 2:
+                raise error("cannot keep this step")
+            return super().record(step)
+
+    agent, _ = make_agent(call("click", coordinate=[1, 9]), final, answer_action=True)
+    with pytest.raises(error):
+        record_episode(run_episode(FakeEnv(), agent, "g"), Recorder(tmp_path))
+    run = load_run(tmp_path)
+    assert [s.index for s in run.steps] == [1]
+    assert run.result is not None and (run.result.status, run.result.reason) == ("failure", reason)
+    assert run.result.error is not None and "cannot keep this step" in run.result.error
+    assert "\n" not in run.result.error
