@@ -73,3 +73,30 @@ def test_the_summary_repeats_the_paths_bench_model_finished(tmp_path: Path) -> N
     assert rows["vision_ms"] == ["400.2", "-"] and rows["step_ms"] == ["2500.0", "-"]
     assert rows["peak_gib"] == ["-", "-"]
     assert gpu_check.bench_summary(tmp_path / "missing.json") == []
+
+
+def test_every_stage_runs_in_order_and_the_summary_says_how_each_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = '{"stock": {"step_ms": 2500.0}, "screenpilot": {"step_ms": 350.0}}'
+
+    def stages(args: object, out: Path) -> list[object]:
+        write = f"import pathlib; pathlib.Path({str(out / 'bench_model.json')!r}).write_text({rows!r})"
+        return [
+            gpu_check.Stage("env", [sys.executable, "-c", "print('gpu: fake')"], 30),
+            gpu_check.Stage("gpu_tests", [sys.executable, "-c", "raise SystemExit(3)"], 30),
+            gpu_check.Stage("bench_model", [sys.executable, "-c", write], 30),
+        ]
+
+    monkeypatch.setattr(gpu_check, "stages", stages)
+    assert gpu_check.main(["--out", str(tmp_path)]) == 1  # one stage failed
+    summary = (tmp_path / "summary.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in summary[:3]] == [
+        ["env", "passed"],
+        ["gpu_tests", "failed"],
+        ["bench_model", "passed"],
+    ]
+    assert summary[1].split()[2] == "(exit"
+    numbers = {line.split()[0]: line.split()[1:] for line in summary[4:]}
+    assert numbers["step_ms"] == ["2500.0", "350.0"] and numbers["vision_ms"] == ["-", "-"]
+    assert (tmp_path / "env.log").read_text() == "gpu: fake\n"
