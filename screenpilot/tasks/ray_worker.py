@@ -186,7 +186,8 @@ class EpisodeWorker:
         return data
 
     def request_stop(self) -> None:
-        """End the running episode after its current step (it comes back as interrupted)."""
+        """End the running episode after its current step: it comes back as interrupted, or finished (checked,
+        with its line) when that step ended it by itself, as an answer or ``terminate`` does."""
         if self.runner is not None:
             self.runner.stop.set()
 
