@@ -188,7 +188,7 @@ class Session:
         if not keys or not all(isinstance(k, str) and k.strip() for k in keys):
             raise SetupError(f"key() needs key names, like key('ctrl+s'), not {keys!r}")
         try:
-            names = keys if len(keys) != 1 else split_combo(keys[0])
+            names = tuple(name for key in keys for name in split_combo(key))
         except UnknownKeyError as error:
             raise SetupError(str(error)) from None
         self._step(f"key({'+'.join(names)!r})", lambda d: self._act(d, [Key(keys=names)]))

@@ -174,7 +174,7 @@ def test_blank_key_names_are_refused_and_nothing_is_pressed(tmp_path: Path, keys
     assert env.executed == []
 
 
-@pytest.mark.parametrize("keys", [("ctrl+",), ("ctrl + shift +",)])
+@pytest.mark.parametrize("keys", [("ctrl+",), ("ctrl + shift +",), ("shift", "ctrl+")])
 def test_a_combination_ending_in_plus_is_refused_not_pressed_as_ctrl_alone(
     tmp_path: Path, keys: tuple[str, ...]
 ) -> None:
