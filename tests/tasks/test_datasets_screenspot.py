@@ -14,6 +14,7 @@ from PIL import Image
 from screenpilot.actions.coords import Size
 from screenpilot.cli.main import main
 from screenpilot.cli.run_command import StopSignal
+from screenpilot.errors import SetupError
 from screenpilot.model.dialects import DEFAULT_DIALECT, make_dialect
 from screenpilot.model.replay import ReplayModel
 from screenpilot.tasks.evaluate import evaluate_grounding, format_grounding
@@ -158,6 +159,29 @@ def test_a_missing_image_is_reported_before_anything_is_asked(tmp_path: Path) ->
     model = ReplayModel([])
     with pytest.raises(Exception, match=r"(?s)2 problems in .*screenspot_desktop\.json\[0\]: no image"):
         evaluate_grounding(root, model)
+    assert model.calls == []
+
+
+def test_bad_entries_and_missing_images_are_reported_together_within_the_limit(tmp_path: Path) -> None:
+    root = seeclick_layout(tmp_path / "release", "", "screenspot_imgs")
+    (root / "screenspot_imgs" / "pc_1.png").unlink()  # the desktop and web entries' image
+    mobile_file = root / "screenspot_mobile.json"
+    rows = json.loads(mobile_file.read_text())
+    rows[1]["bbox"] = [0, 0, 1]
+    mobile_file.write_text(json.dumps(rows))
+    model = ReplayModel([])
+    with pytest.raises(SetupError) as caught:
+        evaluate_grounding(root, model)
+    message = str(caught.value)
+    assert message.startswith("3 problems in ")
+    assert "screenspot_mobile.json[1]: bbox must be" in message
+    assert "screenspot_desktop.json[0]: no image" in message and "screenspot_web.json[0]: no image" in message
+    # images are checked only for the examples the run would ask; every entry is checked all the same
+    with pytest.raises(SetupError) as caught:
+        evaluate_grounding(root, model, limit=3)
+    message = str(caught.value)
+    assert message.startswith("2 problems in ") and "web.json[0]" not in message
+    assert "screenspot_mobile.json[1]: bbox must be" in message and "desktop.json[0]: no image" in message
     assert model.calls == []
 
 

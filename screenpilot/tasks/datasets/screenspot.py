@@ -170,20 +170,31 @@ def _pro_group(obj: dict[str, Any]) -> str:
     return next((g for g, apps in PRO_GROUPS.items() if app in apps), "other")
 
 
-def load(path: Path, fmt: str, *, images: Path | None = None) -> list[Example]:
-    """Every example of a release (a folder, or one of its annotation files), in file order; all bad entries
-    are reported in one SetupError. Images are checked later, with the rest of the data."""
+def load(path: Path, fmt: str, *, images: Path | None = None, limit: int | None = None) -> list[Example]:
+    """Every example of a release (a folder, or one of its annotation files), in file order; with ``limit``, the
+    first ``limit`` entries. Every entry is checked, and the image of each one returned: all problems (bad
+    entries and missing images) are reported in one SetupError."""
     if fmt not in FORMATS:
         raise SetupError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     folder = image_folder(path, fmt, images)
     examples: list[Example] = []
     problems: list[str] = []
+    position = 0
     for file in annotation_files(path, fmt):
         for i, obj in enumerate(_load_list(file)):
+            wanted = limit is None or position < limit
+            position += 1
             try:
-                examples.append(_example(obj, f"{file}[{i}]", f"{file.name}[{i}]", file, fmt, folder))
+                example = _example(obj, f"{file}[{i}]", f"{file.name}[{i}]", file, fmt, folder)
             except SetupError as exc:
                 problems.append(str(exc))
+                continue
+            if not wanted:
+                continue
+            if example.image.is_file():
+                examples.append(example)
+            else:
+                problems.append(f"{example.key}: no image {example.image}")
     if problems:
         raise problems_error(path, problems)
     if not examples:

@@ -82,31 +82,15 @@ def _grounding_case(
 def _released_cases(
     path: Path, fmt: str, images: Path | None, tool: ToolName | None, limit: int | None
 ) -> list[_GroundingCase]:
-    """The cases of a released ScreenSpot layout; every entry and image checked, all problems in one error."""
-    examples = screenspot.load(path, fmt, images=images)[:limit]
-    problems: list[str] = []
+    """The cases of a released ScreenSpot layout, the first ``limit`` of them; every entry and those cases'
+    images checked, all problems in one error."""
     cases = []
-    for ex in examples:
-        if not ex.image.is_file():
-            problems.append(f"{ex.key}: no image {ex.image}")
-            continue
-        platform = {"platform": ex.platform}
+    for ex in screenspot.load(path, fmt, images=images, limit=limit):
         key = str(ex.id) if ex.id is not None else ex.key
-        case = _GroundingCase(
-            key,
-            ex.id,
-            ex.group,
-            _grounding_tool(platform, tool),
-            ex.instruction,
-            ex.bbox,
-            ex.image,
-            ex.ui_type,
+        tool_name = _grounding_tool({"platform": ex.platform}, tool)
+        cases.append(
+            _GroundingCase(key, ex.id, ex.group, tool_name, ex.instruction, ex.bbox, ex.image, ex.ui_type)
         )
-        cases.append(case)
-    if problems:
-        from screenpilot.jsonl import problems_error
-
-        raise problems_error(path, problems)
     return cases
 
 
