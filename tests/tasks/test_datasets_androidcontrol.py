@@ -155,3 +155,21 @@ def test_a_bad_action_is_reported_before_anything_is_asked(tmp_path: Path) -> No
     short = example({"episode_id": [1], "goal": [b"g"]})
     with pytest.raises(SetupError, match=r"record 0: not an AndroidControl episode: missing screenshots"):
         evaluate_steps(write_tfrecord(tmp_path / "android_control-short", [short]), model)
+
+
+def test_a_folder_without_step_data_says_what_was_looked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("not data")
+    replay = write_jsonl(tmp_path / "r.jsonl", [{"output": "x"}])
+    for folder in (empty, other):
+        expected = f"{folder} has no android_control-* or *.tfrecord files, and is not a JSON Lines file"
+        with pytest.raises(SetupError) as caught:
+            evaluate_steps(folder, ReplayModel([]))
+        assert str(caught.value) == expected
+        assert main(["eval", "steps", str(folder), "--model", f"replay:{replay}", "--no-progress"]) == 2
+        assert capsys.readouterr().err == f"screenpilot: error: {expected}\n"

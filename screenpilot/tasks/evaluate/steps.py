@@ -225,14 +225,18 @@ STEP_FORMATS = ("jsonl", "androidcontrol")
 
 def steps_format(data: Path, fmt: str | None) -> str:
     """The format of step data: as given, else AndroidControl for TFRecord files (or a folder of them), else
-    JSON Lines."""
+    JSON Lines; a folder without TFRecord files is an error that says what was looked for."""
     if fmt is not None:
         if fmt not in STEP_FORMATS:
             raise SetupError(f"format must be one of {', '.join(STEP_FORMATS)}, got {fmt!r}")
         return fmt
     if not data.exists():
         raise SetupError(f"{data} does not exist")
-    return "androidcontrol" if androidcontrol.is_tfrecord(data) else "jsonl"
+    if androidcontrol.is_tfrecord(data):
+        return "androidcontrol"
+    if data.is_dir():
+        raise SetupError(f"{data} has no android_control-* or *.tfrecord files, and is not a JSON Lines file")
+    return "jsonl"
 
 
 def _split_ids(path: Path, split: str | None, splits: str | Path | None) -> set[int] | None:
