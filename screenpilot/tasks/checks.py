@@ -83,12 +83,26 @@ class CheckContext:
                     return None
                 raise CheckError(f"cannot read {path}: {exc}") from exc
         if isinstance(self.env, SupportsShell):
-            quoted = shlex.quote(path)
-            result = self.shell(f"test -f {quoted} && cat {quoted} || echo __screenpilot_missing__")
-            if result.output.rstrip("\n").endswith("__screenpilot_missing__"):
-                return None
-            return result.output.encode("utf-8")
+            return self._read_file_by_shell(path)
         raise CheckError(f"the {self.env.name} environment cannot read files")
+
+    def _read_file_by_shell(self, path: str) -> bytes | None:
+        """``cat`` through the shell; a marker after the output tells a missing file from one that is there
+        but cannot be read (not a regular file, or ``cat`` failed), which is an error, never "missing"."""
+        quoted = shlex.quote(path)
+        result = self.shell(
+            f"if [ -f {quoted} ]; then cat -- {quoted} 2>&1 || echo {_UNREADABLE}; "
+            f"elif [ -e {quoted} ]; then echo {_NOT_A_FILE}; else echo {_MISSING}; fi"
+        )
+        output = result.output.rstrip("\n")
+        if output.endswith(_MISSING):
+            return None
+        if output.endswith(_NOT_A_FILE):
+            raise CheckError(f"cannot read {path}: it is not a regular file")
+        if output.endswith(_UNREADABLE):
+            said = " ".join(output[: -len(_UNREADABLE)].split()[-20:])
+            raise CheckError(f"cannot read {path}: {said or 'cat failed'}")
+        return result.output.encode("utf-8")
 
     def screen_text(self) -> str:
         if not isinstance(self.env, SupportsScreenText):
@@ -97,6 +111,11 @@ class CheckContext:
             return self.env.screen_text()
         except ScreenpilotError as exc:
             raise CheckError(f"cannot read the screen text: {exc}") from exc
+
+
+_MISSING = "__screenpilot_missing__"
+_NOT_A_FILE = "__screenpilot_not_a_file__"
+_UNREADABLE = "__screenpilot_unreadable__"
 
 
 def _looks_missing(message: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from screenpilot.agent.loop import EpisodeResult
+from screenpilot.envs.base import ShellResult, SupportsFiles
 from screenpilot.envs.fake import FakeEnv
 from screenpilot.tasks.checks import CheckContext, CheckError, evaluate, normalize_text
 from screenpilot.tasks.suite import Check, Task
@@ -113,3 +115,32 @@ def test_missing_capabilities_are_errors(tmp_path: Path) -> None:
         check({"file": "/x", "exists": True}, ctx)
     with pytest.raises(CheckError, match="cannot read the text on its screen"):
         check({"screen_text": {"contains": "x"}}, ctx)
+
+
+class ShellOnlyEnv(FakeEnv):
+    """An environment that can run shell commands but cannot move files: checks read files through cat."""
+
+    def shell(self, command: str, *, timeout: float = 30.0) -> ShellResult:
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=timeout)
+        return ShellResult(done.stdout + done.stderr, done.returncode)
+
+
+def test_file_checks_through_a_shell_tell_missing_from_unreadable(tmp_path: Path) -> None:
+    ctx = context(tmp_path, ShellOnlyEnv())
+    assert not isinstance(ctx.env, SupportsFiles)
+    present = tmp_path / "list.txt"
+    present.write_text("milk\neggs\n")
+    assert check({"file": str(present), "contains": "eggs"}, ctx)
+    assert check({"file": str(present), "exists": True}, ctx)
+    assert check({"file": str(tmp_path / "none.txt"), "exists": False}, ctx)
+    assert not check({"file": str(tmp_path / "none.txt"), "exists": True}, ctx)
+    # Something is there but cannot be read as a file: an error, never "missing" (`exists: false` would pass).
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(CheckError, match=f"^cannot read {folder}: it is not a regular file$"):
+        check({"file": str(folder), "exists": False}, ctx)
+    unreadable = Path("/proc/self/mem")  # a regular file whose read fails, even for root
+    if not unreadable.is_file():
+        pytest.skip("no /proc/self/mem here to fail a read")
+    with pytest.raises(CheckError, match=r"^cannot read /proc/self/mem: .*Input/output error$"):
+        check({"not": {"file": str(unreadable), "exists": True}}, ctx)
