@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,7 +128,9 @@ class AndroidEnv(Environment):
         self._woken = False
         self._seen_on_at: float | None = None
         # last: an __init__ that failed after claiming would hold the phone until the process ends
-        self._claim = DeviceClaim(self.device.host, self.device.port, self.serial) if exclusive else None
+        claim = DeviceClaim(self.device.host, self.device.port, self.serial) if exclusive else None
+        # released by close(), else when the environment is dropped or the process exits
+        self._release = weakref.finalize(self, claim.release) if claim is not None else None
 
     # -- life cycle -------------------------------------------------------------------------------------------
     def _reset(self) -> None:
@@ -141,8 +144,8 @@ class AndroidEnv(Environment):
         self._capture_used = "png" if self.capture == "png" else "raw"
 
     def _close(self) -> None:
-        if self._claim is not None:
-            self._claim.release()
+        if self._release is not None:
+            self._release()
 
     def _read_props(self) -> dict[str, str]:
         facts = self.device.text(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import gc
 import json
 import os
 import subprocess
@@ -149,6 +150,18 @@ def test_a_phone_is_claimed_until_the_last_environment_of_the_process_closes(
     second.close()  # twice is safe and releases nothing more
     assert _try_to_claim(server.port) == "claimed"
     make_env(exclusive=False)  # a script that only looks may share the phone on purpose
+    assert _try_to_claim(server.port) == "claimed"
+
+
+def test_an_environment_dropped_without_close_frees_the_phone(
+    server: FakeAdbServer, phone: FakePhone
+) -> None:
+    env = AndroidEnv(port=server.port)
+    path = claim_path(server.host, server.port, phone.serial)
+    assert path.exists()
+    del env
+    gc.collect()
+    assert not path.exists()
     assert _try_to_claim(server.port) == "claimed"
 
 
