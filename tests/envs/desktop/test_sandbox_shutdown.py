@@ -19,6 +19,9 @@ from screenpilot.errors import DeviceError
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = f"{sys.executable} -m screenpilot.envs.desktop.demo_app"
+#: Sleep lengths (seconds) no other test process uses: a run of these tests beside another one on the same
+#: machine must neither count nor kill the other's sleeps.
+SLEEPS = [f"{300_000 + os.getpid()}.{n}" for n in (25, 5, 75, 125, 15)]
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -67,6 +70,17 @@ def running(*argv: str) -> list[int]:
         if cmdline == want and alive(int(entry)):
             found.append(int(entry))
     return found
+
+
+def started(*sleeps: str, timeout: float = 5.0) -> list[int]:
+    """The pids of ``sleep SECONDS`` for each of ``sleeps``, waiting until each has one: a background command's
+    shell may return before its child has turned from a copy of the shell into ``sleep``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [running("sleep", seconds) for seconds in sleeps]
+        if all(found) or time.monotonic() > deadline:
+            return [pid for pids in found for pid in pids]
+        time.sleep(0.02)
 
 
 def reap(pids: dict[int, str]) -> list[int]:
@@ -154,11 +168,11 @@ def test_shell_returns_when_the_command_has_only_started_something_in_the_backgr
     env = SandboxEnv()
     try:
         t0 = time.monotonic()
-        plain = env.shell("sleep 300.25 &", timeout=10)
-        quiet = env.shell("sleep 300.5 >/dev/null 2>&1 & echo started; exit 3", timeout=10)
+        plain = env.shell(f"sleep {SLEEPS[0]} &", timeout=10)
+        quiet = env.shell(f"sleep {SLEEPS[1]} >/dev/null 2>&1 & echo started; exit 3", timeout=10)
         elapsed = time.monotonic() - t0
         # Both still run, each in a process group the environment remembers.
-        pids = running("sleep", "300.25") + running("sleep", "300.5")
+        pids = started(SLEEPS[0], SLEEPS[1])
         groups = {os.getpgid(pid) for pid in pids}
     finally:
         env.close()
@@ -174,7 +188,7 @@ def test_a_sandbox_dropped_unclosed_stops_what_shell_left_running() -> None:
     code = (
         "from screenpilot.envs.desktop import SandboxEnv\n"
         "env = SandboxEnv()\n"
-        "print(env.shell('sleep 300.75 &').exit_code, flush=True)\n"
+        f"print(env.shell('sleep {SLEEPS[2]} &').exit_code, flush=True)\n"
         "input()\n"
     )
     proc = subprocess.Popen(
@@ -183,7 +197,7 @@ def test_a_sandbox_dropped_unclosed_stops_what_shell_left_running() -> None:
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "0\n"
-        pids = running("sleep", "300.75")
+        pids = started(SLEEPS[2])
         proc.communicate("\n", timeout=20)
     finally:
         if proc.poll() is None:
@@ -199,10 +213,10 @@ def test_a_foreground_command_past_its_timeout_is_killed_with_its_background_one
     try:
         t0 = time.monotonic()
         with pytest.raises(DeviceError, match=r"timed out after 0\.5 s"):
-            env.shell("sleep 301.25 & sleep 301.5", timeout=0.5)
+            env.shell(f"sleep {SLEEPS[3]} & sleep {SLEEPS[4]}", timeout=0.5)
         elapsed = time.monotonic() - t0
         time.sleep(0.1)
-        left = running("sleep", "301.25") + running("sleep", "301.5")
+        left = running("sleep", SLEEPS[3]) + running("sleep", SLEEPS[4])
         assert env.shell("echo still usable", timeout=5).output == "still usable\n"
     finally:
         env.close()
