@@ -17,6 +17,7 @@ import math
 import os
 import re
 import urllib.parse
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, assert_never
@@ -55,7 +56,7 @@ from screenpilot.tasks.confined import (
 from screenpilot.tasks.fonts import FONT_HINT, Font, font_files, font_runs
 from screenpilot.tasks.manifest import MANIFEST, REDACTED, redact_argv
 from screenpilot.tasks.runner import RESULTS, SUMMARY, episode_dir
-from screenpilot.tasks.summary import format_table, summarize
+from screenpilot.tasks.summary import format_table, stored_interval, summarize
 
 REPORT = "report.html"
 _MARK = (230, 30, 60)
@@ -352,6 +353,7 @@ def _run_context(folder: Path, thumb: int, page_dir: Path) -> dict[str, Any]:
         "kind": "run",
         "manifest": _json_pretty(redact(run.meta)),
         "summary": None,
+        "success_ci": None,
         "table": None,
         "progress": None,
         "notes": [],
@@ -527,12 +529,19 @@ def _bench_context(folder: Path, thumb: int, page_dir: Path) -> dict[str, Any]:
         "kind": "bench",
         "manifest": _json_pretty(redact(manifest)),
         "summary": summary,
+        "success_ci": _success_ci(summary),
         "table": format_table(summary) if summary.get("tasks") else None,
         "progress": progress(summary),
         "notes": notes,
         "anchors": anchors,
         "episodes": episodes,
     }
+
+
+def _success_ci(summary: Mapping[str, Any]) -> str | None:
+    """The overall success rate's 95 % interval as text, or None when the summary has no usable one."""
+    ci = stored_interval(summary["overall"].get("success_ci95"))
+    return None if ci is None else f"{100 * ci[0]:.1f}% to {100 * ci[1]:.1f}%"
 
 
 def _check_output(path: Path) -> None:

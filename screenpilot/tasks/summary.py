@@ -217,6 +217,17 @@ def _phase_totals(lines: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return totals
 
 
+def stored_interval(value: Any) -> tuple[float, float] | None:
+    """A ``success_ci95`` read back from a ``summary.json``: two rates, low to high, or None when it is not
+    one (a file edited by hand)."""
+    if not (isinstance(value, list | tuple) and len(value) == 2):
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        return None
+    low, high = float(value[0]), float(value[1])
+    return (low, high) if 0 <= low <= high <= 1 else None
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -293,8 +304,8 @@ def _notes(summary: Mapping[str, Any]) -> list[str]:
             f"{infra} episode{'s' if infra != 1 else ''} ended on infrastructure errors (counted as failures; "
             "bench --rerun-errors runs them again)"
         )
-    ci = overall.get("success_ci95")
-    if ci:
+    ci = stored_interval(overall.get("success_ci95"))
+    if ci is not None:
         lines.append(
             f"95 % interval of the overall success rate: {_pct(ci[0])} to {_pct(ci[1])} (the trials' chance "
             "on these tasks)"

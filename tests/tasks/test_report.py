@@ -254,3 +254,20 @@ def make_run(tmp_path: Path, outputs: list[str], name: str = "run") -> Path:
     args = ["run", "goal", "--env", "fake", "--screen-size", "360x640", "--model", f"replay:{replay}"]
     assert main([*args, "--out", str(run_dir), "--quiet", "--no-settle"]) == 0
     return run_dir
+
+
+def test_report_shows_the_overall_interval_beside_the_success_rate(bench_dir: Path) -> None:
+    summary_path = bench_dir / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    low, high = summary["overall"]["success_ci95"]
+    html = render_report(bench_dir)
+    expected = (
+        f'<span class="meta" id="success-ci">(95% interval {100 * low:.1f}% to {100 * high:.1f}%)</span>'
+    )
+    assert expected in html
+    # a summary.json edited by hand shows no interval rather than a broken or unescaped one
+    for bad in (["<b>x</b>", 0.5], [0.1], "0.1-0.5", [0.9, 0.1], [True, 1]):
+        summary["overall"]["success_ci95"] = bad
+        summary_path.write_text(json.dumps(summary))
+        html = render_report(bench_dir)
+        assert 'id="success-ci"' not in html and "<b>x</b>" not in html
