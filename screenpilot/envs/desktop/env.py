@@ -149,6 +149,24 @@ def _x11_platform_module(pyautogui: Any, display: str) -> ModuleType:
     return module
 
 
+def _write(pg: Any, text: str) -> None:
+    """Type printable ASCII key by key, as ``pyautogui.write`` does (the fail-safe checked before each key),
+    but never leave a key down: an interrupt (Ctrl-C) or error between a key's press and its release
+    releases it, and Shift, which pyautogui holds while it presses a shifted character. The X server ignores
+    the release of a key that is already up."""
+    keys = pg.platformModule
+    for key in text:
+        pg.failSafeCheck()
+        try:
+            keys._keyDown(key)
+            keys._keyUp(key)
+        except BaseException:
+            keys._keyUp(key)
+            if pg.isShiftCharacter(key):
+                keys._keyUp("shift")
+            raise
+
+
 def _is_typable(text: str) -> bool:
     """Whether pyautogui can type ``text`` key by key: printable ASCII, newlines and tabs only."""
     return all((" " <= c <= "~") or c in "\n\t" for c in text)
@@ -489,14 +507,14 @@ class DesktopBase(Environment):
             return
         if _is_typable(text):
             with self._input() as pg:
-                pg.write(text, interval=0.0, _pause=False)
+                _write(pg, text)
             return
         for part in _LINE_BREAKS.split(text):
             if part in _BREAK_KEYS:
                 self._press((_BREAK_KEYS[part],))
             elif _is_typable(part):
                 with self._input() as pg:
-                    pg.write(part, interval=0.0, _pause=False)
+                    _write(pg, part)
             elif part:
                 self._paste(part)
 

@@ -317,3 +317,36 @@ def test_the_callers_display_variable_is_neither_used_nor_changed(
     assert log.wait_event("text", text="ß")
     assert env.observe().size == (1280, 800)
     assert os.environ["DISPLAY"] == ":4321"
+
+
+def test_an_interrupt_while_typing_leaves_no_key_held_down(
+    sandbox_app: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C lands between a key's press and its release (made to happen here on the first release of C):
+    on the user's own desktop a key left down would repeat or stay held after the program has stopped."""
+    from Xlib.display import Display
+
+    env, log = sandbox_app
+    focus_entry(env, log)
+    module = env._platform_module
+    assert module is not None
+    release, released = module._keyUp, []
+
+    def interrupted(key: str) -> None:
+        released.append(key)
+        if released.count("C") == 1 and key == "C":
+            raise KeyboardInterrupt
+        release(key)
+
+    monkeypatch.setattr(module, "_keyUp", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        env.execute(TypeText(text="abCde"))
+    monkeypatch.undo()
+    display = Display(env._display)
+    try:
+        assert not any(display.query_keymap())  # no key down on the sandbox's X server
+    finally:
+        display.close()
+    log.mark()
+    env.execute(TypeText(text="z"))
+    assert log.wait_event("key", keysym="z")["modifiers"] == []
