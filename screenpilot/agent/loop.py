@@ -516,10 +516,19 @@ def _act(
 def _unexpected(out: _Outcome, exc: BaseException) -> None:
     """Note an exception nobody planned for; the loop raises it again after recording the step."""
     interrupted = isinstance(exc, KeyboardInterrupt)
-    error = (str(exc) or "interrupted by the user") if interrupted else f"{type(exc).__name__}: {exc}"
+    error = _error_text(exc)
     out.errors.append(error)
     out.end = ("failure", "interrupted" if interrupted else "crashed", error)
     out.raised = exc
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line for a failure met while acting: our own errors as they are, Ctrl-C as an interruption."""
+    if isinstance(exc, KeyboardInterrupt):
+        return str(exc) or "interrupted by the user"
+    if isinstance(exc, ScreenpilotError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _settle(env: Environment, settle: Settle, out: _Outcome) -> None:
@@ -595,7 +604,7 @@ def _execute(
         env.execute(action)
     except BaseException as exc:
         out.execute_s += time.perf_counter() - t0
-        error = str(exc) if isinstance(exc, ScreenpilotError) else f"{type(exc).__name__}: {exc}"
+        error = _error_text(exc)
         out.records.append(
             ActionRecord(model=model_dict, device=edited, call=parsed.call, executed=False, error=error)
         )

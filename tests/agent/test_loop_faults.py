@@ -68,6 +68,30 @@ def test_ctrl_c_while_settling_keeps_the_step(tmp_path, make_agent):
     assert run.result is not None and (run.result.reason, run.result.steps) == ("interrupted", 2)
 
 
+class EnvInterruptedAt(FakeEnv):
+    """Ctrl-C arrives while the device runs the ``step``-th action."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def execute(self, action):
+        if len(self.executed) + 1 == self.step:
+            raise KeyboardInterrupt
+        return super().execute(action)
+
+
+def test_ctrl_c_while_acting_is_recorded_as_an_interruption_not_an_exception_name(tmp_path, make_agent):
+    agent, _ = make_agent(*CLICKS)
+    with pytest.raises(KeyboardInterrupt):
+        record(tmp_path, agent, EnvInterruptedAt(2))
+    run = load_run(tmp_path / "run")
+    action = run.steps[1].actions[0]
+    assert not action.executed and action.error == "interrupted by the user"
+    assert run.steps[1].errors == ["interrupted by the user"]
+    assert run.result is not None and run.result.reason == "interrupted"
+
+
 class PolicyFailingAt:
     def __init__(self, step: int) -> None:
         self.step = step
