@@ -881,12 +881,18 @@ class SuiteRunner:
         if task.app and env.name != "sandbox":  # a sandbox starts its app itself at each reset
             launch_app(env, task.app)
             setup_log.append(f"launch {task.app}")
-        if self.settle is not None and (task.setup or task.app):
-            self.settle(env)
         if task.setup or task.app:
-            observation = env.observe()
+            observation = self._settled_look(env)
         ep.phases["setup_s"] = time.perf_counter() - t0
         return _Ready(env, host, observation, goal, setup_log)
+
+    def _settled_look(self, env: Environment) -> Observation:
+        """The screen once the setup has settled: the stable frame the settle took where it hands one over
+        (nothing touches the screen before the first step looks, as in the agent loop), else a new capture."""
+        settled = self.settle(env) if self.settle is not None else None
+        if settled is not None and settled.observation is not None:
+            return settled.observation
+        return env.observe()
 
     def _play(self, ep: _EpisodeState, ready: _Ready) -> None:
         """Run the agent on the prepared environment, recording every step into the episode's folder."""

@@ -496,6 +496,51 @@ def test_bench_settles_through_the_environment_own_settle(tmp_path: Path) -> Non
     assert env.observed == 2  # one screen per step; no polling
 
 
+class HandingOverEnv(SettlingEnv):
+    """Its settle hands over the stable frame it took, as the Android and desktop environments' settle does."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.settled_frames = 0
+
+    def settle(self, timeout_s: float | None = None) -> SettleResult:
+        self.settle_timeouts.append(timeout_s)
+        self.settled_frames += 1
+        frame = ShellFakeEnv._observe(self)
+        return SettleResult(stable=True, waited_s=0.0, frames=1, last=frame.screenshot, observation=frame)
+
+
+def test_setup_hands_its_settled_frame_to_the_first_step(tmp_path: Path) -> None:
+    from screenpilot.cli.wiring import make_settle
+    from screenpilot.settings import Settings
+
+    class Source(FakeSource):
+        def build(self, task: Any, worker: int) -> HandingOverEnv:
+            env = HandingOverEnv(self.root / f"worker-{worker}")
+            self.built.append(env)
+            return env
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "tasks:\n  - {id: note, goal: g, env: android, setup: [{shell: 'true'}], success: {shell: 'true'}}\n"
+    )
+    source = Source(tmp_path / "devices")
+    answers = replay_source(
+        [
+            ("note", call(action="click", coordinate=[10, 20])),
+            ("note", call(action="terminate", status="success")),
+        ]
+    )
+    settle = make_settle(Settings(settle_timeout=1.5))
+    run_suite(load_suite(path), tmp_path / "out", source, answers, settings(), settle=settle)
+    (env,) = source.built
+    (line,) = read_results(tmp_path / "out")
+    assert (line["success"], line["steps"]) == (True, 2)
+    assert env.settle_timeouts == [1.5, 1.5]  # after the setup, after the click
+    # the reset's screen only: step 1 sees the setup's settled frame, step 2 the click's
+    assert (env.observed, env.settled_frames) == (1, 2)
+
+
 def test_prepared_env_settles_by_polling_when_the_inner_one_cannot() -> None:
     from screenpilot.envs.fake import FakeEnv
     from screenpilot.tasks.runner import PreparedEnv
