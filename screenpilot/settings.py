@@ -130,9 +130,11 @@ class Settings(BaseModel):
     @field_validator("serial", mode="before")
     @classmethod
     def _serials(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return (value,)
-        return () if value is None else tuple(value)
+        serials = (value,) if isinstance(value, str) else () if value is None else tuple(value)
+        repeated = sorted({s for s in serials if serials.count(s) > 1})
+        if repeated:  # two workers on one phone would tap over each other
+            raise ValueError(f"{', '.join(repeated)} given more than once; name each phone once")
+        return serials
 
     @field_validator("dialect")
     @classmethod
