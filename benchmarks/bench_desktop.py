@@ -44,6 +44,9 @@ def main() -> None:
         reduced = CoordinateSpace.for_screen(first.size, max_pixels=1280 * 28 * 28)
         region = env._region  # the monitor rectangle the environment grabs
 
+        # A new screenshot each time, as each step brings: the dialect keeps the last resize of an image.
+        fresh = iter([shot.copy() for _ in range(2 * (args.rounds + 1))])
+
         def click_entry() -> None:
             env.execute(Click(x=300, y=138))
 
@@ -57,11 +60,11 @@ def main() -> None:
             ("screenshot: grab + PIL RGB image (observe)", measure(env.observe, args.rounds)),
             (
                 f"prepare image for the model: {first.size} -> {full.model} (default limits)",
-                measure(lambda: Qwen25VLDialect.prepare_image(shot, full), args.rounds),
+                measure(lambda: Qwen25VLDialect.prepare_image(next(fresh), full), args.rounds),
             ),
             (
                 f"prepare image for the model: {first.size} -> {reduced.model} (max_pixels=1280*28*28)",
-                measure(lambda: Qwen25VLDialect.prepare_image(shot, reduced), args.rounds),
+                measure(lambda: Qwen25VLDialect.prepare_image(next(fresh), reduced), args.rounds),
             ),
             ("action: click", measure(click_entry, args.rounds)),
             (
