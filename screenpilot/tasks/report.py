@@ -337,13 +337,24 @@ def render_report(folder: str | Path, *, thumb: int = 480, page_dir: str | Path 
     screenshots relative to it."""
     folder = Path(folder)
     where = Path(page_dir) if page_dir is not None else folder
-    context = (
-        _bench_context(folder, thumb, where)
-        if _kind(folder) == "bench"
-        else _run_context(folder, thumb, where)
-    )
+    if _kind(folder) == "run":
+        return _render(_run_context(folder, thumb, where))
+    try:
+        return _render(_bench_context(folder, thumb, where))
+    except _summary_errors():  # summary.json edited by hand or cut short: its numbers cannot be shown
+        return _render(_bench_context(folder, thumb, where, stored_summary=False))
+
+
+def _render(context: dict[str, Any]) -> str:
     context["font_note"] = None if font_files() else FONT_HINT
     return str(_template().render(**redact(context)))
+
+
+def _summary_errors() -> tuple[type[Exception], ...]:
+    """What a summary of the right shape but with wrong or missing fields raises while the page is built."""
+    import jinja2
+
+    return (TypeError, ValueError, KeyError, AttributeError, jinja2.UndefinedError)
 
 
 def _run_context(folder: Path, thumb: int, page_dir: Path) -> dict[str, Any]:
@@ -428,10 +439,20 @@ def _bench_episode(folder: Path, line: dict[str, Any], thumb: int, page_dir: Pat
     return episode_view(load_episode(sub), thumb=thumb, title=title, line=line, page_dir=page_dir)
 
 
-def _summary(folder: Path, lines: list[dict[str, Any]], order: list[str], notes: list[str]) -> dict[str, Any]:
-    """``summary.json`` when it has the expected shape, else one computed from the result lines."""
+def _summary(
+    folder: Path,
+    lines: list[dict[str, Any]],
+    order: list[str],
+    notes: list[str],
+    *,
+    stored_summary: bool = True,
+) -> dict[str, Any]:
+    """``summary.json`` when it has the expected shape (and ``stored_summary``), else one computed from the
+    result lines."""
     stored = read_json(folder, SUMMARY, notes)
-    if (
+    if not stored_summary:
+        notes.append(f"{SUMMARY}: not in the expected form; the tables are computed from {RESULTS}")
+    elif (
         isinstance(stored, dict)
         and isinstance(stored.get("overall"), dict)
         and isinstance(stored.get("tasks"), list)
@@ -504,14 +525,16 @@ def _interrupted_episode(folder: Path, task: str, trial: int, thumb: int, page_d
     return episode_view(load_episode(sub), thumb=thumb, title=title, page_dir=page_dir)
 
 
-def _bench_context(folder: Path, thumb: int, page_dir: Path) -> dict[str, Any]:
+def _bench_context(
+    folder: Path, thumb: int, page_dir: Path, *, stored_summary: bool = True
+) -> dict[str, Any]:
     notes: list[str] = []
     stored = read_json(folder, MANIFEST, notes)
     manifest: dict[str, Any] = stored if isinstance(stored, dict) else {}
     suite: dict[str, Any] = manifest["suite"] if isinstance(manifest.get("suite"), dict) else {}
     order = [str(t) for t in suite.get("tasks", []) or []]
     lines = _result_lines(folder, notes)
-    summary = _summary(folder, lines, order, notes)
+    summary = _summary(folder, lines, order, notes, stored_summary=stored_summary)
     rank = {t: i for i, t in enumerate(order)}
     lines.sort(key=lambda r: (rank.get(r["task"], len(rank)), r["task"], r["trial"]))
     episodes = [_bench_episode(folder, line, thumb, page_dir) for line in lines]
