@@ -121,10 +121,14 @@ def model_options() -> argparse.ArgumentParser:
     return p
 
 
-def env_options() -> argparse.ArgumentParser:
+def env_options(*, env_help: str | None = None) -> argparse.ArgumentParser:
+    """The environment options; ``--env`` is required unless ``env_help`` says what it defaults to."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("environment")
-    g.add_argument("--env", choices=ENV_NAMES, required=True, help="where to act")
+    if env_help is None:
+        g.add_argument("--env", choices=ENV_NAMES, required=True, help="where to act")
+    else:
+        g.add_argument("--env", choices=ENV_NAMES, default=argparse.SUPPRESS, help=env_help)
     _add(
         g,
         "--serial",

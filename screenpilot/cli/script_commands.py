@@ -42,12 +42,20 @@ EXPORT_DESCRIPTION = (
 
 
 def register(
-    sub: Any, *, model_options: ParentFactory, env_options: ParentFactory, loop_options: ParentFactory
+    sub: Any,
+    *,
+    model_options: ParentFactory,
+    env_options: Callable[..., argparse.ArgumentParser],
+    loop_options: ParentFactory,
 ) -> None:
     """Add ``export`` and ``replay`` to the ``screenpilot`` parser."""
     p = sub.add_parser(
         "export",
-        parents=[model_options(), _optional_env(env_options()), loop_options()],
+        parents=[
+            model_options(),
+            env_options(env_help="where the script acts (default: where the run was recorded)"),
+            loop_options(),
+        ],
         help="write a Python script that repeats a recorded run",
         description=EXPORT_DESCRIPTION,
     )
@@ -78,16 +86,6 @@ def register(
     p.add_argument("--out", type=Path, help="run folder of the replay (default: runs/<date>-<time>)")
     p.add_argument("--quiet", action="store_true", help="print only the outcome")
     p.set_defaults(func=cmd_replay)
-
-
-def _optional_env(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The environment options with ``--env`` optional (default: the recorded environment)."""
-    for action in parent._actions:
-        if action.dest == "env":
-            action.required = False
-            action.default = argparse.SUPPRESS
-            action.help = "where the script acts (default: where the run was recorded)"
-    return parent
 
 
 def merged_settings(args: argparse.Namespace, meta: dict[str, Any], *, recorded_model: bool) -> Settings:
