@@ -109,8 +109,7 @@ def _add_run(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(build_parser(), argv)
     _show_warnings()
     try:
         status = int(args.func(args))
@@ -137,6 +136,21 @@ def _discard_output() -> None:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, stream.fileno())
     os.close(devnull)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parse_args``, but words left over are reported by the command they follow, with its ``--help``; a
+    task of several words without quotes is shown quoted."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    prog = " ".join(["screenpilot", args.command, *([args.eval_kind] if args.command == "eval" else [])])
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    if args.command == "run" and not extra[0].startswith("-"):
+        message += (
+            f'; a task of several words goes in quotes: screenpilot run "{" ".join([args.task, *extra])}"'
+        )
+    parser.exit(2, f"{prog}: error: {message} (see {prog} --help)\n")
 
 
 class _StderrLines(logging.Handler):

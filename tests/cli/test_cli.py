@@ -170,6 +170,16 @@ def test_desktop_without_a_display_is_a_setup_error(tmp_path):
             "screenpilot eval: error: the following arguments are required: {grounding,steps} "
             "(see screenpilot eval --help)",
         ),
+        (
+            ["run", "Open", "Settings", "--env", "fake"],
+            "screenpilot run: error: unrecognized arguments: Settings; a task of several words goes in quotes: "
+            'screenpilot run "Open Settings" (see screenpilot run --help)',
+        ),
+        (
+            ["eval", "grounding", "data", "--bogus"],
+            "screenpilot eval grounding: error: unrecognized arguments: --bogus "
+            "(see screenpilot eval grounding --help)",
+        ),
     ],
 )
 def test_a_usage_error_is_one_line_naming_the_help_to_read(args, line):
