@@ -13,7 +13,6 @@ only where Ray runs.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
 import socket
@@ -24,9 +23,10 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from screenpilot.agent.loop import Settle
+from screenpilot.envs.android.claim import DeviceBusyError, DeviceClaim
 from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
 from screenpilot.model.base import Completion, Message, ModelBackend, ModelBackendError
@@ -302,13 +302,14 @@ class ClaimedDevices:
         return wiring.build_env(self.settings, serial=self.serial, app=app)
 
 
-_claims: list[IO[str]] = []  # claim files held for the worker process's life
+_claims: dict[str, DeviceClaim] = {}  # serial -> claim, held for the worker process's life
 _claims_lock = threading.Lock()
 
 
 def claim_serial(candidates: Sequence[str]) -> str:
     """The first serial of ``candidates`` (else of every ready device) that this node's ADB server knows and
-    no other worker on the node holds; a claim file under the node's temp folder marks it taken."""
+    nobody on the node is driving: the worker takes the phone's claim (the one every Android environment
+    takes, see :mod:`screenpilot.envs.android.claim`) and holds it while it lives."""
     from screenpilot.envs.android.device import list_devices, server_address
 
     ready = [d.serial for d in list_devices() if d.state == "device"]
@@ -316,14 +317,12 @@ def claim_serial(candidates: Sequence[str]) -> str:
     host, port = server_address()
     with _claims_lock:
         for serial in wanted:
-            path = Path(tempfile.gettempdir()) / f"screenpilot-android-{host}-{port}-{serial}.claim"
-            fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - held open while the worker lives
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                fh.close()
+            if serial in _claims:  # another worker of this process has it (claims are shared in a process)
                 continue
-            _claims.append(fh)
+            try:
+                _claims[serial] = DeviceClaim(host, port, serial)
+            except DeviceBusyError:
+                continue
             return serial
     given = f" of --serial {', '.join(candidates)}" if candidates else ""
     raise SetupError(
