@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from screenpilot.cli.options import env_options, loop_options, model_options, settings_from_args
 from screenpilot.errors import MissingExtraError, ScreenpilotError
-from screenpilot.model.spec import redact_url
 from screenpilot.settings import Settings
 
 MCP_EXIT_STATUS = (
@@ -72,10 +71,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings, mcp_server: Any) -> int:
-    from screenpilot.cli.run_command import say, starting_line
+    from screenpilot.cli.run_command import opening_line, say
 
-    say(f"loading model {redact_url(settings.model)}…", quiet=args.quiet)
-    say(starting_line(settings.env), quiet=args.quiet)
+    say(opening_line(settings), quiet=args.quiet)
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the protocol's, from the start
         session = _connect(args, settings)
     say(f"serving MCP tools on stdio (run folder: {session.folder})", quiet=args.quiet)

@@ -91,6 +91,13 @@ def starting_line(env: str | None) -> str:
     }.get(env or "", f"starting the {env} environment…")
 
 
+def opening_line(settings: Settings, *, with_model: bool = True) -> str:
+    """What the user is told while a session opens: its model loads, then its environment starts (one line,
+    since both happen inside one call), the model's address without a password."""
+    starting = starting_line(settings.env)
+    return f"loading model {redact_url(settings.model)}, then {starting}" if with_model else starting
+
+
 def write_run_report(folder: Path, *, quiet: bool) -> None:
     """Write ``report.html`` into the run folder and say where; if that fails, say how to make it later."""
     from screenpilot.tasks.report import write_report

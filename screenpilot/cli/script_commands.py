@@ -160,11 +160,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _replay(settings: Settings, recording: Any, actions: list[Any], args: argparse.Namespace) -> int:
     import screenpilot
-    from screenpilot.cli.run_command import say, starting_line
+    from screenpilot.cli.run_command import opening_line, say
     from screenpilot.session.replay import NoModel, Replay
 
     fallback = "model" in settings.model_fields_set
-    say(starting_line(settings.env), quiet=args.quiet)
+    say(opening_line(settings, with_model=fallback), quiet=args.quiet)
     with screenpilot.connect(
         settings.env or "",
         model=settings.model if fallback else NoModel(),

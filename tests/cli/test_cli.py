@@ -224,3 +224,25 @@ def test_parse_reads_a_file_with_a_byte_order_mark(tmp_path):
     out = sp("parse", "--tool", "mobile_use", "--screen", "1080x2400", str(f))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["x"] == 925
+
+
+def test_mcp_and_replay_say_the_model_loads_before_the_environment_starts(tmp_path):
+    out = sp("mcp", "--env", "fake", "--model", "http://user:pw@127.0.0.1:9/v1", stdin="")
+    assert out.returncode == 2, out.stderr
+    first, error = out.stderr.splitlines()
+    assert first == "loading model http://REDACTED@127.0.0.1:9/v1, then starting the fake environment…"
+    assert error.startswith("screenpilot: error: nothing answers at")
+    model = _replay(tmp_path, call("click", coordinate=[935, 406]), call("terminate", status="success"))
+    run = tmp_path / "run"
+    assert (
+        sp("run", "Tap it", "--env", "fake", "--model", model, "--out", str(run), "--no-settle").returncode
+        == 0
+    )
+    out = sp(
+        "replay", str(run), "--env", "fake", "--model", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "r")
+    )
+    assert out.returncode == 2, out.stderr
+    assert (
+        out.stderr.splitlines()[0]
+        == "loading model http://127.0.0.1:9/v1, then starting the fake environment…"
+    )
