@@ -26,9 +26,9 @@ from typing import Any
 
 from screenpilot.agent.loop import Settle
 from screenpilot.errors import MissingExtraError, SetupError
+from screenpilot.reaper import Reaper
 from screenpilot.settings import Settings
 from screenpilot.tasks.ray_worker import EpisodeWorker, ModelWorker, WorkerSpec, forwarded_env, unpack_folder
-from screenpilot.tasks.reaper import Reaper
 from screenpilot.tasks.runner import STOP_SIGNALS, EnvSource, ModelSource, SuiteRunner, episode_dir
 from screenpilot.tasks.suite import Task
 

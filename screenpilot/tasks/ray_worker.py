@@ -30,8 +30,8 @@ from screenpilot.envs.android.claim import DeviceBusyError, DeviceClaim
 from screenpilot.envs.base import Environment
 from screenpilot.errors import SetupError
 from screenpilot.model.base import Completion, Message, ModelBackend, ModelBackendError
+from screenpilot.reaper import Reaper
 from screenpilot.settings import Settings
-from screenpilot.tasks.reaper import Reaper
 from screenpilot.tasks.runner import (
     BenchSettings,
     EnvSource,

@@ -15,6 +15,7 @@ from typing import Any
 from screenpilot.actions.coords import Size
 from screenpilot.envs.desktop.processes import new_group_kwargs, stop_group, tail
 from screenpilot.errors import DeviceError, SetupError
+from screenpilot.reaper import Reaper
 
 #: The sandbox's screen unless told otherwise: a common laptop size.
 DEFAULT_SIZE = Size(1280, 800)
@@ -26,6 +27,10 @@ class XvfbDisplay:
     Xvfb picks the display number itself (``-displayfd``) and writes it once it accepts connections, so two
     sandboxes never race for a number and nobody polls a socket. ``-noreset`` keeps the server (and the
     app's windows) alive when the last client disconnects.
+
+    The server, and every process started with :meth:`environ`, carries the token of one watchdog
+    (:class:`~screenpilot.reaper.Reaper`) that ends them all should this process be killed before
+    :meth:`stop`; ``stop()`` ends the watchdog too.
     """
 
     def __init__(self, size: Size = DEFAULT_SIZE, *, start_timeout_s: float = 10.0) -> None:
@@ -34,6 +39,7 @@ class XvfbDisplay:
         self._proc: subprocess.Popen[bytes] | None = None
         self._number: int | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._reaper: Reaper | None = None
 
     @property
     def name(self) -> str:
@@ -66,6 +72,8 @@ class XvfbDisplay:
         if self.size.width < 1 or self.size.height < 1:
             raise SetupError(f"invalid sandbox screen size {self.size}")
         log_path = self.workdir / "xvfb.log"
+        if self._reaper is None:  # else kept from a server that died: the same watchdog serves the next
+            self._reaper = Reaper(mark=False)
         read_fd, write_fd = os.pipe()
         try:
             with open(log_path, "wb") as log:
@@ -85,6 +93,7 @@ class XvfbDisplay:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     pass_fds=(write_fd,),
+                    env=self._reaper.environ(os.environ),
                     **new_group_kwargs(),
                 )
             os.close(write_fd)
@@ -122,15 +131,21 @@ class XvfbDisplay:
         proc, self._proc = self._proc, None
         if proc is not None:
             stop_group(proc.pid, proc)
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:  # after the server: what it still had running was stopped above
+            reaper.close()
         self._number = None
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
 
     def environ(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """An environment for child processes that puts them on this display (and on no other)."""
+        """An environment for child processes that puts them on this display (and on no other), marked so
+        that the display's watchdog ends them if this process dies without stopping the display."""
         env: dict[str, Any] = dict(os.environ if base is None else base)
         env["DISPLAY"] = self.name
+        if self._reaper is not None:
+            env = self._reaper.environ(env)
         # ``python3 -m …`` in an app or a shell step means the interpreter running screenpilot (its virtual
         # environment), not whichever python3 comes first on the user's PATH.
         interpreter_dir = os.path.dirname(sys.executable)

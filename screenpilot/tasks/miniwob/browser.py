@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from screenpilot.errors import DeviceError, MissingExtraError, SetupError
-from screenpilot.tasks.reaper import TOKEN_VAR, Reaper
+from screenpilot.reaper import TOKEN_VAR, Reaper
 
 #: Flags that work without a network and without a GPU; the profile is a fresh folder each start.
 CHROMIUM_FLAGS = (

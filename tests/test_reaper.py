@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from screenpilot.tasks.reaper import TOKEN_VAR, Reaper
+from screenpilot.reaper import TOKEN_VAR, Reaper
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="the watchdog reads /proc")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # A stand-in for a worker: starts its watchdog, then a long-lived process of its own (in a session of its own,
 # as an X server or a browser driver may be), says its pid, and waits (closing its watchdog first if told to).
 WORKER = """
 import subprocess, sys, time
-from screenpilot.tasks.reaper import Reaper
+from screenpilot.reaper import Reaper
 reaper = Reaper()
 child = subprocess.Popen(["sleep", "60"], start_new_session=True)
 print(child.pid, flush=True)
