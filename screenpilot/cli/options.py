@@ -121,6 +121,52 @@ def model_options() -> argparse.ArgumentParser:
     return p
 
 
+#: The environment options after ``--env``, as :data:`MODEL_OPTIONS`.
+ENVIRONMENT_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    (
+        "--serial",
+        "serial",
+        {
+            "action": "append",
+            "help": "android: device serial (default: $ANDROID_SERIAL or the only one connected)",
+        },
+    ),
+    (
+        "--monitor",
+        "monitor",
+        {
+            "type": positive_int,
+            "metavar": "N",
+            "help": "desktop: monitor number, 1 = primary",
+            "shown_default": 1,
+        },
+    ),
+    (
+        "--screen-size",
+        "screen_size",
+        {
+            "type": screen_size,
+            "metavar": "WxH",
+            "help": "sandbox/fake: screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)",
+        },
+    ),
+    ("--app", "app", {"help": "sandbox: command to launch on the virtual display, e.g. 'xterm'"}),
+    (
+        "--no-settle",
+        "settle",
+        {
+            "action": "store_false",
+            "help": "do not wait for the screen to settle after actions (default: wait, up to --settle-timeout)",
+        },
+    ),
+    (
+        "--settle-timeout",
+        "settle_timeout",
+        {"type": float, "metavar": "S", "help": "longest settle wait in seconds"},
+    ),
+)
+
+
 def env_options(*, env_help: str | None = None) -> argparse.ArgumentParser:
     """The environment options; ``--env`` is required unless ``env_help`` says what it defaults to."""
     p = argparse.ArgumentParser(add_help=False)
@@ -129,46 +175,8 @@ def env_options(*, env_help: str | None = None) -> argparse.ArgumentParser:
         g.add_argument("--env", choices=ENV_NAMES, required=True, help="where to act")
     else:
         g.add_argument("--env", choices=ENV_NAMES, default=argparse.SUPPRESS, help=env_help)
-    _add(
-        g,
-        "--serial",
-        dest="serial",
-        action="append",
-        help="android: device serial (default: $ANDROID_SERIAL or the only one connected)",
-    )
-    _add(
-        g,
-        "--monitor",
-        dest="monitor",
-        type=positive_int,
-        metavar="N",
-        help="desktop: monitor number, 1 = primary",
-        shown_default=1,
-    )
-    _add(
-        g,
-        "--screen-size",
-        dest="screen_size",
-        type=screen_size,
-        metavar="WxH",
-        help="sandbox/fake: screen size WxH (default: 1280x800 sandbox, 1080x2400 fake)",
-    )
-    _add(g, "--app", dest="app", help="sandbox: command to launch on the virtual display, e.g. 'xterm'")
-    _add(
-        g,
-        "--no-settle",
-        dest="settle",
-        action="store_false",
-        help="do not wait for the screen to settle after actions (default: wait, up to --settle-timeout)",
-    )
-    _add(
-        g,
-        "--settle-timeout",
-        dest="settle_timeout",
-        type=float,
-        metavar="S",
-        help="longest settle wait in seconds",
-    )
+    for flag, dest, kwargs in ENVIRONMENT_OPTIONS:
+        _add(g, flag, dest=dest, **kwargs)
     return p
 
 
