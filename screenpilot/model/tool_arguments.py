@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from screenpilot.actions.coords import CoordinateSpace
+from screenpilot.actions.keys import KeyComboError, split_combo
 from screenpilot.actions.parse import (
     MAX_TEXT_CHARS,
     ToolCall,
@@ -285,18 +286,15 @@ def scroll_argument(kind: str, args: dict[str, Any], point: PointReader) -> Scro
 
 
 def _key_names(text: str) -> list[str]:
+    """Names in one string: a written list (``"['alt', 'tab']"``), else names joined by ``+`` or spaces."""
     if _WRAPPED.match(text):
         return [a or b for a, b in _QUOTED.findall(text)]
-    text = text.strip()
-    # "ctrl+c", "ctrl + shift + t"; a "+" right after a separator is the plus key ("ctrl++")
-    if "+" in text[1:]:
-        names = re.split(r"(?<=[^+\s])\s*\+\s*", text)
-        if not names[-1]:  # never pressed as the modifiers alone
-            raise ToolCallParseError(
-                f"`keys` {text[:40]!r} ends with '+' and no key after it; write 'ctrl++' for the plus key."
-            )
-        return names
-    return text.split() or [text]
+    try:
+        return list(split_combo(text, spaces=True))
+    except KeyComboError:  # never pressed as the modifiers alone
+        raise ToolCallParseError(
+            f"`keys` {text.strip()[:40]!r} ends with '+' and no key after it; write 'ctrl++' for the plus key."
+        ) from None
 
 
 _QUOTED = re.compile(r"""'([^']*)'|"([^"]*)\"""")

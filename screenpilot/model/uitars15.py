@@ -22,6 +22,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from screenpilot.actions.coords import QWEN_FACTOR, QWEN_MAX_PIXELS, CoordinateSpace, Size, patch_tokens
+from screenpilot.actions.keys import KeyComboError, split_combo
 from screenpilot.actions.parse import MAX_CALLS, MAX_OUTPUT_CHARS, MAX_TEXT_CHARS
 from screenpilot.actions.types import (
     Action,
@@ -401,9 +402,16 @@ def _finished(call: UITarsCall) -> list[Action]:
 
 
 def _hotkey(call: UITarsCall) -> Key:
-    value = call.arguments.get("key", call.arguments.get("hotkey", "")).strip()
-    # "ctrl c" as taught; "ctrl+c" and "ctrl + c" as sometimes written; a lone "+" is the plus key
-    keys = [k for k in re.split(r"(?<=[^+\s])\s*\+\s*|\s+", value) if k] if value != "+" else ["+"]
+    """``key='ctrl c'`` as taught (spaces separate keys; UI-TARS writes names in lowercase); ``ctrl+c`` and
+    ``ctrl + c`` as sometimes written; a lone ``+`` is the plus key (:func:`screenpilot.actions.keys.split_combo`)."""
+    value = call.arguments.get("key", call.arguments.get("hotkey", ""))
+    try:
+        keys = [k for k in split_combo(value, spaces=True) if k.strip()]
+    except KeyComboError as error:
+        raise UITarsParseError(
+            f"hotkey key={value.strip()[:40]!r} ends with '+' and no key after it; "
+            f"write key='{error.head} plus' for the plus key."
+        ) from None
     if not keys:
         raise UITarsParseError("hotkey requires key='...', key names separated by spaces, e.g. key='ctrl c'.")
     return Key(keys=tuple(k.lower() for k in keys))

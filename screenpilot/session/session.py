@@ -20,6 +20,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from screenpilot.actions.coords import Point, Size
+from screenpilot.actions.keys import KeyComboError, split_keys
 from screenpilot.actions.types import (
     MAX_SCROLL_PIXELS,
     Action,
@@ -40,7 +41,6 @@ from screenpilot.agent.loop import ActionRecord, Episode, EpisodeResult, Limits,
 from screenpilot.agent.policy import Policy
 from screenpilot.agent.record import RecordingError, RunRecorder
 from screenpilot.envs.base import Environment, Observation
-from screenpilot.envs.desktop.keys import UnknownKeyError, split_combo
 from screenpilot.errors import (
     ActionRefused,
     ExpectationFailed,
@@ -188,8 +188,8 @@ class Session:
         if not keys or not all(isinstance(k, str) and k.strip() for k in keys):
             raise SetupError(f"key() needs key names, like key('ctrl+s'), not {keys!r}")
         try:
-            names = tuple(name for key in keys for name in split_combo(key))
-        except UnknownKeyError as error:
+            names = split_keys(keys)
+        except KeyComboError as error:
             raise SetupError(str(error)) from None
         self._step(f"key({'+'.join(names)!r})", lambda d: self._act(d, [Key(keys=names)]))
 

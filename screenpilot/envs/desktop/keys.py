@@ -7,10 +7,11 @@ spaces ignored); anything else is refused with an error the model can act on, ne
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterable
 
+from screenpilot.actions.keys import KeyComboError
+from screenpilot.actions.keys import split_combo as split_combo
 from screenpilot.errors import UnsupportedActionError
 
 
@@ -158,32 +159,16 @@ def normalize_key(name: str, *, platform: str | None = None) -> str:
     return target
 
 
-# A "+" after a name (not after a separator) separates keys; a "+" right after a separator is the plus key.
-_SEPARATOR = re.compile(r"(?<=[^+\s])\s*\+\s*")
-
-
-def split_combo(text: str) -> tuple[str, ...]:
-    """``"ctrl+s"`` -> ``("ctrl", "s")``, ``"ctrl + shift + t"`` -> three names, ``"ctrl++"`` -> ``("ctrl",
-    "+")`` (the separator, then the plus key), ``"+"`` -> ``("+",)``. A name that ends in a separator with no key
-    after it (``"ctrl+"``) is refused rather than pressed as ctrl alone."""
-    stripped = text.strip()
-    if len(stripped) <= 1:
-        return (stripped or text,)
-    parts = _SEPARATOR.split(stripped)
-    if not parts[-1]:
-        raise UnknownKeyError(
-            f"The key combination {text!r} ends with '+' and no key after it; "
-            f"write {stripped[:-1].rstrip() + '++'!r} or {stripped[:-1].rstrip() + '+plus'!r} for the plus key."
-        )
-    return tuple(parts)
-
-
 def normalize_combo(keys: Iterable[str], *, platform: str | None = None) -> tuple[str, ...]:
-    """Normalise a key combination: each name, ``"ctrl+c"`` written as one name split (:func:`split_combo`),
+    """Normalise a key combination: each name, ``"ctrl+c"`` written as one name split
+    (:func:`screenpilot.actions.keys.split_combo`; a name with spaces, ``"Page Down"``, stays one key),
     letters lowercased when pressed with modifiers (``["ctrl", "A"]`` means ctrl+a, not ctrl+shift+a)."""
     names: list[str] = []
-    for key in keys:
-        names.extend(split_combo(key) if isinstance(key, str) and key else [key])
+    try:
+        for key in keys:
+            names.extend(split_combo(key) if isinstance(key, str) and key else [key])
+    except KeyComboError as error:
+        raise UnknownKeyError(str(error)) from None
     if not names:
         raise UnknownKeyError(f"No key given. {_HINT}")
     combo = tuple(normalize_key(k, platform=platform) for k in names)
