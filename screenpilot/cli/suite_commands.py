@@ -469,19 +469,29 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
     if path is None:
         return
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    # A device or pipe (/dev/null, /dev/stdout) is written as it is; renaming onto it would replace it.
-    partial = path if path.exists() and not path.is_file() else path.with_name(f".{path.name}.partial")
+    target, in_place = _destination(path)
+    partial = target if in_place else target.with_name(f".{target.name}.partial")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(text, encoding="utf-8")
-        if partial != path:
-            partial.replace(path)
+        if partial != target:
+            partial.replace(target)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            if partial != path:
+            if partial != target:
                 partial.unlink(missing_ok=True)
         raise SetupError(f"cannot write the results to {path}: {exc.strerror or exc}") from exc
     print(f"results: {path}", file=sys.stderr)
+
+
+def _destination(path: Path) -> tuple[Path, bool]:
+    """Where results for ``path`` go, and whether in place. A rename onto a symlink would replace the link
+    (as root, /dev/stdout itself), so a link's target is written and the link stays; a device or a pipe
+    (/dev/null, /dev/stdout on a pipe) is written as it is."""
+    target = path.resolve() if path.is_symlink() else path
+    if path.exists() and not target.is_file():
+        return path, True
+    return target, False
 
 
 def _finish_eval(report: dict[str, Any], table: str, out: Path | None) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from screenpilot.cli.suite_commands import _write_json
 from tests.tasks.test_evaluate import mobile, write_jsonl
 
 
@@ -41,3 +42,21 @@ def test_results_are_written_when_nobody_reads_the_table(tmp_path: Path) -> None
     assert done.returncode == 128 + signal.SIGPIPE
     report = json.loads(out.read_text(encoding="utf-8"))
     assert (report["finished"], report["hits"]) == (3, 3)
+
+
+def test_results_go_through_a_symlink_and_the_link_stays(tmp_path: Path) -> None:
+    target = tmp_path / "real.json"
+    target.write_text("old", encoding="utf-8")
+    link = tmp_path / "results.json"
+    link.symlink_to(target)
+    _write_json(link, {"hits": 3})
+    assert link.is_symlink() and json.loads(target.read_text(encoding="utf-8")) == {"hits": 3}
+    dangling = tmp_path / "later.json"
+    dangling.symlink_to(tmp_path / "made" / "now.json")
+    _write_json(dangling, {"hits": 1})
+    assert dangling.is_symlink() and json.loads((tmp_path / "made" / "now.json").read_text()) == {"hits": 1}
+
+
+def test_results_to_a_device_are_written_through_it(tmp_path: Path) -> None:
+    _write_json(Path(os.devnull), {"hits": 3})
+    assert Path(os.devnull).is_char_device()
