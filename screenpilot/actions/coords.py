@@ -180,21 +180,52 @@ class CoordinateSpace:
         return _map_action(action, self.to_model)
 
 
-def _map_action(action: Action, convert: Callable[[float, float], tuple[int, int]]) -> Action:
-    """Map every point of an action through ``convert``; amounts (scroll pixels, times) are left alone."""
+class ActionPoints(NamedTuple):
+    """Where an action acts on the screen, in the frame of its coordinates.
+
+    ``start`` is where it presses, moves to or begins its gesture; None when it acts wherever the pointer
+    already is (a click or scroll with no point, a drag with no start) or has no point at all. ``end`` is where
+    a swipe or drag ends; None for every other action.
+    """
+
+    start: Point | None
+    end: Point | None
+
+    @property
+    def first(self) -> Point | None:
+        """The first point the action names: ``start``, or for a drag from the pointer its ``end``."""
+        return self.start if self.start is not None else self.end
+
+
+def action_points(action: Action) -> ActionPoints:
+    """Where ``action`` lands (:class:`ActionPoints`).
+
+    A drag with no start point begins at the pointer, wherever that is, so its ``start`` is None rather than
+    a guess: a caller that moves or anchors the action's start (a recording replayed) must not invent one.
+    A caller that asks where the model pointed (a grounding score) takes :attr:`ActionPoints.first`, which is
+    that drag's end.
+    """
     match action:
         case Click() | LongPress() | MouseMove() | Scroll():
-            if action.x is None or action.y is None:
-                return action
-            x, y = convert(action.x, action.y)
-            return action.model_copy(update={"x": x, "y": y})
+            return ActionPoints(_point(action.x, action.y), None)
         case Swipe() | Drag():
-            update: dict[str, int] = {}
-            if action.x is not None and action.y is not None:
-                update["x"], update["y"] = convert(action.x, action.y)
-            update["x2"], update["y2"] = convert(action.x2, action.y2)
-            return action.model_copy(update=update)
+            return ActionPoints(_point(action.x, action.y), Point(action.x2, action.y2))
         case TypeText() | Key() | SystemButton() | OpenApp() | Wait() | Answer() | Terminate():
-            return action
+            return ActionPoints(None, None)
         case _:
             assert_never(action)
+
+
+def _point(x: int | None, y: int | None) -> Point | None:
+    return None if x is None or y is None else Point(x, y)
+
+
+def _map_action(action: Action, convert: Callable[[float, float], tuple[int, int]]) -> Action:
+    """Map every point of an action through ``convert``; amounts (scroll pixels, times) are left alone."""
+    start, end = action_points(action)
+    update: dict[str, int] = {}
+    if start is not None:
+        update["x"], update["y"] = convert(*start)
+    if end is not None:
+        update["x2"], update["y2"] = convert(*end)
+    return action.model_copy(update=update) if update else action

@@ -10,27 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import assert_never
 
 from PIL import Image
 
-from screenpilot.actions.coords import CoordinateSpace, Point, Size
-from screenpilot.actions.types import (
-    Action,
-    Answer,
-    Click,
-    Drag,
-    Key,
-    LongPress,
-    MouseMove,
-    OpenApp,
-    Scroll,
-    Swipe,
-    SystemButton,
-    Terminate,
-    TypeText,
-    Wait,
-)
+from screenpilot.actions.coords import CoordinateSpace, Point, Size, action_points
+from screenpilot.actions.types import Action, Answer, Terminate
 from screenpilot.agent.agent import Attempt
 from screenpilot.errors import ModelOutputError, SetupError
 from screenpilot.model.base import Message, ModelBackend, TextPart
@@ -148,11 +132,7 @@ def _answer_of(actions: list[ParsedAction]) -> _Reading:
 
 
 def action_point(action: Action) -> Point | None:
-    """The device point an action acts at (a gesture's start), or None for one without a point."""
-    match action:
-        case Click() | LongPress() | MouseMove() | Scroll() | Swipe() | Drag():
-            return None if action.x is None or action.y is None else Point(action.x, action.y)
-        case TypeText() | Key() | SystemButton() | OpenApp() | Wait() | Answer() | Terminate():
-            return None
-        case _:
-            assert_never(action)
+    """The device point an action acts at (a gesture's start), or None for one without a point or acting at
+    the pointer (a drag with no start: moving or anchoring it must not invent one). See
+    :func:`~screenpilot.actions.coords.action_points`."""
+    return action_points(action).start

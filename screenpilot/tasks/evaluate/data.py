@@ -6,27 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, assert_never
+from typing import Any, TypeVar
 
 from PIL import Image
 
-from screenpilot.actions.coords import Size
-from screenpilot.actions.types import (
-    Action,
-    Answer,
-    Click,
-    Drag,
-    Key,
-    LongPress,
-    MouseMove,
-    OpenApp,
-    Scroll,
-    Swipe,
-    SystemButton,
-    Terminate,
-    TypeText,
-    Wait,
-)
+from screenpilot.actions.coords import Size, action_points
+from screenpilot.actions.types import Action
 from screenpilot.errors import SetupError
 from screenpilot.jsonl import read_prepared
 
@@ -94,19 +79,7 @@ def inside(box: Box, x: float, y: float) -> bool:
 
 
 def action_point(action: Action) -> tuple[int, int] | None:
-    """Where an action lands, for grounding: the point of a click/press/move, the start of a swipe/drag."""
-    match action:
-        case Click() | LongPress() | MouseMove() | Scroll():
-            return (action.x, action.y) if action.x is not None and action.y is not None else None
-        case Swipe():
-            return action.x, action.y
-        case Drag():
-            return (
-                (action.x, action.y)
-                if action.x is not None and action.y is not None
-                else (action.x2, action.y2)
-            )
-        case TypeText() | Key() | SystemButton() | OpenApp() | Wait() | Answer() | Terminate():
-            return None
-        case _:
-            assert_never(action)
+    """Where an action lands, for grounding: the point of a click/press/move, the start of a swipe/drag, the
+    end of a drag from the pointer (the only point the model named). See
+    :func:`~screenpilot.actions.coords.action_points`."""
+    return action_points(action).first
