@@ -134,7 +134,11 @@ class SupportsFiles(Protocol):
 
     def push_file(self, local: Path, remote: str) -> None: ...
 
-    def read_file(self, remote: str) -> bytes: ...
+    def read_file(self, remote: str) -> bytes:
+        """The file's bytes. Raises :class:`FileNotFoundError` when nothing is at ``remote``, and
+        :class:`~screenpilot.errors.DeviceError` for anything else that keeps it from being read (a folder, a
+        file it may not read, a device that does not answer): callers tell "missing" by type alone."""
+        ...
 
 
 @runtime_checkable

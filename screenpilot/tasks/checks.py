@@ -72,15 +72,14 @@ class CheckContext:
             raise CheckError(f"shell command {command!r} failed: {exc}") from exc
 
     def read_file(self, path: str) -> bytes | None:
-        """The file's bytes, or None when it does not exist."""
+        """The file's bytes, or None when it does not exist: the environment raised FileNotFoundError (its
+        declared "missing"); any other failure to read is an error, whatever its message says."""
         if isinstance(self.env, SupportsFiles):
             try:
                 return self.env.read_file(path)
             except FileNotFoundError:
                 return None
-            except ScreenpilotError as exc:
-                if _looks_missing(str(exc)):
-                    return None
+            except (ScreenpilotError, OSError) as exc:
                 raise CheckError(f"cannot read {path}: {exc}") from exc
         if isinstance(self.env, SupportsShell):
             return self._read_file_by_shell(path)
@@ -116,11 +115,6 @@ class CheckContext:
 _MISSING = "__screenpilot_missing__"
 _NOT_A_FILE = "__screenpilot_not_a_file__"
 _UNREADABLE = "__screenpilot_unreadable__"
-
-
-def _looks_missing(message: str) -> bool:
-    lowered = message.lower()
-    return "no such file" in lowered or "not found" in lowered or "does not exist" in lowered
 
 
 @dataclass(frozen=True)

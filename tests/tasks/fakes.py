@@ -43,7 +43,12 @@ class ShellFakeEnv(FakeEnv):
         target.write_bytes(Path(local).read_bytes())
 
     def read_file(self, remote: str) -> bytes:
-        return (self.root / remote.lstrip("/")).read_bytes()
+        try:
+            return (self.root / remote.lstrip("/")).read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise DeviceError(f"cannot read {remote}: {exc.strerror}", device="fake") from exc
 
     def screen_text(self) -> str:
         return self.text

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from screenpilot.agent.loop import EpisodeResult
 from screenpilot.envs.base import ShellResult, SupportsFiles
 from screenpilot.envs.fake import FakeEnv
+from screenpilot.errors import DeviceError
 from screenpilot.tasks.checks import CheckContext, CheckError, evaluate, normalize_text
 from screenpilot.tasks.suite import Check, Task
 from tests.tasks.fakes import ShellFakeEnv
@@ -144,3 +145,24 @@ def test_file_checks_through_a_shell_tell_missing_from_unreadable(tmp_path: Path
         pytest.skip("no /proc/self/mem here to fail a read")
     with pytest.raises(CheckError, match=r"^cannot read /proc/self/mem: .*Input/output error$"):
         check({"not": {"file": str(unreadable), "exists": True}}, ctx)
+
+
+class WordyErrorsEnv(ShellFakeEnv):
+    """Files whose read fails with a DeviceError that merely says "not found" / "no such file"."""
+
+    def read_file(self, remote: str) -> bytes:
+        raise DeviceError(f"cannot read {remote}: the adb server was not found (no such file as its socket)")
+
+
+def test_a_file_is_missing_by_the_error_type_never_by_its_words(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    assert isinstance(ctx.env, SupportsFiles)
+    assert check({"file": "/nowhere.txt", "exists": False}, ctx)
+    assert not check({"file": "/nowhere.txt", "exists": True}, ctx)
+    (tmp_path / "device" / "folder").mkdir()
+    with pytest.raises(CheckError, match=r"^cannot read /folder: "):
+        check({"file": "/folder", "exists": False}, ctx)
+    # A device failure that happens to use the words of a missing file is still an error, never "missing".
+    wordy = context(tmp_path, WordyErrorsEnv(tmp_path / "wordy"))
+    with pytest.raises(CheckError, match="adb server was not found"):
+        check({"file": "/list.txt", "exists": False}, wordy)

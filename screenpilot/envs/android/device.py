@@ -16,6 +16,7 @@ import functools
 import os
 import shlex
 import socket
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -382,24 +383,43 @@ class AndroidDevice:
         return pushed
 
     def pull(self, remote: str) -> bytes:
-        """A file's bytes; FileNotFoundError when the device has no such file."""
+        """A file's bytes; FileNotFoundError when the device has nothing at ``remote``, DeviceError otherwise.
+
+        When the device does not send the file, the path's mode says why (the sync service's ``STAT``, which
+        answers 0 where the device's ``lstat`` finds nothing), never the wording of its refusal: nothing
+        there is missing, a folder (or another non-file) is an error at once, and a file that failed to come
+        is retried like any transient failure.
+        """
         missing: list[str] = []
 
         def once() -> bytes:
             try:
                 return bytes(self._device.sync.read_bytes(remote))
-            except self._adb.AdbError as exc:
-                if "No such file" in str(exc):
-                    missing.append(str(exc))
-                    return b""
-                raise _Transient(str(exc) or type(exc).__name__, accepted=False) from exc
-            except OSError as exc:
-                raise _Transient(str(exc) or type(exc).__name__, accepted=False) from exc
+            except (self._adb.AdbError, OSError) as exc:
+                reason = str(exc) or type(exc).__name__
+            mode = self._mode(remote, reason)
+            if mode == 0:
+                missing.append(reason)
+                return b""
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                raise DeviceError(
+                    f"cannot read {remote}: it is not a regular file",
+                    device=self.serial,
+                    command=f"pull {remote}",
+                )
+            raise _Transient(reason, accepted=False)
 
         data: bytes = self._retrying(f"pull {remote}", True, once)
         if missing:
-            raise FileNotFoundError(f"{remote} on {self.serial}: {missing[0]}")
+            raise FileNotFoundError(f"{remote} on {self.serial}: no such file")
         return data
+
+    def _mode(self, remote: str, reason: str) -> int:
+        """The mode of ``remote`` on the device (0: nothing there), or _Transient with ``reason``."""
+        try:
+            return int(self._device.sync.stat(remote).mode)
+        except (self._adb.AdbError, OSError) as exc:
+            raise _Transient(reason, accepted=False) from exc
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Wait until the device answers a trivial command (e.g. after a reboot)."""

@@ -583,7 +583,8 @@ class AndroidEnv(Environment):
         self.device.push(Path(local), remote)
 
     def read_file(self, remote: str) -> bytes:
-        """A file's bytes from the device; FileNotFoundError when it does not exist."""
+        """A file's bytes from the device; FileNotFoundError when it does not exist, DeviceError when it cannot
+        be read (a folder, a device that does not answer)."""
         return self.device.pull(remote)
 
     def screen_text(self) -> str:

@@ -566,10 +566,13 @@ class DesktopBase(Environment):
             raise DeviceError(f"cannot copy {local} to {remote}: {exc.strerror}", device=self.name) from exc
 
     def read_file(self, remote: str) -> bytes:
+        """The file's bytes; FileNotFoundError when nothing is there, DeviceError when it cannot be read."""
         try:
             return Path(remote).expanduser().read_bytes()
-        except OSError as exc:
-            raise DeviceError(f"cannot read {remote}: {exc.strerror}", device=self.name) from exc
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # a folder, no permission, a path through a file, an I/O error
+            raise DeviceError(f"cannot read {remote}: {exc.strerror or exc}", device=self.name) from exc
 
     # -- life cycle -------------------------------------------------------------------------------------------
     def _reset(self) -> None:

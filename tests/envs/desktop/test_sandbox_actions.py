@@ -303,8 +303,12 @@ def test_files_round_trip(sandbox_app: Env, tmp_path: Path) -> None:
     local.write_bytes("données ✓".encode())
     env.push_file(local, str(tmp_path / "deep" / "out.txt"))
     assert env.read_file(str(tmp_path / "deep" / "out.txt")) == "données ✓".encode()
-    with pytest.raises(DeviceError, match="cannot read"):
+    with pytest.raises(FileNotFoundError):
         env.read_file(str(tmp_path / "missing"))
+    with pytest.raises(DeviceError, match=r"^cannot read .*: Is a directory; device=sandbox$"):
+        env.read_file(str(tmp_path / "deep"))
+    with pytest.raises(DeviceError, match=r"^cannot read .*: Not a directory; device=sandbox$"):
+        env.read_file(str(tmp_path / "deep" / "out.txt" / "below"))
 
 
 def test_the_callers_display_variable_is_neither_used_nor_changed(
