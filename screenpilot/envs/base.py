@@ -52,6 +52,12 @@ class Environment(ABC):
     _closed: bool = False
 
     # -- life cycle -------------------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Whether ``reset()`` has run and ``close()`` has not since: the environment can be used as it is
+        (a caller given one may keep its state instead of resetting it)."""
+        return self._ready and not self._closed
+
     def reset(self) -> Observation:
         """Prepare the environment for an episode and return the first observation."""
         self._check_open()

@@ -153,7 +153,7 @@ def _open(
     try:
         if environment is None:
             environment = wiring.build_env(settings)
-        if owns[0] or not getattr(environment, "_ready", False):
+        if owns[0] or not environment.ready:
             environment.reset()
     except BaseException:
         _close(environment, backend, owns)
