@@ -56,12 +56,14 @@ def new_run_folder(root: Path = Path("runs"), now: datetime | None = None) -> Ru
         except OSError as exc:
             raise SetupError(f"cannot create the run folder {folder}: {exc.strerror or exc}") from exc
         return _ready(RunFolder(folder, (folder, *made)))
-    raise SetupError(f"{root} already holds 9999 runs started at {stamp}; choose a folder with --out")
+    raise SetupError(f"{root} already holds 9999 runs started at {stamp}; choose another folder for the run")
 
 
 def given_run_folder(out: Path) -> RunFolder:
-    """Make ``--out`` ready: a new folder, or an existing empty one. A run never writes into a folder that
-    already holds something (a run or anything else), so nothing recorded is ever mixed or overwritten."""
+    """Make the given run folder (``--out``, ``connect(out=...)``) ready: a new folder, or an existing empty
+    one. A run never writes into a folder that already holds something (a run or anything else), so nothing
+    recorded is ever mixed or overwritten. The errors name "the run folder", which reads right from the CLI
+    and from Python alike."""
     made = (out, *_missing_parents(out))
     try:
         out.mkdir(parents=True)
@@ -71,14 +73,15 @@ def given_run_folder(out: Path) -> RunFolder:
     except OSError as exc:
         raise SetupError(f"cannot create the run folder {out}: {exc.strerror or exc}") from exc
     if not out.is_dir():
-        raise SetupError(f"--out {out} is a file, not a folder; choose a new folder for the run")
+        raise SetupError(f"the run folder {out} is a file, not a folder; choose a new folder for the run")
     try:
         empty = not any(out.iterdir())
     except OSError as exc:
         raise SetupError(f"cannot read the run folder {out}: {exc.strerror or exc}") from exc
     if not empty:
         raise SetupError(
-            f"--out {out} already exists and is not empty; choose a new folder (a run never writes into one)"
+            f"the run folder {out} already exists and is not empty; choose a new folder "
+            "(a run never writes into one that holds something)"
         )
     return _ready(RunFolder(out))
 
