@@ -9,7 +9,9 @@ Cleanup is layered so nothing outlives the sandbox: ``close()`` (also from ``wit
 ``finally``, so Ctrl-C included), a ``weakref.finalize`` that runs at interpreter exit or when the object is
 dropped unclosed, SIGTERM turned into ``SystemExit`` (when the program has no handler of its own) so those
 run on ``kill`` too, and process groups, so helpers forked by the app or by ``xclip``, and whatever a
-``shell()`` command left running in the background, are stopped as well.
+``shell()`` command left running in the background, are stopped as well. Against ``kill -9``, which runs none
+of that, the display's watchdog (:mod:`screenpilot.reaper`, one per sandbox) ends the X server, the app and the
+shell commands, all started with its token in their environment, once this process is gone.
 """
 
 from __future__ import annotations
